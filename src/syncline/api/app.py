@@ -1,0 +1,69 @@
+"""The FastAPI application: routes, error shape, security headers."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import FastAPI, Request, Response
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse
+
+from syncline import __version__
+from syncline.api.context import AppContext
+from syncline.api.errors import install_error_handlers
+from syncline.api.routes import health, info
+
+_SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+# /docs loads Swagger UI from its CDN-free bundle inline; everything else is same-origin only.
+_CSP = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; frame-ancestors 'none'"
+
+_INDEX = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Syncline</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body><main><h1>Syncline {version}</h1>
+<p>The server is running. <a href="/docs">API documentation</a> ·
+<a href="/readyz">readiness</a> · <a href="/metrics">metrics</a></p></main></body></html>
+"""
+
+
+def create_app(context: AppContext) -> FastAPI:
+    """Build the HTTP application around a running system's context."""
+    app = FastAPI(
+        title="Syncline",
+        version=__version__,
+        description="Real-time sync from PostgreSQL to WebSocket clients.",
+    )
+    app.state.context = context
+    install_error_handlers(app)
+    if context.settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=context.settings.cors_origins,
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+
+    @app.middleware("http")
+    async def security_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        for key, value in _SECURITY_HEADERS.items():
+            response.headers.setdefault(key, value)
+        if not request.url.path.startswith(("/docs", "/redoc")):
+            response.headers.setdefault("Content-Security-Policy", _CSP)
+        return response
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> HTMLResponse:
+        return HTMLResponse(_INDEX.format(version=__version__))
+
+    app.include_router(health.router)
+    app.include_router(info.router)
+    return app

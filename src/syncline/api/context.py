@@ -1,0 +1,30 @@
+"""What routes may use from the running system, handed to them as typed dependencies."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, Request
+from psycopg_pool import AsyncConnectionPool
+
+from syncline.health import Readiness
+from syncline.settings import Settings
+
+
+@dataclass
+class AppContext:
+    """The running system as the HTTP API sees it."""
+
+    settings: Settings
+    pool: AsyncConnectionPool
+    readiness: Readiness = field(default_factory=Readiness)
+    websocket_url: str = ""
+
+
+def get_context(request: Request) -> AppContext:
+    context: AppContext = request.app.state.context
+    return context
+
+
+Context = Annotated[AppContext, Depends(get_context)]

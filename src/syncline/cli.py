@@ -1,0 +1,252 @@
+"""The `syncline` command: up, migrate, config, psql."""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import psycopg
+import typer
+from rich.console import Console
+
+from syncline import __version__
+from syncline.db import migrate
+from syncline.db.embedded import EmbeddedPostgres, ServerInfo, pg_binary
+from syncline.errors import SynclineError
+from syncline.keys import jwt_secret
+from syncline.logs import configure_logging, get_logger
+from syncline.settings import CaptureMode, LogLevel, Settings, load_settings, mask_url, masked
+
+app = typer.Typer(
+    name="syncline",
+    help="Real-time sync from PostgreSQL to WebSocket clients (Centrifuge protocol).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err_console = Console(stderr=True)
+log = get_logger(__name__)
+T = TypeVar("T")
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", "-c", help="syncline.toml to read", show_default=False)
+]
+LogLevelOption = Annotated[
+    LogLevel | None, typer.Option("--log-level", help="debug, info, warning or error")
+]
+DataDirOption = Annotated[
+    Path | None, typer.Option("--data-dir", help="embedded PostgreSQL data and keys [.syncline]")
+]
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _guarded(fn: Callable[[], T]) -> T:
+    """Run a command body; a SynclineError becomes one line on stderr and a non-zero exit."""
+    try:
+        return fn()
+    except SynclineError as err:
+        _fail(str(err), err.exit_code)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    raise AssertionError("unreachable")
+
+
+def _settings(config: Path | None, **overrides: Any) -> Settings:
+    settings = load_settings(config, **overrides)
+    configure_logging(settings.log_level)
+    return settings
+
+
+@contextmanager
+def _data_dir_lock(data_dir: Path) -> Iterator[None]:
+    """One Syncline per data dir: a second one would fight over the embedded server."""
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        handle = (data_dir / "syncline.lock").open("a+")
+    except OSError as err:
+        raise SynclineError(f"data dir {data_dir} is not writable: {err.strerror}") from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise SynclineError(
+            f"another syncline is already running with data dir {data_dir}"
+        ) from None
+    try:
+        yield
+    finally:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()
+
+
+def _check_database(url: str) -> None:
+    try:
+        with psycopg.connect(url, connect_timeout=5) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as err:
+        reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        raise SynclineError(f"cannot reach PostgreSQL at {mask_url(url)}: {reason}") from None
+
+
+@contextmanager
+def _database(settings: Settings) -> Iterator[tuple[str, ServerInfo | None]]:
+    """The database URL to use: DATABASE_URL, or an embedded server started for the block."""
+    if settings.database_url is not None:
+        url = settings.database_url.get_secret_value()
+        _check_database(url)
+        yield url, None
+        return
+    with _data_dir_lock(settings.data_dir):
+        server = EmbeddedPostgres(settings.data_dir)
+        info = server.start()
+        try:
+            yield info.url(), info
+        finally:
+            server.stop()
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", help="print the version and exit")] = False,
+) -> None:
+    if version:
+        out.print(f"syncline {__version__}")
+        raise typer.Exit()
+
+
+@app.command()
+def up(
+    config: ConfigOption = None,
+    host: Annotated[str | None, typer.Option(help="listen address [127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="HTTP port [8000]")] = None,
+    gateway_port: Annotated[int | None, typer.Option(help="WebSocket port [8001]")] = None,
+    data_dir: DataDirOption = None,
+    capture: Annotated[CaptureMode | None, typer.Option(help="auto|logical|trigger|poll")] = None,
+    log_level: LogLevelOption = None,
+) -> None:
+    """Run everything: PostgreSQL (embedded unless DATABASE_URL), migrations, API, UI."""
+
+    def body() -> None:
+        from syncline.runtime import Runtime
+
+        settings = _settings(
+            config,
+            host=host,
+            port=port,
+            gateway_port=gateway_port,
+            data_dir=data_dir,
+            capture=capture,
+            log_level=log_level,
+        )
+        # Reserve the ports and check the key first: a taken port or a missing key costs nothing.
+        secret = jwt_secret(settings)
+        runtime = Runtime(settings, secret)
+        runtime.bind()
+        with _database(settings) as (url, info):
+            migrate.upgrade(url)
+            asyncio.run(runtime.run(url, on_ready=lambda ep: _print_banner(settings, ep, info)))
+
+    _guarded(body)
+
+
+def _print_banner(settings: Settings, endpoints: Any, info: ServerInfo | None) -> None:
+    lines = [
+        f"Syncline {__version__} is up",
+        f"  UI         {endpoints.http_url}/",
+        f"  API docs   {endpoints.http_url}/docs",
+        f"  WebSocket  {endpoints.websocket_url}",
+    ]
+    if info is not None:
+        shown = info.url().replace(f":{info.password}@", ":***@")
+        lines.append(f"  Database   {shown}  (connect: syncline psql)")
+        lines.append(f"  Data dir   {settings.data_dir.resolve()}")
+    else:
+        url = settings.database_url.get_secret_value() if settings.database_url else ""
+        lines.append(f"  Database   {mask_url(url)}")
+    lines.append("Press Ctrl+C to stop.")
+    print("\n".join(lines), flush=True)
+
+
+@app.command(name="migrate")
+def migrate_command(
+    config: ConfigOption = None,
+    sql: Annotated[bool, typer.Option("--sql", help="print the SQL instead of running it")] = False,
+    data_dir: DataDirOption = None,
+    log_level: LogLevelOption = None,
+) -> None:
+    """Upgrade the database schema to the newest version (or print its SQL)."""
+
+    def body() -> None:
+        if sql:
+            sys.stdout.write(migrate.upgrade_sql())
+            return
+        settings = _settings(config, data_dir=data_dir, log_level=log_level)
+        with _database(settings) as (url, _):
+            before = migrate.current_revision_sa(url)
+            migrate.upgrade(url)
+            after = migrate.current_revision_sa(url)
+        if before == after:
+            out.print(f"database is up to date (revision {after})")
+        else:
+            out.print(f"migrated from {before or 'empty'} to {after}")
+
+    _guarded(body)
+
+
+@app.command(name="config")
+def config_command(
+    config: ConfigOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+) -> None:
+    """Print the effective settings, with secrets masked."""
+
+    def body() -> None:
+        settings = load_settings(config)
+        data = masked(settings)
+        if as_json:
+            sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+            return
+        for key, value in data.items():
+            out.print(f"{key} = {json.dumps(value, default=str)}", highlight=False)
+
+    _guarded(body)
+
+
+@app.command()
+def psql(
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Open psql on Syncline's database (the embedded one must be running)."""
+
+    def body() -> None:
+        settings = load_settings(config, data_dir=data_dir)
+        if settings.database_url is not None:
+            url = settings.database_url.get_secret_value()
+        else:
+            server = EmbeddedPostgres(settings.data_dir)
+            if not server.is_running():
+                raise SynclineError(f"the embedded PostgreSQL in {settings.data_dir} is not running")
+            password = (settings.data_dir / "postgres.password").read_text().strip()
+            port = int((settings.data_dir / "postgres.port").read_text().strip())
+            url = ServerInfo("127.0.0.1", port, password).url()
+        os.execv(str(pg_binary("psql")), ["psql", url])
+
+    _guarded(body)
+
+
+def main() -> None:
+    """Console entry point."""
+    app()

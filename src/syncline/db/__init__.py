@@ -1,0 +1,1 @@
+"""Database adapters: the embedded PostgreSQL, connection pool, migrations."""

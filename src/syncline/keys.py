@@ -1,0 +1,41 @@
+"""Secrets Syncline needs: the JWT signing key, generated in embedded mode, required otherwise."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from syncline.errors import ConfigError
+from syncline.settings import MIN_SECRET_BYTES, Settings
+
+JWT_KEY_FILE = "jwt.key"
+
+
+def jwt_secret(settings: Settings) -> str:
+    """The configured key; in embedded mode, the one kept in the data dir (created on first start)."""
+    if settings.jwt_secret is not None:
+        return settings.jwt_secret.get_secret_value()
+    if not settings.embedded:
+        raise ConfigError(
+            "SYNCLINE_JWT_SECRET is required when DATABASE_URL is set "
+            f"(at least {MIN_SECRET_BYTES} bytes, e.g. `openssl rand -base64 48`)"
+        )
+    return _load_or_create(settings.data_dir / JWT_KEY_FILE)
+
+
+def _load_or_create(path: Path) -> str:
+    if path.exists():
+        mode = path.stat().st_mode & 0o777
+        if mode & 0o077:
+            raise ConfigError(f"{path} is readable by others (mode {mode:o}); chmod 600 it")
+        key = path.read_text().strip()
+        if len(key.encode()) < MIN_SECRET_BYTES:
+            raise ConfigError(f"{path} holds a key shorter than {MIN_SECRET_BYTES} bytes")
+        return key
+    path.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    return key

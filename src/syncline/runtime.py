@@ -1,0 +1,177 @@
+"""Composition root: builds the parts from settings, runs them, and stops them in order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import uvicorn
+from psycopg_pool import AsyncConnectionPool
+
+from syncline.api.app import create_app
+from syncline.api.context import AppContext
+from syncline.db import migrate
+from syncline.errors import SynclineError
+from syncline.health import Readiness
+from syncline.logs import get_logger
+from syncline.settings import Settings
+
+log = get_logger(__name__)
+
+# How long a new pool may take to hand out its first connection before start-up fails.
+POOL_OPEN_TIMEOUT_S = 10.0
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """Bind a listening TCP socket now, so a port in use is one clear error before anything starts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as err:
+        sock.close()
+        if err.errno in (98, 48):  # EADDRINUSE on Linux, macOS
+            raise SynclineError(
+                f"port {port} on {host} is already in use (choose another with --port)"
+            ) from None
+        raise SynclineError(f"cannot listen on {host}:{port}: {err.strerror}") from None
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: the runtime owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass
+class Endpoints:
+    """Where the running system can be reached."""
+
+    http_url: str
+    websocket_url: str
+
+
+class Runtime:
+    """The running Syncline: HTTP API, (later) capture and gateway, over one connection pool."""
+
+    def __init__(self, settings: Settings, jwt_secret: str) -> None:
+        self.settings = settings
+        self.jwt_secret = jwt_secret
+        self.readiness = Readiness()
+        self._stop = asyncio.Event()
+        self._http_socket: socket.socket | None = None
+        self._endpoints: Endpoints | None = None
+
+    def bind(self) -> Endpoints:
+        """Reserve the listening ports (fails fast and clearly if one is taken)."""
+        if self._endpoints is not None:
+            return self._endpoints
+        self._http_socket = bind_socket(self.settings.host, self.settings.port)
+        port = self._http_socket.getsockname()[1]
+        host = self.settings.host
+        shown = f"[{host}]" if ":" in host else host
+        ws_host = self.settings.gateway_host or host
+        ws_shown = f"[{ws_host}]" if ":" in ws_host else ws_host
+        websocket_url = self.settings.public_ws_url or (
+            f"ws://{ws_shown}:{self.settings.gateway_port}/connection/websocket"
+        )
+        self._endpoints = Endpoints(http_url=f"http://{shown}:{port}", websocket_url=websocket_url)
+        return self._endpoints
+
+    def request_stop(self) -> None:
+        """Begin a graceful shutdown (safe to call from a signal handler)."""
+        self._stop.set()
+
+    async def run(
+        self, database_url: str, on_ready: Callable[[Endpoints], None] | None = None
+    ) -> None:
+        """Run until SIGINT/SIGTERM or request_stop(), then drain and close everything."""
+        endpoints = self.bind()
+        assert self._http_socket is not None
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.request_stop)
+
+        pool = AsyncConnectionPool(
+            database_url,
+            min_size=1,
+            max_size=self.settings.db_pool_size,
+            open=False,
+            kwargs={"autocommit": True},
+        )
+        try:
+            await pool.open(wait=True, timeout=POOL_OPEN_TIMEOUT_S)
+        except Exception as err:
+            await pool.close()
+            raise SynclineError(f"cannot reach PostgreSQL: {err}") from None
+        self._add_database_checks(pool)
+
+        context = AppContext(
+            settings=self.settings,
+            pool=pool,
+            readiness=self.readiness,
+            websocket_url=endpoints.websocket_url,
+        )
+        config = uvicorn.Config(
+            create_app(context),
+            log_config=None,
+            access_log=False,
+            lifespan="off",
+            timeout_graceful_shutdown=int(self.settings.shutdown_timeout),
+            server_header=False,
+        )
+        server = _Server(config)
+        serve = asyncio.create_task(server.serve(sockets=[self._http_socket]))
+        try:
+            while not server.started and not serve.done():
+                await asyncio.sleep(0.01)
+            if serve.done():
+                serve.result()
+            log.info("syncline is up", http=endpoints.http_url, websocket=endpoints.websocket_url)
+            if on_ready is not None:
+                on_ready(endpoints)
+            stop = asyncio.create_task(self._stop.wait())
+            await asyncio.wait({serve, stop}, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            log.info("shutting down")
+        finally:
+            server.should_exit = True
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(serve, self.settings.shutdown_timeout + 1)
+            await pool.close()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(sig)
+            log.info("stopped")
+
+    def _add_database_checks(self, pool: AsyncConnectionPool) -> None:
+        head = migrate.head_revision()
+
+        async def database() -> str | None:
+            async with pool.connection() as conn:
+                await conn.execute("SELECT 1")
+            return None
+
+        async def migrations() -> str | None:
+            async with pool.connection() as conn:
+                cur = await conn.execute(
+                    "SELECT version_num FROM syncline.alembic_version"
+                    " WHERE to_regclass('syncline.alembic_version') IS NOT NULL"
+                )
+                row = await cur.fetchone()
+            current = row[0] if row else None
+            return None if current == head else f"at {current}, head is {head}"
+
+        self.readiness.add("database", database)
+        self.readiness.add("migrations", migrations)

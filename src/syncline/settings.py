@@ -1,0 +1,162 @@
+"""Every setting in one place: defaults, then syncline.toml, then SYNCLINE_* and DATABASE_URL."""
+
+from __future__ import annotations
+
+import tomllib
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from syncline.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = Path("syncline.toml")
+# A JWT HMAC key shorter than this is guessable offline from one captured token.
+MIN_SECRET_BYTES = 32
+
+CaptureMode = Literal["auto", "logical", "trigger", "poll"]
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+_toml_data: ContextVar[dict[str, Any]] = ContextVar("syncline_toml_data", default={})
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    """Feeds the already-parsed syncline.toml into the settings, below the environment."""
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return _toml_data.get().get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_toml_data.get())
+
+
+class Settings(BaseSettings):
+    """Syncline's settings; see `syncline config` for the effective values."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="SYNCLINE_", extra="forbid", populate_by_name=True, validate_default=True
+    )
+
+    database_url: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("database_url", "SYNCLINE_DATABASE_URL", "DATABASE_URL"),
+        description="PostgreSQL to use; unset: start the embedded PostgreSQL",
+    )
+    data_dir: Path = Field(Path(".syncline"), description="embedded PostgreSQL data and keys")
+    host: str = Field("127.0.0.1", description="HTTP API and UI listen address")
+    port: int = Field(8000, ge=0, le=65535, description="HTTP API and UI port")
+    gateway_host: str | None = Field(None, description="WebSocket gateway address (default: host)")
+    gateway_port: int = Field(8001, ge=0, le=65535, description="WebSocket gateway port")
+    public_ws_url: str | None = Field(
+        None, description="WebSocket URL clients are told to use (behind a proxy)"
+    )
+    log_level: LogLevel = "info"
+    jwt_secret: SecretStr | None = Field(
+        None, description="HS256 key for access tokens; generated in embedded mode"
+    )
+    api_key: SecretStr | None = Field(None, description="server API key; unset: server API off")
+    capture: CaptureMode = "auto"
+    poll_interval: float = Field(0.25, gt=0, le=60, description="poll capture interval, seconds")
+    slot_name: str = Field("syncline", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    publication_name: str = Field("syncline", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+    db_pool_size: int = Field(10, ge=1, le=200)
+    shutdown_timeout: float = Field(10.0, gt=0, le=300, description="seconds to drain on stop")
+    cors_origins: list[str] = Field(default_factory=list)
+    namespaces: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    rules: list[dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("database_url")
+    @classmethod
+    def _url_is_postgres(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ValueError("must start with postgresql://")
+        return value
+
+    @field_validator("jwt_secret", "api_key")
+    @classmethod
+    def _secret_is_strong(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"must be at least {MIN_SECRET_BYTES} bytes")
+        return value
+
+    @property
+    def embedded(self) -> bool:
+        """True when Syncline starts its own PostgreSQL."""
+        return self.database_url is None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+
+def read_config_file(path: Path | None) -> dict[str, Any]:
+    """Parse syncline.toml (the given path, or ./syncline.toml if present)."""
+    explicit = path is not None
+    path = path if path is not None else DEFAULT_CONFIG_FILE
+    if not path.exists():
+        if explicit:
+            raise ConfigError(f"config file {path} does not exist")
+        return {}
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path} is not valid TOML: {err}") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read {path}: {err.strerror}") from None
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the effective settings; CLI overrides (non-None) win over everything."""
+    data = read_config_file(config_file)
+    token = _toml_data.set(data)
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "settings"
+        more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+        raise ConfigError(f"invalid setting {where}: {first['msg']}{more}") from None
+    finally:
+        _toml_data.reset(token)
+
+
+def masked(settings: Settings) -> dict[str, Any]:
+    """The settings as plain data, with every secret (and a URL's password) masked."""
+    out: dict[str, Any] = {}
+    for name in Settings.model_fields:
+        value = getattr(settings, name)
+        if name == "database_url" and value is not None:
+            out[name] = mask_url(value.get_secret_value())
+        elif isinstance(value, SecretStr):
+            out[name] = "********"
+        elif isinstance(value, Path):
+            out[name] = str(value)
+        else:
+            out[name] = value
+    return out
+
+
+def mask_url(url: str) -> str:
+    """postgresql://user:secret@host/db → postgresql://user:***@host/db."""
+    scheme, sep, rest = url.partition("://")
+    creds, at, hostpart = rest.rpartition("@")
+    if not sep or not at or ":" not in creds:
+        return url
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{hostpart}"
