@@ -1,3 +1,3 @@
-"""Syncline: every committed PostgreSQL change, in order, to the WebSocket clients allowed to see it."""
+"""Syncline: every committed PostgreSQL change, in order, to the clients allowed to see it."""
 
 __version__ = "0.1.0"

@@ -194,9 +194,9 @@ def migrate_command(
             return
         settings = _settings(config, data_dir=data_dir, log_level=log_level)
         with _database(settings) as (url, _):
-            before = migrate.current_revision_sa(url)
+            before = migrate.current_revision(url)
             migrate.upgrade(url)
-            after = migrate.current_revision_sa(url)
+            after = migrate.current_revision(url)
         if before == after:
             out.print(f"database is up to date (revision {after})")
         else:
@@ -238,11 +238,13 @@ def psql(
         else:
             server = EmbeddedPostgres(settings.data_dir)
             if not server.is_running():
-                raise SynclineError(f"the embedded PostgreSQL in {settings.data_dir} is not running")
+                raise SynclineError(
+                    f"the embedded PostgreSQL in {settings.data_dir} is not running"
+                )
             password = (settings.data_dir / "postgres.password").read_text().strip()
             port = int((settings.data_dir / "postgres.port").read_text().strip())
             url = ServerInfo("127.0.0.1", port, password).url()
-        os.execv(str(pg_binary("psql")), ["psql", url])
+        os.execv(str(pg_binary("psql")), ["psql", url])  # noqa: S606  (fixed argv, no shell)
 
     _guarded(body)
 

@@ -13,7 +13,7 @@ JWT_KEY_FILE = "jwt.key"
 
 
 def jwt_secret(settings: Settings) -> str:
-    """The configured key; in embedded mode, the one kept in the data dir (created on first start)."""
+    """The configured key; in embedded mode the one kept in the data dir, made on first start."""
     if settings.jwt_secret is not None:
         return settings.jwt_secret.get_secret_value()
     if not settings.embedded:

@@ -1,4 +1,4 @@
-"""Structured logs: JSON off a TTY, readable on one; the standard library routed through structlog."""
+"""Structured logs: JSON off a TTY, readable on one; stdlib logging routed through structlog."""
 
 from __future__ import annotations
 
@@ -29,7 +29,9 @@ def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
     structlog.configure(
         processors=[
             *shared,
-            structlog.processors.format_exc_info if json else structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info
+            if json
+            else structlog.processors.StackInfoRenderer(),
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),

@@ -27,7 +27,7 @@ POOL_OPEN_TIMEOUT_S = 10.0
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
-    """Bind a listening TCP socket now, so a port in use is one clear error before anything starts."""
+    """Bind a listening socket now: a port in use is one clear error before anything starts."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -134,7 +134,7 @@ class Runtime:
         server = _Server(config)
         serve = asyncio.create_task(server.serve(sockets=[self._http_socket]))
         try:
-            while not server.started and not serve.done():
+            while not server.started and not serve.done():  # noqa: ASYNC110  (uvicorn has no event)
                 await asyncio.sleep(0.01)
             if serve.done():
                 serve.result()

@@ -23,17 +23,17 @@ MIN_SECRET_BYTES = 32
 CaptureMode = Literal["auto", "logical", "trigger", "poll"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 
-_toml_data: ContextVar[dict[str, Any]] = ContextVar("syncline_toml_data", default={})
+_toml_data: ContextVar[dict[str, Any] | None] = ContextVar("syncline_toml_data", default=None)
 
 
 class _TomlSource(PydanticBaseSettingsSource):
     """Feeds the already-parsed syncline.toml into the settings, below the environment."""
 
     def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
-        return _toml_data.get().get(field_name), field_name, False
+        return (_toml_data.get() or {}).get(field_name), field_name, False
 
     def __call__(self) -> dict[str, Any]:
-        return dict(_toml_data.get())
+        return dict(_toml_data.get() or {})
 
 
 class Settings(BaseSettings):

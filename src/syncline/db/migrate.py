@@ -1,11 +1,10 @@
-"""Schema migrations with Alembic: upgrade to head, print SQL, tell whether a database is current."""
+"""Schema migrations with Alembic: upgrade to head, print the SQL, read the current revision."""
 
 from __future__ import annotations
 
 import io
 from pathlib import Path
 
-import psycopg
 import sqlalchemy
 from alembic import command
 from alembic.config import Config
@@ -59,19 +58,8 @@ def upgrade_sql() -> str:
     return buffer.getvalue()
 
 
-def current_revision(conn: psycopg.Connection[object]) -> str | None:
+def current_revision(url: str) -> str | None:
     """The revision a database is at, or None before the first migration."""
-    row = conn.execute(
-        "SELECT to_regclass(%s) IS NOT NULL", (f"{VERSION_SCHEMA}.alembic_version",)
-    ).fetchone()
-    if not row or not row[0]:
-        return None
-    version = conn.execute(f"SELECT version_num FROM {VERSION_SCHEMA}.alembic_version").fetchone()
-    return str(version[0]) if version else None
-
-
-def current_revision_sa(url: str) -> str | None:
-    """Same as current_revision, through SQLAlchemy (for the CLI)."""
     engine = sqlalchemy.create_engine(sqlalchemy_url(url))
     try:
         with engine.connect() as conn:

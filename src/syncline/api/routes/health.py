@@ -8,6 +8,7 @@ from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+import syncline.metrics  # noqa: F401  (importing registers the collectors)
 from syncline import __version__
 from syncline.api.context import Context
 

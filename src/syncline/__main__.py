@@ -1,0 +1,5 @@
+"""`python -m syncline` runs the CLI."""
+
+from syncline.cli import main
+
+main()

@@ -1,0 +1,128 @@
+"""Shared fixtures: a real embedded PostgreSQL per test process, a fresh database per module,
+and a real redis-server on a free port for the tests that ask for one."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from syncline.db import migrate
+from syncline.db.embedded import EmbeddedPostgres, ServerInfo, free_port
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerInfo]:
+    """PostgreSQL 18 from the embedded wheel, wal_level=logical, for this test process."""
+    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
+    info = server.start()
+    try:
+        yield info
+    finally:
+        server.stop(mode="immediate")
+
+
+def create_database(info: ServerInfo, name: str) -> str:
+    with psycopg.connect(info.url("postgres"), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return info.url(name)
+
+
+def drop_database(info: ServerInfo, name: str) -> None:
+    with psycopg.connect(info.url("postgres"), autocommit=True) as conn:
+        # Replication slots pin a database; a test module may leave one behind on failure.
+        conn.execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
+            " WHERE database = %s AND NOT active",
+            (name,),
+        )
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="module")
+def database_url(pg_server: ServerInfo) -> Iterator[str]:
+    """A fresh, empty database for one test module, dropped afterwards."""
+    name = f"t_{secrets.token_hex(6)}"
+    url = create_database(pg_server, name)
+    try:
+        yield url
+    finally:
+        drop_database(pg_server, name)
+
+
+@pytest.fixture
+def fresh_database_url(pg_server: ServerInfo) -> Iterator[str]:
+    """A fresh, empty database for one test, dropped afterwards."""
+    name = f"t_{secrets.token_hex(6)}"
+    url = create_database(pg_server, name)
+    try:
+        yield url
+    finally:
+        drop_database(pg_server, name)
+
+
+@pytest.fixture(scope="module")
+def migrated_url(database_url: str) -> str:
+    """A fresh database with Syncline's migrations applied."""
+    migrate.upgrade(database_url)
+    return database_url
+
+
+def _wait_for_port(port: int, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.02)
+    raise TimeoutError(f"nothing listening on port {port}")
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real redis-server on a free port, started and stopped by the tests."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.fail("redis-server is not installed: run the README's test command")
+    port = free_port()
+    workdir: Path = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(workdir),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for_port(port)
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """No SYNCLINE_* or DATABASE_URL from the caller's environment leaks into a test."""
+    for key in list(os.environ):
+        if key.startswith("SYNCLINE_") or key == "DATABASE_URL":
+            monkeypatch.delenv(key)
+    return monkeypatch

@@ -1,0 +1,198 @@
+"""The `syncline` command as a user runs it: a real process, real PostgreSQL, real signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from syncline.db.embedded import free_port
+
+SYNCLINE = [sys.executable, "-m", "syncline"]
+READY_WITHIN_S = 10.0
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCLINE_")}
+    env.pop("DATABASE_URL", None)
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    *args: str, cwd: Path, timeout: float = 60, **env: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*SYNCLINE, *args],
+        cwd=cwd,
+        env=_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+class Up:
+    """A `syncline up` child process and its HTTP port."""
+
+    def __init__(self, cwd: Path, *args: str, **env: str) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [*SYNCLINE, "up", "--port", str(self.port), "--gateway-port", str(free_port()), *args],
+            cwd=cwd,
+            env=_env(**env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self) -> float:
+        started = time.monotonic()
+        while time.monotonic() - started < READY_WITHIN_S:
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"syncline up exited: {self.proc.stderr.read() if self.proc.stderr else ''}"
+                )
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return time.monotonic() - started
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+        raise AssertionError(f"not ready within {READY_WITHIN_S} s")
+
+    def stop(self, sig: int = signal.SIGTERM) -> tuple[int, str, str]:
+        self.proc.send_signal(sig)
+        out, err = self.proc.communicate(timeout=30)
+        return self.proc.returncode, out, err
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path
+
+
+def test_help_lists_every_command(workdir: Path) -> None:
+    result = run_cli("--help", cwd=workdir)
+    assert result.returncode == 0
+    for command in ("up", "migrate", "config", "psql"):
+        assert command in result.stdout
+
+
+def test_up_serves_ready_then_stops_cleanly_and_restarts_fast(workdir: Path) -> None:
+    first = Up(workdir)
+    try:
+        first.wait_ready()
+        health = httpx.get(f"{first.url}/healthz").json()
+        assert health["status"] == "ok"
+        assert httpx.get(f"{first.url}/metrics").text.count("syncline_build_info") >= 1
+        info = httpx.get(f"{first.url}/api/info").json()
+        assert info["websocket_url"].endswith("/connection/websocket")
+        assert httpx.get(f"{first.url}/docs").status_code == 200
+    finally:
+        code, out, err = first.stop(signal.SIGINT)
+    assert code == 0, err
+    assert "Syncline" in out and "/docs" in out and "syncline psql" in out
+    assert "Traceback" not in err
+    # The embedded server was stopped cleanly, not left behind.
+    assert not (workdir / ".syncline" / "pg" / "postmaster.pid").exists()
+
+    second = Up(workdir)
+    try:
+        assert second.wait_ready() < READY_WITHIN_S
+    finally:
+        code, _, err = second.stop()
+    assert code == 0, err
+
+
+def test_port_in_use_is_one_line_and_nonzero(workdir: Path) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run_cli("up", "--port", str(port), cwd=workdir)
+    assert result.returncode != 0
+    assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
+    assert "Traceback" not in result.stderr
+    # Nothing was started or created for a run that could not listen.
+    assert not (workdir / ".syncline" / "pg").exists()
+
+
+def test_malformed_config_is_one_line_and_nonzero(workdir: Path) -> None:
+    (workdir / "syncline.toml").write_text("port = \n")
+    result = run_cli("up", cwd=workdir)
+    assert result.returncode == 2
+    assert "syncline.toml is not valid TOML" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_unreachable_database_is_one_line_and_nonzero(workdir: Path) -> None:
+    url = f"postgresql://nobody:pw@127.0.0.1:{free_port()}/nothing"
+    result = run_cli("up", cwd=workdir, DATABASE_URL=url, SYNCLINE_JWT_SECRET="s" * 40)
+    assert result.returncode == 1
+    assert "cannot reach PostgreSQL at postgresql://nobody:***@" in result.stderr
+    assert "pw@" not in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_external_database_without_key_is_refused(workdir: Path, database_url: str) -> None:
+    result = run_cli("up", cwd=workdir, DATABASE_URL=database_url)
+    assert result.returncode != 0
+    assert "SYNCLINE_JWT_SECRET is required" in result.stderr
+
+
+def test_up_with_database_url_starts_no_postgres(workdir: Path, database_url: str) -> None:
+    up = Up(workdir, DATABASE_URL=database_url, SYNCLINE_JWT_SECRET="s" * 40)
+    try:
+        up.wait_ready()
+    finally:
+        code, _, err = up.stop()
+    assert code == 0, err
+    assert not (workdir / ".syncline").exists()
+
+
+def test_migrate_and_its_sql(workdir: Path, fresh_database_url: str) -> None:
+    result = run_cli("migrate", cwd=workdir, DATABASE_URL=fresh_database_url)
+    assert result.returncode == 0, result.stderr
+    assert "migrated from empty to" in result.stdout
+    again = run_cli("migrate", cwd=workdir, DATABASE_URL=fresh_database_url)
+    assert "up to date" in again.stdout
+    sql = run_cli("migrate", "--sql", cwd=workdir)
+    assert "CREATE SCHEMA IF NOT EXISTS syncline" in sql.stdout
+    assert "CREATE TABLE syncline.changes" in sql.stdout
+
+
+def test_config_masks_secrets(workdir: Path) -> None:
+    secret = "topsecret" * 5
+    result = run_cli(
+        "config",
+        cwd=workdir,
+        SYNCLINE_JWT_SECRET=secret,
+        DATABASE_URL="postgresql://app:hunter2@db.internal/app",
+    )
+    assert result.returncode == 0, result.stderr
+    assert secret not in result.stdout and "hunter2" not in result.stdout
+    assert 'database_url = "postgresql://app:***@db.internal/app"' in result.stdout
+
+
+def test_a_second_up_on_the_same_data_dir_is_refused(workdir: Path) -> None:
+    first = Up(workdir)
+    try:
+        first.wait_ready()
+        result = run_cli(
+            "up", "--port", str(free_port()), "--gateway-port", str(free_port()), cwd=workdir
+        )
+        assert result.returncode != 0
+        assert "already running with data dir" in result.stderr
+    finally:
+        first.stop()
