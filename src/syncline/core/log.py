@@ -175,7 +175,8 @@ class ChannelStream:
         self._top = top
         # The newest position appended, so that a change read again after a crash is dropped.
         self.last_position = last_position
-        # Last time any method that is given the time ran; engines use it to find idle streams.
+        # Last time the stream was used: append, recover and history set it, and an engine sets it
+        # on its other uses. Engines drop streams that stay unused; see engine/memory.py.
         self.touched_ms = 0
         self.history_size = 0
         self.history_ttl_s = 0.0
@@ -225,10 +226,13 @@ class ChannelStream:
             last = self.last_position
             if last is not None and position <= last:
                 return None
-            self.last_position = position
         top = self._top
         if top >= MAX_OFFSET:
+            # Unreachable in practice (285 years at a million a second), but a wrong offset
+            # would break every client; refuse before recording the position.
             raise OverflowError(f"offset space of epoch {self.epoch!r} is exhausted")
+        if position is not None:
+            self.last_position = position
         top += 1
         self._top = top
         self.touched_ms = now_ms
@@ -237,15 +241,11 @@ class ChannelStream:
         if history.maxlen:
             history.append(pub)
             if history[0].time_ms <= now_ms - self._ttl_ms:
-                self._expire(now_ms)
+                self.trim(now_ms)
         return pub
 
     def trim(self, now_ms: int) -> None:
-        """Drop the publications older than the TTL."""
-        self.touched_ms = now_ms
-        self._expire(now_ms)
-
-    def _expire(self, now_ms: int) -> None:
+        """Drop the publications older than the TTL (this alone does not count as a use)."""
         history = self._history
         cutoff = now_ms - self._ttl_ms
         while history and history[0].time_ms <= cutoff:
@@ -264,8 +264,9 @@ class ChannelStream:
         first = history[0].offset
         start = max(offset + 1 - first, 0)
         stop = len(history) if limit < 0 else min(start + limit, len(history))
-        if start >= len(history) - stop + start:
-            # The wanted run is nearer the right end: walk in from there.
+        if len(history) - start < stop:
+            # A deque has no slicing and islice walks from the left: come in from the right
+            # end when that is shorter, as it is for a recovery of the last few publications.
             tail = list(islice(reversed(history), len(history) - stop, len(history) - start))
             tail.reverse()
             return tail
@@ -284,6 +285,7 @@ class ChannelStream:
 
     def recover(self, since: StreamPosition, now_ms: int) -> RecoveryResult:
         """Exactly the publications after ``since``, or ``recovered=False`` and none (§5.3)."""
+        self.touched_ms = now_ms
         self.trim(now_ms)
         position = self.position
         if since.epoch and since.epoch != self.epoch:
@@ -308,8 +310,10 @@ class ChannelStream:
         any limit above ``max_limit`` are cut to ``max_limit`` (0: no cap). Without ``since``
         the page starts at the oldest kept publication, or at the newest when ``reverse``.
         With ``since`` it holds the publications after ``since.offset`` (oldest first), or with
-        ``reverse`` those before it (newest first). If ``since.offset + 1`` was trimmed the
-        forward page starts at the oldest kept one: the caller sees the gap in the offsets.
+        ``reverse`` those before it (newest first). Like Go, a forward page whose
+        ``since.offset + 1`` was trimmed starts at the oldest kept publication (the caller sees
+        the gap in the offsets), and a backward page whose ``since.offset - 1`` is not kept is
+        empty.
 
         Raises LogError 107 for ``reverse`` with ``since.offset`` 0 and 112 when
         ``since.epoch`` is set and is not this stream's epoch.
@@ -321,6 +325,7 @@ class ChannelStream:
                 raise LogError(ERROR_UNRECOVERABLE_POSITION, "unrecoverable position")
         if max_limit > 0 and (limit < 0 or limit > max_limit):
             limit = max_limit
+        self.touched_ms = now_ms
         self.trim(now_ms)
         if since is None:
             pubs = self._before(self._top, limit) if reverse else self._after(0, limit)
