@@ -14,11 +14,15 @@ from psycopg_pool import AsyncConnectionPool
 
 from syncline.api.app import create_app
 from syncline.api.context import AppContext
+from syncline.capture.pipeline import Pipeline
+from syncline.capture.service import CaptureService
 from syncline.db import migrate
+from syncline.engine.memory import MemoryEngine
 from syncline.errors import SynclineError
 from syncline.health import Readiness
 from syncline.logs import get_logger
 from syncline.settings import Settings
+from syncline.sync_config import build_sync_config
 
 log = get_logger(__name__)
 
@@ -67,6 +71,10 @@ class Runtime:
     def __init__(self, settings: Settings, jwt_secret: str) -> None:
         self.settings = settings
         self.jwt_secret = jwt_secret
+        # Invalid namespaces or rules fail here, before anything is started.
+        self.sync = build_sync_config(settings)
+        self.engine = MemoryEngine()
+        self.capture: CaptureService | None = None
         self.readiness = Readiness()
         self._stop = asyncio.Event()
         self._http_socket: socket.socket | None = None
@@ -116,6 +124,18 @@ class Runtime:
             await pool.close()
             raise SynclineError(f"cannot reach PostgreSQL: {err}") from None
         self._add_database_checks(pool)
+        pipeline = Pipeline(self.sync.rules, self.sync.registry, self.engine)
+        self.capture = CaptureService(database_url, self.settings, self.sync.rules, pipeline)
+        capture_task = asyncio.create_task(self.capture.run(), name="capture")
+        capture = self.capture
+
+        async def capture_check() -> str | None:
+            if capture_task.done() and not capture_task.cancelled():
+                error = capture_task.exception()
+                return f"capture stopped: {error}"
+            return capture.problem()
+
+        self.readiness.add("capture", capture_check)
 
         context = AppContext(
             settings=self.settings,
@@ -149,6 +169,10 @@ class Runtime:
             server.should_exit = True
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(serve, self.settings.shutdown_timeout + 1)
+            capture_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await capture_task
+            await self.engine.close()
             await pool.close()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):

@@ -1,0 +1,1 @@
+"""Capture sources: every committed change of a synced table, in commit order."""

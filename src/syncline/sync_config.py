@@ -1,0 +1,31 @@
+"""The namespaces and sync rules in force: built-in defaults plus syncline.toml."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from syncline.core import namespaces as ns
+from syncline.core.rules import RuleSet, default_rules, load_rules
+from syncline.errors import ConfigError
+from syncline.settings import Settings
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    """Channel namespaces and the compiled sync rules."""
+
+    registry: ns.NamespaceRegistry
+    rules: RuleSet
+
+
+def build_sync_config(settings: Settings) -> SyncConfig:
+    """Defaults plus the configured namespaces and rules; one clear error if they are invalid."""
+    try:
+        registry = ns.load_namespaces(settings.namespaces)
+        rules = [*default_rules(), *load_rules(settings.rules)]
+        return SyncConfig(registry, RuleSet(rules, registry))
+    except (ns.ConfigError, ValueError, ValidationError) as err:
+        text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        raise ConfigError(text) from None
