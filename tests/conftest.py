@@ -9,12 +9,13 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from helpers.live_server import LiveServer, start_live_server, stop_live_server
 from syncline.db import migrate
 from syncline.db.embedded import EmbeddedPostgres, ServerInfo, free_port
 
@@ -119,6 +120,38 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         proc.wait(timeout=10)
 
 
+APP_SCHEMA = """
+CREATE TABLE IF NOT EXISTS orders (
+    id serial PRIMARY KEY, customer_name text NOT NULL, product_name text NOT NULL,
+    status text NOT NULL DEFAULT 'pending', secret_note text,
+    created_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE IF NOT EXISTS messages (
+    id bigserial PRIMARY KEY, room_id bigint NOT NULL, user_id bigint NOT NULL,
+    body text NOT NULL, client_msg_id text, created_at timestamptz NOT NULL DEFAULT now(),
+    edited_at timestamptz, deleted_at timestamptz);
+CREATE TABLE IF NOT EXISTS room_members (
+    room_id bigint, user_id bigint, role text NOT NULL DEFAULT 'member',
+    last_read_message_id bigint, joined_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (room_id, user_id));
+"""
+
+
+@pytest.fixture
+def app_schema() -> str:
+    """DDL of the tables the default sync rules name."""
+    return APP_SCHEMA
+
+
+@pytest.fixture
+def schema_url(migrated_url: str) -> str:
+    """The module's migrated database with the sync-rule tables, emptied for each test."""
+    with psycopg.connect(migrated_url, autocommit=True) as conn:
+        conn.execute(APP_SCHEMA)
+        conn.execute("TRUNCATE orders, messages, room_members RESTART IDENTITY")
+        conn.execute("DELETE FROM syncline.changes")
+    return migrated_url
+
+
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     """No SYNCLINE_* or DATABASE_URL from the caller's environment leaks into a test."""
@@ -126,3 +159,13 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
         if key.startswith("SYNCLINE_") or key == "DATABASE_URL":
             monkeypatch.delenv(key)
     return monkeypatch
+
+
+@pytest.fixture
+async def live_server(schema_url: str) -> AsyncIterator[LiveServer]:
+    """Syncline on free ports over this module's database, stopped after the test."""
+    server = await start_live_server(schema_url)
+    try:
+        yield server
+    finally:
+        await stop_live_server(server)

@@ -19,6 +19,9 @@ from syncline.capture.service import CaptureService
 from syncline.db import migrate
 from syncline.engine.memory import MemoryEngine
 from syncline.errors import SynclineError
+from syncline.gateway.auth import TokenVerifier
+from syncline.gateway.rpc import RpcRegistry
+from syncline.gateway.server import Gateway
 from syncline.health import Readiness
 from syncline.logs import get_logger
 from syncline.settings import Settings
@@ -75,6 +78,9 @@ class Runtime:
         self.sync = build_sync_config(settings)
         self.engine = MemoryEngine()
         self.capture: CaptureService | None = None
+        self.gateway: Gateway | None = None
+        self.rpc = RpcRegistry()
+        self._gateway_socket: socket.socket | None = None
         self.readiness = Readiness()
         self._stop = asyncio.Event()
         self._http_socket: socket.socket | None = None
@@ -85,13 +91,19 @@ class Runtime:
         if self._endpoints is not None:
             return self._endpoints
         self._http_socket = bind_socket(self.settings.host, self.settings.port)
+        ws_host = self.settings.gateway_host or self.settings.host
+        try:
+            self._gateway_socket = bind_socket(ws_host, self.settings.gateway_port)
+        except SynclineError as err:
+            self._http_socket.close()
+            raise SynclineError(str(err).replace("--port", "--gateway-port")) from None
         port = self._http_socket.getsockname()[1]
+        ws_port = self._gateway_socket.getsockname()[1]
         host = self.settings.host
         shown = f"[{host}]" if ":" in host else host
-        ws_host = self.settings.gateway_host or host
         ws_shown = f"[{ws_host}]" if ":" in ws_host else ws_host
         websocket_url = self.settings.public_ws_url or (
-            f"ws://{ws_shown}:{self.settings.gateway_port}/connection/websocket"
+            f"ws://{ws_shown}:{ws_port}/connection/websocket"
         )
         self._endpoints = Endpoints(http_url=f"http://{shown}:{port}", websocket_url=websocket_url)
         return self._endpoints
@@ -124,7 +136,30 @@ class Runtime:
             await pool.close()
             raise SynclineError(f"cannot reach PostgreSQL: {err}") from None
         self._add_database_checks(pool)
-        pipeline = Pipeline(self.sync.rules, self.sync.registry, self.engine)
+        origins = {endpoints.http_url}
+        if self.settings.host in ("127.0.0.1", "localhost"):
+            origins.add(endpoints.http_url.replace(self.settings.host, "localhost"))
+            origins.add(endpoints.http_url.replace(self.settings.host, "127.0.0.1"))
+        gateway = Gateway(
+            self.settings,
+            self.engine,
+            self.sync.registry,
+            TokenVerifier(self.jwt_secret),
+            pool,
+            rpc=self.rpc,
+            allowed_origins=origins,
+        )
+        self.gateway = gateway
+        assert self._gateway_socket is not None
+        await gateway.start(self._gateway_socket)
+
+        async def gateway_check() -> str | None:
+            return gateway.problem()
+
+        self.readiness.add("gateway", gateway_check)
+        pipeline = Pipeline(
+            self.sync.rules, self.sync.registry, self.engine, on_routed=gateway.note_change
+        )
         self.capture = CaptureService(database_url, self.settings, self.sync.rules, pipeline)
         capture_task = asyncio.create_task(self.capture.run(), name="capture")
         capture = self.capture
@@ -166,6 +201,7 @@ class Runtime:
             stop.cancel()
             log.info("shutting down")
         finally:
+            await gateway.stop()
             server.should_exit = True
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(serve, self.settings.shutdown_timeout + 1)

@@ -68,6 +68,21 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(10, ge=1, le=200)
     shutdown_timeout: float = Field(10.0, gt=0, le=300, description="seconds to drain on stop")
     cors_origins: list[str] = Field(default_factory=list)
+    allow_anonymous: bool = Field(False, description="accept connections without a token")
+    personal_channel: str = Field(
+        "user:{sub}", description="server-side subscription of every connection ('' for none)"
+    )
+    ping_interval: int = Field(25, ge=1, le=3600, description="server ping every N seconds")
+    pong_timeout: int = Field(10, ge=1, le=3600, description="close if no pong within N seconds")
+    connect_timeout: float = Field(10.0, gt=0, le=600, description="seconds to send connect")
+    max_frame_size: int = Field(65536, ge=1024, le=16 * 1024 * 1024)
+    max_commands_per_frame: int = Field(128, ge=1, le=10_000)
+    max_subscriptions: int = Field(256, ge=1, le=100_000, description="per connection")
+    max_connections_per_ip: int = Field(2000, ge=1, le=10_000_000)
+    connects_per_ip_per_second: int = Field(200, ge=1, le=1_000_000)
+    send_buffer: int = Field(
+        1024 * 1024, ge=4096, le=1 << 30, description="bytes queued to a client before 'slow'"
+    )
     namespaces: dict[str, dict[str, Any]] = Field(default_factory=dict)
     rules: list[dict[str, Any]] = Field(default_factory=list)
 

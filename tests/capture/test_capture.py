@@ -24,20 +24,6 @@ from syncline.settings import load_settings
 from syncline.sync_config import build_sync_config
 
 MODES = ["logical", "trigger", "poll"]
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS orders (
-    id serial PRIMARY KEY, customer_name text NOT NULL, product_name text NOT NULL,
-    status text NOT NULL DEFAULT 'pending', secret_note text,
-    created_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now());
-CREATE TABLE IF NOT EXISTS messages (
-    id bigserial PRIMARY KEY, room_id bigint NOT NULL, user_id bigint NOT NULL,
-    body text NOT NULL, client_msg_id text, created_at timestamptz NOT NULL DEFAULT now(),
-    edited_at timestamptz, deleted_at timestamptz);
-CREATE TABLE IF NOT EXISTS room_members (
-    room_id bigint, user_id bigint, role text NOT NULL DEFAULT 'member',
-    last_read_message_id bigint, joined_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (room_id, user_id));
-"""
 
 
 @dataclass
@@ -98,15 +84,6 @@ class Capture:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
-
-
-@pytest.fixture
-def schema_url(migrated_url: str) -> str:
-    with psycopg.connect(migrated_url, autocommit=True) as conn:
-        conn.execute(SCHEMA)
-        conn.execute("TRUNCATE orders, messages, room_members RESTART IDENTITY")
-        conn.execute("DELETE FROM syncline.changes")
-    return migrated_url
 
 
 @pytest.fixture(params=MODES)
@@ -264,13 +241,15 @@ async def test_a_crash_before_acknowledging_publishes_every_change_exactly_once(
     assert offsets == list(range(1, total + 1))
 
 
-async def test_auto_falls_back_to_trigger_without_logical_wal(tmp_path: Path) -> None:
+async def test_auto_falls_back_to_trigger_without_logical_wal(
+    tmp_path: Path, app_schema: str
+) -> None:
     server = EmbeddedPostgres(tmp_path / "replica-wal", wal_level="replica")
     info = server.start()
     try:
         url = info.url()
         migrate.upgrade(url)
-        await sql(url, SCHEMA)
+        await sql(url, app_schema)
         received = Received()
         engine = MemoryEngine()
         engine.subscribe_fanout(received)

@@ -30,11 +30,15 @@ class Pipeline:
         engine: ChannelLog,
         *,
         clock: Callable[[], float] = time.time,
+        on_routed: Callable[[str, str, str], None] | None = None,
     ) -> None:
         self._rules = rules
         self._registry = registry
         self._engine = engine
         self._clock = clock
+        # Told (channel, table, op) of every publication, e.g. so the gateway can re-check
+        # memberships when a membership row changes.
+        self._on_routed = on_routed
         self._namespaces: dict[str, Namespace | None] = {}
         self._warned: dict[tuple[str, str], float] = {}
         self.appended = 0
@@ -63,6 +67,8 @@ class Pipeline:
                     )
                 )
                 tables.append(change.table or "(message)")
+                if self._on_routed is not None:
+                    self._on_routed(routed.channel, change.table, change.op.value)
         if requests:
             results = await self._engine.append_batch(requests)
             for table, result in zip(tables, results, strict=True):

@@ -1,0 +1,1 @@
+"""The WebSocket gateway: Centrifuge client protocol sessions, subscriptions, fan-out."""

@@ -1,0 +1,630 @@
+"""One client session: the Centrifuge protocol state machine over a picows connection.
+
+Commands of a frame run in order, one at a time (JS sends connect and subscribes in one
+frame). Everything written to the client (replies, pushes) goes through one bounded queue,
+so a reply and the pushes around it keep their order, and a client that does not read is
+disconnected with 3008 instead of growing memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import psycopg
+from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
+
+from syncline import __version__, metrics
+from syncline.core import protocol as p
+from syncline.core import wire
+from syncline.core.codes import DisconnectCode, ErrorCode, UnsubscribeCode
+from syncline.core.log import ClientInfo, LogError, StreamPosition
+from syncline.core.namespaces import (
+    Action,
+    Allow,
+    Deny,
+    Namespace,
+    NeedsMembershipCheck,
+    NeedsToken,
+    authorize,
+)
+from syncline.gateway.auth import TokenError
+from syncline.gateway.rpc import RpcContext, RpcError
+from syncline.logs import get_logger
+
+if TYPE_CHECKING:
+    from syncline.gateway.server import Gateway
+
+log = get_logger(__name__)
+
+SERVER_VERSION = f"syncline/{__version__}"
+# A command list waiting to run: a client that floods commands is closed, not buffered.
+MAX_PENDING_COMMANDS = 1024
+
+
+@dataclass(slots=True, eq=False)
+class Subscription:
+    """One channel a connection receives, and where it stands in the channel's stream."""
+
+    channel: str
+    namespace: Namespace
+    server_side: bool = False
+    positioned: bool = False  # continuity is checked and a gap unsubscribes with 2500
+    epoch: str = ""
+    offset: int = 0
+    # Live publications that arrive while the subscribe reply is being built.
+    pending: list[tuple[str, int, bytes]] | None = field(default_factory=list)
+    chan_info: bytes | None = None
+    expires_at: int | None = None
+
+
+class Connection(WSListener):
+    """A WebSocket client speaking the Centrifuge JSON protocol."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gw = gateway
+        self.transport: WSTransport | None = None
+        self.ip = ""
+        self.client = ""
+        self.user = ""
+        self.conn_info: bytes | None = None
+        self.connected = False
+        self.closing = False
+        self.opened_at = time.monotonic()
+        self.expires_at: int | None = None
+        self.ping_sent_at: float | None = None
+        self.next_ping_at = 0.0
+        self.subs: dict[str, Subscription] = {}
+        self._out: list[bytes] = []
+        self._out_size = 0
+        self._inbox: deque[p.Command] = deque()
+        self._worker: asyncio.Task[None] | None = None
+        self._fragments: list[bytes] = []
+
+    # -- picows callbacks -------------------------------------------------------------------
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+        peer = transport.underlying_transport.get_extra_info("peername")
+        self.ip = str(peer[0]) if peer else ""
+        refused = self.gw.admit(self)
+        if refused is not None:
+            self.close(refused)
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        kind = frame.msg_type
+        if kind is WSMsgType.CLOSE:
+            transport.send_close(frame.get_close_code(), frame.get_close_message())
+            transport.disconnect()
+            return
+        if kind is WSMsgType.PING or kind is WSMsgType.PONG or self.closing:
+            return
+        if kind is WSMsgType.CONTINUATION or not frame.fin:
+            # Fragmented messages are rare (browsers don't fragment); reassemble, bounded.
+            self._fragments.append(frame.get_payload_as_bytes())
+            if sum(map(len, self._fragments)) > self.gw.settings.max_frame_size:
+                self.close(DisconnectCode.BAD_REQUEST)
+                return
+            if not frame.fin:
+                return
+            data: bytes = b"".join(self._fragments)
+            self._fragments.clear()
+        else:
+            data = frame.get_payload_as_bytes()
+        self._receive(data)
+
+    def on_ws_disconnected(self, transport: WSTransport) -> None:
+        self.closing = True
+        if self._worker is not None and not self._worker.done():
+            self._worker.cancel()
+        for sub in list(self.subs.values()):
+            self._detach(sub)
+        self.subs.clear()
+        self._out.clear()
+        self.gw.forget(self)
+
+    # -- input ------------------------------------------------------------------------------
+
+    def _receive(self, data: bytes) -> None:
+        settings = self.gw.settings
+        try:
+            commands = p.parse_frame(
+                data,
+                max_commands=settings.max_commands_per_frame,
+                max_size=settings.max_frame_size,
+            )
+        except p.ProtocolError as err:
+            log.info("closing on a malformed frame", client=self.client, why=err.detail)
+            self.close(err.code)
+            return
+        if len(self._inbox) + len(commands) > MAX_PENDING_COMMANDS:
+            self.close(DisconnectCode.TOO_MANY_REQUESTS)
+            return
+        self._inbox.extend(commands)
+        if self._worker is None or self._worker.done():
+            self._worker = asyncio.create_task(self._work())
+
+    async def _work(self) -> None:
+        try:
+            while self._inbox and not self.closing:
+                command = self._inbox.popleft()
+                await self._run(command)
+            self.flush()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("command failed", client=self.client)
+            self.close(DisconnectCode.INTERNAL)
+
+    async def _run(self, command: p.Command) -> None:
+        if isinstance(command, p.Pong):
+            self.ping_sent_at = None
+            return
+        if isinstance(command, p.RejectedCommand):
+            self._error(command.id, command.code)
+            return
+        if isinstance(command, p.ConnectCommand):
+            await self._connect(command)
+            return
+        if not self.connected:
+            # Go closes a session that sends anything before a successful connect.
+            self.close(DisconnectCode.BAD_REQUEST)
+            return
+        if isinstance(command, p.SubscribeCommand):
+            await self._subscribe(command)
+        elif isinstance(command, p.UnsubscribeCommand):
+            self._unsubscribe(command)
+        elif isinstance(command, p.PublishCommand):
+            await self._publish(command)
+        elif isinstance(command, p.PresenceCommand | p.PresenceStatsCommand):
+            await self._presence(command)
+        elif isinstance(command, p.HistoryCommand):
+            await self._history(command)
+        elif isinstance(command, p.RpcCommand):
+            await self._rpc(command)
+        elif isinstance(command, p.RefreshCommand):
+            self._refresh(command)
+        elif isinstance(command, p.SubRefreshCommand):
+            self._sub_refresh(command)
+        # SendCommand: no handler, no reply (the protocol's fire-and-forget message).
+
+    # -- output -----------------------------------------------------------------------------
+
+    def queue(self, data: bytes) -> None:
+        if self.closing:
+            return
+        self._out.append(data)
+        self._out_size += len(data)
+        if self._out_size > self.gw.settings.send_buffer:
+            self._slow()
+            return
+        self.gw.hub.mark_dirty(self)
+
+    def flush(self) -> None:
+        if not self._out or self.transport is None or self.closing:
+            return
+        frame = b"\n".join(self._out) if len(self._out) > 1 else self._out[0]
+        self._out.clear()
+        self._out_size = 0
+        self.transport.send(WSMsgType.TEXT, frame)
+        if (
+            self.transport.underlying_transport.get_write_buffer_size()
+            > self.gw.settings.send_buffer
+        ):
+            self._slow()
+
+    def _slow(self) -> None:
+        metrics.SLOW_DISCONNECTS.inc()
+        log.info("disconnecting a slow client", client=self.client, ip=self.ip)
+        self._out.clear()
+        self._out_size = 0
+        self.close(DisconnectCode.SLOW, flush=False)
+
+    def _reply(self, command_id: int, method: str, result: dict[str, Any]) -> None:
+        self.queue(wire.encode_reply(command_id, method, result))
+
+    def _error(self, command_id: int, code: int, message: str | None = None) -> None:
+        self.queue(wire.encode_error(command_id, code, message))
+
+    def close(self, code: int, *, flush: bool = True) -> None:
+        """Close with a protocol code and its plain-text reason (idempotent)."""
+        if self.transport is None or self.closing:
+            return
+        if flush:
+            self.flush()
+        self.closing = True
+        reason = DisconnectCode(code).reason
+        self.transport.send_close(WSCloseCode(code), reason.encode())
+        self.transport.disconnect(graceful=True)
+
+    # -- deliveries (called by the hub) -----------------------------------------------------
+
+    def deliver(self, sub: Subscription, epoch: str, offset: int, frame: bytes) -> None:
+        if sub.pending is not None:
+            sub.pending.append((epoch, offset, frame))
+            return
+        if offset and sub.positioned:
+            if epoch != sub.epoch:
+                self.lost_continuity(sub)
+                return
+            if offset <= sub.offset:
+                return  # already sent in the subscribe reply
+            if offset != sub.offset + 1:
+                self.lost_continuity(sub)
+                return
+        if offset:
+            sub.offset = offset
+        self.queue(frame)
+
+    def lost_continuity(self, sub: Subscription) -> None:
+        """Never skip silently: make the client resubscribe (or reconnect) and recover."""
+        if self.subs.get(sub.channel) is not sub:
+            return
+        if sub.server_side:
+            self.close(DisconnectCode.INSUFFICIENT_STATE)
+            return
+        self._detach(sub)
+        self.queue(wire.encode_unsubscribe_push(sub.channel, UnsubscribeCode.INSUFFICIENT_STATE))
+
+    def _release(self, sub: Subscription) -> None:
+        """Send what arrived while the subscribe reply was being made, then go live."""
+        pending, sub.pending = sub.pending or [], None
+        for epoch, offset, frame in pending:
+            self.deliver(sub, epoch, offset, frame)
+
+    # -- commands ---------------------------------------------------------------------------
+
+    async def _connect(self, cmd: p.ConnectCommand) -> None:
+        if self.connected:
+            self.close(DisconnectCode.BAD_REQUEST)
+            return
+        gw = self.gw
+        if cmd.token:
+            try:
+                claims = gw.tokens.connection(cmd.token)
+            except TokenError as err:
+                if err.expired:
+                    self._error(cmd.id, ErrorCode.TOKEN_EXPIRED)
+                    return
+                log.info("connect with an invalid token", ip=self.ip, why=str(err))
+                self.close(DisconnectCode.INVALID_TOKEN)
+                return
+            self.user, self.expires_at, self.conn_info = claims.user, claims.expires_at, claims.info
+        elif not gw.settings.allow_anonymous:
+            self._error(cmd.id, ErrorCode.UNAUTHORIZED)
+            self.close(DisconnectCode.INVALID_TOKEN)
+            return
+        self.client = str(uuid.uuid4())
+        self.connected = True
+        self.next_ping_at = time.monotonic() + gw.settings.ping_interval
+        subs: dict[str, dict[str, Any]] = {}
+        server_subs: list[Subscription] = []
+        personal = gw.personal_channel(self.user)
+        if personal is not None:
+            namespace = gw.resolve(personal)
+            if isinstance(namespace, Namespace):
+                asked = cmd.subs.get(personal)
+                sub = Subscription(personal, namespace, server_side=True)
+                result = await self._attach(
+                    sub,
+                    recover=bool(asked and asked.recover),
+                    since=StreamPosition(asked.offset, asked.epoch) if asked else None,
+                    positioned=True,
+                )
+                subs[personal] = result
+                server_subs.append(sub)
+        ttl = gw.tokens.ttl(self.expires_at)
+        self._reply(
+            cmd.id,
+            "connect",
+            wire.connect_result(
+                self.client,
+                version=SERVER_VERSION,
+                expires=self.expires_at is not None,
+                ttl=ttl,
+                ping=gw.settings.ping_interval,
+                pong=True,
+                subs=subs,
+            ),
+        )
+        for sub in server_subs:
+            self._release(sub)
+
+    async def _subscribe(self, cmd: p.SubscribeCommand) -> None:
+        gw = self.gw
+        channel = cmd.channel
+        if channel in self.subs:
+            self._error(cmd.id, ErrorCode.ALREADY_SUBSCRIBED)
+            return
+        if len(self.subs) >= gw.settings.max_subscriptions:
+            self._error(cmd.id, ErrorCode.LIMIT_EXCEEDED)
+            return
+        namespace = gw.resolve(channel)
+        if isinstance(namespace, Deny):
+            self._error(cmd.id, namespace.code)
+            return
+        sub = Subscription(channel, namespace)
+        if cmd.token:
+            try:
+                claims = gw.tokens.subscription(
+                    cmd.token, channel=channel, user=self.user, client=self.client
+                )
+            except TokenError as err:
+                if err.expired:
+                    self._error(cmd.id, ErrorCode.TOKEN_EXPIRED)
+                elif "mismatch" in str(err):
+                    self.close(DisconnectCode.INVALID_TOKEN)
+                else:
+                    self._error(cmd.id, ErrorCode.PERMISSION_DENIED)
+                return
+            sub.chan_info, sub.expires_at = claims.info, claims.expires_at
+        else:
+            decision = authorize(namespace, Action.SUBSCRIBE, channel, self.user)
+            if not await self._allowed(cmd.id, decision):
+                return
+        if self.closing or channel in self.subs:
+            return
+        result = await self._attach(
+            sub,
+            recover=cmd.recover,
+            since=StreamPosition(cmd.offset, cmd.epoch) if cmd.recover else None,
+            positioned=cmd.positioned,
+        )
+        if self.closing:
+            return
+        if (
+            cmd.recover
+            and sub.positioned
+            and not result.get("recovered")
+            and cmd.reject_unrecovered
+        ):
+            self._detach(sub)
+            self._error(cmd.id, ErrorCode.UNRECOVERABLE_POSITION)
+            return
+        if sub.expires_at is not None:
+            result = {**result, "expires": True, "ttl": gw.tokens.ttl(sub.expires_at)}
+        self._reply(cmd.id, "subscribe", result)
+        self._release(sub)
+        self._join(sub)
+
+    async def _allowed(self, command_id: int, decision: object) -> bool:
+        if isinstance(decision, Allow):
+            return True
+        if isinstance(decision, Deny):
+            self._error(command_id, decision.code)
+            return False
+        if isinstance(decision, NeedsToken):
+            self._error(command_id, ErrorCode.PERMISSION_DENIED)
+            return False
+        assert isinstance(decision, NeedsMembershipCheck)
+        try:
+            member = await self.gw.is_member(decision)
+        except psycopg.Error as err:
+            log.warning("membership check failed", error=str(err))
+            self._error(command_id, ErrorCode.INTERNAL)
+            return False
+        if not member:
+            self._error(command_id, ErrorCode.PERMISSION_DENIED)
+        return member
+
+    async def _attach(
+        self, sub: Subscription, *, recover: bool, since: StreamPosition | None, positioned: bool
+    ) -> dict[str, Any]:
+        """Subscribe to live publications first, then read the position or recover."""
+        namespace, engine = sub.namespace, self.gw.engine
+        recoverable = namespace.recover and namespace.history_size > 0
+        sub.positioned = recoverable or positioned
+        self.subs[sub.channel] = sub
+        self.gw.hub.add(sub.channel, self, sub)
+        await engine.listen(sub.channel)
+        publications: list[wire.RawJson] = []
+        recovered = False
+        if recoverable and recover and since is not None:
+            outcome = await engine.recover(sub.channel, since)
+            position = outcome.position
+            recovered = outcome.recovered
+            publications = [
+                wire.encode_publication(pub.data, pub.offset, pub.info)
+                for pub in outcome.publications
+            ]
+        else:
+            position = await engine.position(sub.channel)
+        sub.epoch, sub.offset = position.epoch, position.offset
+        return wire.subscribe_result(
+            recoverable=recoverable,
+            positioned=sub.positioned,
+            epoch=position.epoch if sub.positioned else "",
+            offset=position.offset if sub.positioned else 0,
+            recovered=recovered,
+            was_recovering=recover,
+            publications=publications,
+        )
+
+    def _detach(self, sub: Subscription) -> None:
+        if self.subs.get(sub.channel) is sub:
+            del self.subs[sub.channel]
+        self.gw.hub.remove(sub.channel, self)
+        self.gw.unlisten_soon(sub.channel)
+        if sub.namespace.presence and self.client:
+            info = self.gw.presence.remove(sub.channel, self.client)
+            if info is not None and sub.namespace.join_leave:
+                self.gw.broadcast(sub.channel, wire.encode_leave_push(sub.channel, info))
+
+    def _join(self, sub: Subscription) -> None:
+        if not sub.namespace.presence:
+            return
+        info = ClientInfo(self.user, self.client, self.conn_info, sub.chan_info)
+        self.gw.presence.add(sub.channel, info)
+        if sub.namespace.join_leave:
+            self.gw.broadcast(sub.channel, wire.encode_join_push(sub.channel, info))
+
+    def _unsubscribe(self, cmd: p.UnsubscribeCommand) -> None:
+        sub = self.subs.get(cmd.channel)
+        if sub is not None and not sub.server_side:
+            self._detach(sub)
+        # Always succeeds: an error here makes the SDKs reconnect.
+        self._reply(cmd.id, "unsubscribe", {})
+
+    async def _publish(self, cmd: p.PublishCommand) -> None:
+        namespace = self.gw.resolve(cmd.channel)
+        if isinstance(namespace, Deny):
+            self._error(cmd.id, namespace.code)
+            return
+        subscribed = cmd.channel in self.subs
+        decision = authorize(
+            namespace, Action.PUBLISH, cmd.channel, self.user, subscribed=subscribed
+        )
+        if not await self._allowed(cmd.id, decision):
+            return
+        sub = self.subs.get(cmd.channel)
+        info = ClientInfo(self.user, self.client, self.conn_info, sub.chan_info if sub else None)
+        await self.gw.engine.publish_ephemeral(cmd.channel, orjson.dumps(cmd.data), info)
+        self._reply(cmd.id, "publish", {})
+
+    async def _presence(self, cmd: p.PresenceCommand | p.PresenceStatsCommand) -> None:
+        namespace = self.gw.resolve(cmd.channel)
+        if isinstance(namespace, Deny):
+            self._error(cmd.id, namespace.code)
+            return
+        decision = authorize(
+            namespace, Action.PRESENCE, cmd.channel, self.user, subscribed=cmd.channel in self.subs
+        )
+        if not await self._allowed(cmd.id, decision):
+            return
+        if isinstance(cmd, p.PresenceCommand):
+            self._reply(
+                cmd.id, "presence", wire.presence_result(self.gw.presence.clients(cmd.channel))
+            )
+        else:
+            clients, users = self.gw.presence.stats(cmd.channel)
+            self._reply(cmd.id, "presence_stats", wire.presence_stats_result(clients, users))
+
+    async def _history(self, cmd: p.HistoryCommand) -> None:
+        namespace = self.gw.resolve(cmd.channel)
+        if isinstance(namespace, Deny):
+            self._error(cmd.id, namespace.code)
+            return
+        decision = authorize(
+            namespace, Action.HISTORY, cmd.channel, self.user, subscribed=cmd.channel in self.subs
+        )
+        if not await self._allowed(cmd.id, decision):
+            return
+        try:
+            result = await self.gw.engine.history(cmd.channel, cmd.limit, cmd.since, cmd.reverse)
+        except LogError as err:
+            self._error(cmd.id, err.code)
+            return
+        pubs = [
+            wire.encode_publication(pub.data, pub.offset, pub.info) for pub in result.publications
+        ]
+        self._reply(
+            cmd.id,
+            "history",
+            wire.history_result(pubs, epoch=result.position.epoch, offset=result.position.offset),
+        )
+
+    async def _rpc(self, cmd: p.RpcCommand) -> None:
+        handler = self.gw.rpc.get(cmd.method)
+        if handler is None:
+            self._error(cmd.id, ErrorCode.NOT_AVAILABLE)
+            return
+        try:
+            data = await handler(RpcContext(self.user, self.client), cmd.data)
+        except RpcError as err:
+            self._error(cmd.id, err.code, err.message)
+            return
+        except Exception:
+            log.exception("rpc handler failed", method=cmd.method)
+            self._error(cmd.id, ErrorCode.INTERNAL)
+            return
+        self._reply(cmd.id, "rpc", wire.rpc_result(data))
+
+    def _refresh(self, cmd: p.RefreshCommand) -> None:
+        try:
+            claims = self.gw.tokens.connection(cmd.token)
+        except TokenError as err:
+            self.close(DisconnectCode.EXPIRED if err.expired else DisconnectCode.INVALID_TOKEN)
+            return
+        if claims.user != self.user:
+            self.close(DisconnectCode.INVALID_TOKEN)
+            return
+        self.expires_at = claims.expires_at
+        ttl = self.gw.tokens.ttl(self.expires_at)
+        self._reply(
+            cmd.id, "refresh", wire.refresh_result(expires=self.expires_at is not None, ttl=ttl)
+        )
+
+    def _sub_refresh(self, cmd: p.SubRefreshCommand) -> None:
+        sub = self.subs.get(cmd.channel)
+        if sub is None:
+            self._error(cmd.id, ErrorCode.BAD_REQUEST)
+            return
+        try:
+            claims = self.gw.tokens.subscription(
+                cmd.token, channel=cmd.channel, user=self.user, client=self.client
+            )
+        except TokenError as err:
+            if err.expired:
+                self._error(cmd.id, ErrorCode.TOKEN_EXPIRED)
+            else:
+                self.close(DisconnectCode.INVALID_TOKEN)
+            return
+        sub.expires_at = claims.expires_at
+        ttl = self.gw.tokens.ttl(sub.expires_at)
+        self._reply(
+            cmd.id, "sub_refresh", wire.refresh_result(expires=sub.expires_at is not None, ttl=ttl)
+        )
+
+    # -- timers (driven by the gateway's clock loop) ----------------------------------------
+
+    def tick(self, now: float, wall: float) -> None:
+        settings = self.gw.settings
+        if self.closing:
+            return
+        if not self.connected:
+            if now - self.opened_at > settings.connect_timeout:
+                self.close(DisconnectCode.STALE)
+            return
+        if self.ping_sent_at is not None and now - self.ping_sent_at > settings.pong_timeout:
+            self.close(DisconnectCode.NO_PONG)
+            return
+        if self.expires_at is not None and wall > self.expires_at:
+            self.close(DisconnectCode.EXPIRED)
+            return
+        for sub in list(self.subs.values()):
+            if sub.expires_at is not None and wall > sub.expires_at:
+                if sub.server_side:
+                    self.close(DisconnectCode.SUB_EXPIRED)
+                    return
+                self._detach(sub)
+                self.queue(wire.encode_unsubscribe_push(sub.channel, UnsubscribeCode.EXPIRED))
+        if now >= self.next_ping_at:
+            self.next_ping_at = now + settings.ping_interval
+            if self.ping_sent_at is None:
+                self.ping_sent_at = now
+            self.queue(wire.PING)
+
+    def revoke(self, channel: str) -> None:
+        """Membership lost: the server unsubscribes the client (no automatic resubscribe)."""
+        sub = self.subs.get(channel)
+        if sub is None or sub.server_side:
+            return
+        self._detach(sub)
+        self.queue(wire.encode_unsubscribe_push(channel, UnsubscribeCode.SERVER))
+
+    async def still_allowed(self, channel: str) -> bool:
+        sub = self.subs.get(channel)
+        if sub is None:
+            return True
+        decision = authorize(sub.namespace, Action.SUBSCRIBE, channel, self.user)
+        if isinstance(decision, NeedsMembershipCheck):
+            with contextlib.suppress(psycopg.Error):
+                return await self.gw.is_member(decision)
+            return True  # a failing check is not a lost membership
+        return not isinstance(decision, Deny)

@@ -1,0 +1,69 @@
+"""Fan-out: each publication is encoded once per channel and queued to every subscriber.
+
+The engine calls on_publication synchronously, right after assigning the offset, in offset
+order per channel. Connections only queue bytes here; one flush per event-loop turn writes
+each connection's queue as one frame (newline-separated), so a burst of N publications costs
+a connection one write, not N.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from syncline import metrics
+from syncline.core.log import Publication
+from syncline.core.wire import encode_pub_push
+
+if TYPE_CHECKING:
+    from syncline.gateway.connection import Connection, Subscription
+
+
+class Hub:
+    """Channel → subscribed connections; the engine's fan-out handler."""
+
+    def __init__(self) -> None:
+        self.channels: dict[str, dict[Connection, Subscription]] = {}
+        self._dirty: set[Connection] = set()
+        self._flush_scheduled = False
+
+    def add(self, channel: str, conn: Connection, sub: Subscription) -> None:
+        self.channels.setdefault(channel, {})[conn] = sub
+
+    def remove(self, channel: str, conn: Connection) -> None:
+        subs = self.channels.get(channel)
+        if subs is not None:
+            subs.pop(conn, None)
+            if not subs:
+                del self.channels[channel]
+
+    def subscribers(self, channel: str) -> int:
+        return len(self.channels.get(channel, ()))
+
+    def on_publication(self, channel: str, epoch: str, pub: Publication, /) -> None:
+        subs = self.channels.get(channel)
+        if not subs:
+            return
+        frame = encode_pub_push(channel, pub.data, pub.offset, pub.info)
+        offset = pub.offset
+        for conn, sub in list(subs.items()):
+            conn.deliver(sub, epoch, offset, frame)
+        metrics.DELIVERIES.inc(len(subs))
+
+    def on_gap(self, channel: str | None, /) -> None:
+        names = [channel] if channel is not None else list(self.channels)
+        for name in names:
+            for conn, sub in list(self.channels.get(name, {}).items()):
+                conn.lost_continuity(sub)
+
+    def mark_dirty(self, conn: Connection) -> None:
+        self._dirty.add(conn)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self.flush)
+
+    def flush(self) -> None:
+        self._flush_scheduled = False
+        dirty, self._dirty = self._dirty, set()
+        for conn in dirty:
+            conn.flush()

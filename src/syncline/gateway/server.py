@@ -1,0 +1,210 @@
+"""The gateway process part: picows server, admission limits, timers, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import socket
+import time
+from collections import Counter
+from typing import Any
+
+from limits import RateLimitItemPerSecond
+from limits.storage import MemoryStorage
+from limits.strategies import MovingWindowRateLimiter
+from picows import (
+    WSUpgradeRequest,
+    WSUpgradeResponse,
+    WSUpgradeResponseWithListener,
+    ws_create_server,
+)
+from psycopg_pool import AsyncConnectionPool
+
+from syncline import metrics
+from syncline.core.codes import DisconnectCode
+from syncline.core.namespaces import Deny, Namespace, NamespaceRegistry, NeedsMembershipCheck
+from syncline.engine.base import ChannelLog
+from syncline.gateway.auth import TokenVerifier
+from syncline.gateway.connection import Connection
+from syncline.gateway.hub import Hub
+from syncline.gateway.presence import PresenceRegistry
+from syncline.gateway.rpc import RpcRegistry
+from syncline.logs import get_logger
+from syncline.settings import Settings
+
+log = get_logger(__name__)
+
+WEBSOCKET_PATH = b"/connection/websocket"
+# Timers (pings, pong deadlines, token expiry, stale handshakes) are checked this often; a
+# single loop over all connections is cheaper than one timer handle per connection.
+TICK_S = 1.0
+_TABLE_IN_QUERY = re.compile(r"\b(?:from|join)\s+(?:\w+\.)?(\w+)", re.IGNORECASE)
+
+
+class Gateway:
+    """Owns every connection of this process and the fan-out hub."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: ChannelLog,
+        registry: NamespaceRegistry,
+        tokens: TokenVerifier,
+        pool: AsyncConnectionPool | None,
+        *,
+        rpc: RpcRegistry | None = None,
+        allowed_origins: set[str] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.registry = registry
+        self.tokens = tokens
+        self.pool = pool
+        self.rpc = rpc or RpcRegistry()
+        self.hub = Hub()
+        self.presence = PresenceRegistry()
+        self.connections: set[Connection] = set()
+        self._per_ip: Counter[str] = Counter()
+        self._rate = MovingWindowRateLimiter(MemoryStorage())
+        self._rate_item = RateLimitItemPerSecond(settings.connects_per_ip_per_second)
+        self._origins = {o.rstrip("/").lower() for o in (allowed_origins or set())}
+        self._origins.update(o.rstrip("/").lower() for o in settings.cors_origins)
+        self._server: asyncio.Server | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._unsubscribe_fanout = engine.subscribe_fanout(self.hub)
+        self._namespaces: dict[str, Namespace | Deny] = {}
+        self._membership_tables = {
+            ns.name: {t.lower() for t in _TABLE_IN_QUERY.findall(ns.membership_query or "")}
+            for ns in registry
+        }
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self, sock: socket.socket) -> None:
+        self._server = await ws_create_server(
+            self._route,
+            sock=sock,
+            max_frame_size=self.settings.max_frame_size,
+            websocket_handshake_timeout=self.settings.connect_timeout,
+            enable_auto_pong=True,
+            logger_name="syncline.gateway.ws",
+        )
+        self._ticker = asyncio.create_task(self._tick_loop(), name="gateway-ticker")
+
+    async def stop(self) -> None:
+        """Stop accepting, tell every client to reconnect elsewhere, and close."""
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            conn.close(DisconnectCode.SHUTDOWN)
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        self._unsubscribe_fanout()
+        if self._server is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._server.wait_closed(), 5)
+
+    def problem(self) -> str | None:
+        if self._server is None or not self._server.is_serving():
+            return "gateway is not listening"
+        return None
+
+    # -- admission --------------------------------------------------------------------------
+
+    def _route(self, request: WSUpgradeRequest) -> Any:
+        path = request.path.split(b"?", 1)[0]
+        if path != WEBSOCKET_PATH:
+            return None  # 404
+        origin = request.headers.get("Origin")
+        if origin is not None and not self._origin_allowed(origin):
+            log.info("refused a WebSocket from a foreign origin", origin=origin)
+            return WSUpgradeResponseWithListener(
+                WSUpgradeResponse.create_error_response(403, b"origin not allowed"), None
+            )
+        return Connection(self)
+
+    def _origin_allowed(self, origin: str) -> bool:
+        return origin.rstrip("/").lower() in self._origins
+
+    def admit(self, conn: Connection) -> int | None:
+        """Register a new connection, or the close code that refuses it."""
+        ip = conn.ip
+        if self._per_ip[ip] >= self.settings.max_connections_per_ip:
+            return int(DisconnectCode.CONNECTION_LIMIT)
+        if not self._rate.hit(self._rate_item, "connect", ip):
+            return int(DisconnectCode.TOO_MANY_REQUESTS)
+        self._per_ip[ip] += 1
+        self.connections.add(conn)
+        metrics.CONNECTIONS.set(len(self.connections))
+        return None
+
+    def forget(self, conn: Connection) -> None:
+        if conn in self.connections:
+            self.connections.discard(conn)
+            self._per_ip[conn.ip] -= 1
+            if self._per_ip[conn.ip] <= 0:
+                del self._per_ip[conn.ip]
+            metrics.CONNECTIONS.set(len(self.connections))
+
+    # -- services for connections -----------------------------------------------------------
+
+    def resolve(self, channel: str) -> Namespace | Deny:
+        cached = self._namespaces.get(channel)
+        if cached is None:
+            cached = self.registry.resolve(channel)
+            if len(self._namespaces) < 100_000:
+                self._namespaces[channel] = cached
+        return cached
+
+    def personal_channel(self, user: str) -> str | None:
+        template = self.settings.personal_channel
+        if not user or not template:
+            return None
+        return template.replace("{sub}", user)
+
+    async def is_member(self, check: NeedsMembershipCheck) -> bool:
+        if self.pool is None:
+            return False
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(check.query, dict(check.params))
+            return await cur.fetchone() is not None
+
+    def broadcast(self, channel: str, frame: bytes) -> None:
+        """A push for every subscriber of a channel on this node (join/leave)."""
+        for conn in list(self.hub.channels.get(channel, {})):
+            conn.queue(frame)
+
+    def unlisten_soon(self, channel: str) -> None:
+        if self.hub.subscribers(channel) == 0:
+            task = asyncio.get_running_loop().create_task(self.engine.unlisten(channel))
+            task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    def note_change(self, channel: str, table: str, op: str) -> None:
+        """A captured change: if it touches the membership table of the channel's namespace,
+        re-check its subscribers (a removed member is unsubscribed by the server)."""
+        if op not in ("delete", "update", "truncate") or channel not in self.hub.channels:
+            return
+        namespace = self.resolve(channel)
+        if isinstance(namespace, Deny) or table.lower() not in self._membership_tables.get(
+            namespace.name, ()
+        ):
+            return
+        asyncio.get_running_loop().create_task(self._recheck(channel))
+
+    async def _recheck(self, channel: str) -> None:
+        for conn in list(self.hub.channels.get(channel, {})):
+            if not await conn.still_allowed(channel):
+                conn.revoke(channel)
+                conn.flush()
+
+    # -- timers -----------------------------------------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(TICK_S)
+            now, wall = time.monotonic(), time.time()
+            for conn in list(self.connections):
+                conn.tick(now, wall)

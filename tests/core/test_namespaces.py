@@ -1,0 +1,390 @@
+"""Channel namespaces: channel names and patterns, configuration checks, access decisions."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from syncline.core.codes import ErrorCode
+from syncline.core.namespaces import (
+    ALLOW,
+    NEEDS_TOKEN,
+    PARAM_CHARS,
+    ROOM_MEMBERSHIP_QUERY,
+    Action,
+    ChannelTemplate,
+    ConfigError,
+    Decision,
+    Deny,
+    Namespace,
+    NamespaceRegistry,
+    NeedsMembershipCheck,
+    authorize,
+    authorize_subscribe,
+    default_namespaces,
+    load_namespaces,
+)
+
+REGISTRY = load_namespaces({})
+
+
+def ns(name: str = "", **options: Any) -> Namespace:
+    return Namespace.model_validate({"name": name, **options})
+
+
+def config_problems(config: dict[str, Any]) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_namespaces(config, include_defaults=False)
+    return str(info.value)
+
+
+# --- channel templates -----------------------------------------------------------------------
+
+
+def test_template_splits_literals_and_fields() -> None:
+    template = ChannelTemplate.parse("chat:{org}.{room_id}")
+    assert template.namespace == "chat"
+    assert template.fields == ("org", "room_id")
+    assert template.literals == ("chat:", ".", "")
+    assert template.match("chat:acme.42") == {"org": "acme", "room_id": "42"}
+    assert template.match("chat:acme") is None
+    assert template.render({"org": "acme", "room_id": "42"}) == "chat:acme.42"
+
+
+@pytest.mark.parametrize(
+    ("text", "namespace"),
+    [("orders", ""), ("order-{id}", ""), ("room:{room_id}", "room"), ("a:b:{c}", "a")],
+)
+def test_template_namespace_is_the_literal_before_the_first_colon(
+    text: str, namespace: str
+) -> None:
+    assert ChannelTemplate.parse(text).namespace == namespace
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "can't be empty"),
+        ("room:{1x}", "is not an identifier"),
+        ("room:{}", "is not an identifier"),
+        ("room:{a}{b}", "literal character between placeholders"),
+        ("room:{a}.{a}", "appears twice"),
+        ("room:{a", "'{' in 'room:{a' is unbalanced"),
+        ("room:a}", "is unbalanced"),
+        ("room:a b", "' ' in 'room:a b' is not allowed"),
+        ("room:$x", "not allowed (only letters, digits"),
+        ("{ns}:x", "must be literal"),
+        (":x", "empty namespace"),
+    ],
+)
+def test_invalid_template_is_refused_with_the_reason(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        ChannelTemplate.parse(text)
+
+
+@pytest.mark.parametrize("value", ["a:b", "1.2", "", "a b"])
+def test_render_refuses_values_that_would_not_parse_back(value: str) -> None:
+    with pytest.raises(ValueError, match="not a valid value"):
+        ChannelTemplate.parse("t:{a}.{b}").render({"a": value, "b": "x"})
+
+
+_SEPARATORS = st.text(alphabet=sorted(PARAM_CHARS | {":"}), min_size=1, max_size=3)
+_NAMES = st.from_regex(r"[a-z_][a-z0-9_]{0,8}", fullmatch=True)
+
+
+@st.composite
+def _templates_and_values(draw: st.DrawFn) -> tuple[str, dict[str, str]]:
+    names = draw(st.lists(_NAMES, min_size=1, max_size=4, unique=True))
+    separators = [draw(_SEPARATORS) for _ in names[1:]]
+    suffix = draw(st.sampled_from(["", ".x", "-y"]))
+    literals = ["ns:", *separators, suffix]
+    text = literals[0] + "".join(
+        f"{{{n}}}{lit}" for n, lit in zip(names, literals[1:], strict=True)
+    )
+    values = {}
+    for name, following in zip(names, literals[1:], strict=True):
+        alphabet = sorted(PARAM_CHARS - {following[:1]})
+        values[name] = draw(st.text(alphabet=alphabet, min_size=1, max_size=12))
+    return text, values
+
+
+@given(_templates_and_values())
+def test_rendering_then_parsing_a_channel_name_round_trips_the_parameters(
+    case: tuple[str, dict[str, str]],
+) -> None:
+    text, values = case
+    template = ChannelTemplate.parse(text)
+    channel = template.render(values)
+    assert template.match(channel) == values
+    assert Namespace(name="ns", channel_pattern=text, max_channel_length=1024).params(channel) == (
+        values if len(channel) <= 1024 else None
+    )
+
+
+# --- namespace configuration -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"history_size": 10, "history_ttl": 60, "allow_publish": True},
+            "allow_publish = true is refused in a namespace with history",
+        ),
+        ({"history_size": 10}, "history_size and history_ttl go together"),
+        ({"history_ttl": 10}, "history_size and history_ttl go together"),
+        ({"recover": True}, "recover = true needs a history"),
+        ({"allow_history": True}, "allow_history = true needs a history"),
+        ({"allow_presence": True}, "allow_presence = true needs presence = true"),
+        ({"history_size": -1}, "history_size: Input should be greater than or equal to 0"),
+        ({"subscribe": "everyone"}, "subscribe: Input should be 'public'"),
+        ({"subscribe": "membership"}, "needs a membership_query: one SELECT statement"),
+        (
+            {"subscribe": "membership", "membership_query": "DELETE FROM x"},
+            "one SELECT statement",
+        ),
+        (
+            {"subscribe": "membership", "membership_query": "SELECT 1; DROP TABLE x"},
+            "one SELECT statement",
+        ),
+        (
+            {"subscribe": "membership", "membership_query": "SELECT 1 WHERE a = %s"},
+            "may only use %(name)s placeholders",
+        ),
+        (
+            {
+                "subscribe": "membership",
+                "channel_pattern": "chat:{room_id}",
+                "membership_query": "SELECT 1 WHERE a = %(room)s",
+            },
+            "membership_query has '%(room)s'",
+        ),
+        (
+            {"subscribe": "membership", "membership_query": "SELECT 1 WHERE a = %(user)d"},
+            "membership_query has '%(user)d'",
+        ),
+        ({"membership_query": "SELECT 1"}, "only used with subscribe = 'membership'"),
+        ({"channel_pattern": "room:{id}"}, "must start with 'chat:'"),
+        ({"channel_pattern": "chat:{user}"}, "may not use ['user']"),
+        ({"channel_pattern": "chat:{a}{b}"}, "channel_pattern: put a literal character"),
+        ({"subscribe": "personal", "channel_pattern": "chat:{id}"}, "needs a {user} parameter"),
+        ({"colour": "blue"}, "colour: unknown option; known options: allow_history"),
+    ],
+)
+def test_invalid_namespace_config_gives_a_clear_message(
+    options: dict[str, Any], message: str
+) -> None:
+    problems = config_problems({"chat": options})
+    assert "[namespaces.chat]" in problems
+    assert message in problems
+
+
+def test_publish_with_history_explains_why() -> None:
+    problems = config_problems({"chat": {"history_size": 5, "history_ttl": 5, "allow_publish": 1}})
+    assert "ephemeral" in problems
+    assert "offsets" in problems
+    assert "history-less namespace" in problems
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ({"default": {"subscribe": "personal"}}, "needs a named namespace"),
+        ({"default": {"channel_pattern": "a:{b}"}}, "must contain no ':'"),
+        ({"bad name": {}}, "namespace name 'bad name' must be 1-64 of"),
+        ({"chat": {"name": "other"}}, "must be a table of options (its key is its name)"),
+        ({"chat": 3}, "must be a table of options"),
+    ],
+)
+def test_invalid_namespace_table_gives_a_clear_message(
+    config: dict[str, Any], message: str
+) -> None:
+    assert message in config_problems(config)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_namespaces({"a": {"recover": True}, "b": {"presence": "maybe"}})
+    assert len(info.value.problems) == 2
+    assert str(info.value).startswith("invalid namespaces:\n  - [namespaces.a]")
+
+
+def test_default_namespaces_serve_the_chat_and_the_orders_dashboard() -> None:
+    by_name = {n.name: n for n in default_namespaces()}
+    assert set(by_name) == {"", "room", "user", "typing"}
+    default, room, user, typing = by_name[""], by_name["room"], by_name["user"], by_name["typing"]
+    assert (default.subscribe, default.history_size, default.history_ttl) == (
+        "authenticated",
+        1000,
+        3600,
+    )
+    assert default.recover and room.recover and user.recover
+    assert (room.history_size, room.history_ttl, user.history_size) == (1000, 86400, 300)
+    assert room.presence and room.join_leave and not user.presence
+    assert room.membership_query == typing.membership_query == ROOM_MEMBERSHIP_QUERY
+    assert "public.room_members" in ROOM_MEMBERSHIP_QUERY
+    assert typing.allow_publish and not typing.history_size and not typing.presence
+    assert not (default.allow_publish or room.allow_publish or user.allow_publish)
+
+
+def test_configured_namespace_replaces_the_builtin_one_whole() -> None:
+    registry = load_namespaces({"room": {"subscribe": "public"}, "news": {}})
+    room = registry.get("room")
+    assert room is not None
+    assert room.subscribe == "public"
+    assert room.history_size == 0
+    assert {n.name for n in registry} == {"", "room", "user", "typing", "news"}
+    alone = load_namespaces({"news": {}}, include_defaults=False)
+    assert [n.name for n in alone] == ["news"]
+    assert alone.resolve("orders") == Deny(
+        ErrorCode.UNKNOWN_CHANNEL, "no default namespace is configured"
+    )
+
+
+def test_a_namespace_configured_twice_is_refused() -> None:
+    with pytest.raises(ValueError, match="namespace 'a' is configured twice"):
+        NamespaceRegistry([ns("a"), ns("a")])
+
+
+# --- channel names ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("channel", "expected"),
+    [
+        ("orders", ""),
+        ("room:42", "room"),
+        ("user:alice@example.com", "user"),
+        ("typing:7", "typing"),
+        ("room:4:2", ErrorCode.UNKNOWN_CHANNEL),
+        ("room:", ErrorCode.UNKNOWN_CHANNEL),
+        ("user:", ErrorCode.UNKNOWN_CHANNEL),
+        ("nope:1", ErrorCode.UNKNOWN_CHANNEL),
+        ("room:4 2", ErrorCode.UNKNOWN_CHANNEL),
+        ("room:$42", ErrorCode.UNKNOWN_CHANNEL),
+        ("", ErrorCode.BAD_REQUEST),
+        ("o" * 256, ErrorCode.LIMIT_EXCEEDED),
+        ("room:" + "4" * 251, ErrorCode.LIMIT_EXCEEDED),
+    ],
+)
+def test_channel_resolves_to_its_namespace_or_an_error(channel: str, expected: object) -> None:
+    resolved = REGISTRY.resolve(channel)
+    if isinstance(resolved, Deny):
+        assert resolved.code == expected
+    else:
+        assert resolved.name == expected
+
+
+def test_namespace_without_pattern_takes_any_valid_rest() -> None:
+    chat = ns("chat")
+    assert chat.params("chat:a:b") == {}
+    assert chat.params("chat:") is None
+    assert chat.params("other:a") is None
+    assert ns().params("orders") == {}
+    assert ns().params("a:b") is None
+
+
+# --- access decisions ------------------------------------------------------------------------
+
+MEMBERS = {"subscribe": "membership", "membership_query": ROOM_MEMBERSHIP_QUERY}
+ROOM = ns("room", channel_pattern="room:{room_id}", **MEMBERS)
+DENIED = ErrorCode.PERMISSION_DENIED
+MEMBER_OF_42 = NeedsMembershipCheck(ROOM_MEMBERSHIP_QUERY, {"room_id": "42", "user": "7"})
+MEMBER_OF_1 = NeedsMembershipCheck(ROOM_MEMBERSHIP_QUERY, {"room_id": "1", "user": "7"})
+
+
+@pytest.mark.parametrize(
+    ("namespace", "channel", "user", "expected"),
+    [
+        (ns("n", subscribe="public"), "n:1", None, ALLOW),
+        (ns("n", subscribe="public"), "n:1", "u1", ALLOW),
+        (ns("n", subscribe="authenticated"), "n:1", "u1", ALLOW),
+        (ns("n", subscribe="authenticated"), "n:1", None, DENIED),
+        (ns("n", subscribe="authenticated"), "n:1", "", DENIED),
+        (ns("user", subscribe="personal"), "user:alice", "alice", ALLOW),
+        (ns("user", subscribe="personal"), "user:alice", "bob", DENIED),
+        (ns("user", subscribe="personal"), "user:alice", None, DENIED),
+        (ns("n", subscribe="token"), "n:1", "u1", NEEDS_TOKEN),
+        (ns("n", subscribe="token"), "n:1", None, NEEDS_TOKEN),
+        (ROOM, "room:42", None, DENIED),
+        (ROOM, "room:42", "7", MEMBER_OF_42),
+        (ROOM, "room:a:b", "7", ErrorCode.UNKNOWN_CHANNEL),
+        (ROOM, "user:7", "7", ErrorCode.UNKNOWN_CHANNEL),
+        (ns("n", max_channel_length=4), "n:12", "u", ALLOW),
+        (ns("n", max_channel_length=4), "n:123", "u", ErrorCode.LIMIT_EXCEEDED),
+    ],
+)
+def test_subscribe_decision_follows_the_namespace_policy(
+    namespace: Namespace, channel: str, user: str | None, expected: object
+) -> None:
+    assert_decision(authorize_subscribe(namespace, channel, user), expected)
+
+
+def assert_decision(decision: Decision, expected: object) -> None:
+    if isinstance(expected, ErrorCode):
+        assert isinstance(decision, Deny), decision
+        assert decision.code == expected
+        assert decision.reason
+    else:
+        assert decision == expected
+
+
+def test_membership_params_are_the_ones_the_query_uses() -> None:
+    query = "SELECT 1 FROM acl WHERE channel = %(channel)s AND who = %(user)s AND 100%% = 100%%"
+    chat = ns(
+        "chat", channel_pattern="chat:{org}.{room}", subscribe="membership", membership_query=query
+    )
+    decision = authorize_subscribe(chat, "chat:acme.7", "u1")
+    assert decision == NeedsMembershipCheck(query, {"channel": "chat:acme.7", "user": "u1"})
+
+
+TYPING = ns("typing", channel_pattern="typing:{room_id}", allow_publish=True, **MEMBERS)
+STORED = {"history_size": 10, "history_ttl": 60}
+FEED = ns("feed", **STORED, allow_history=True, presence=True, allow_presence=True)
+SECRET = ns("secret", subscribe="token", **STORED, allow_history=True)
+
+
+@pytest.mark.parametrize(
+    ("namespace", "action", "channel", "user", "subscribed", "expected"),
+    [
+        (TYPING, Action.PUBLISH, "typing:1", "7", False, MEMBER_OF_1),
+        (TYPING, Action.PUBLISH, "typing:1", "7", True, ALLOW),
+        (TYPING, Action.PUBLISH, "typing:1", None, False, DENIED),
+        (ROOM, Action.PUBLISH, "room:1", "7", True, DENIED),
+        (TYPING, Action.HISTORY, "typing:1", "7", True, ErrorCode.NOT_AVAILABLE),
+        (TYPING, Action.PRESENCE, "typing:1", "7", True, ErrorCode.NOT_AVAILABLE),
+        (FEED, Action.HISTORY, "feed:1", "u", False, ALLOW),
+        (FEED, Action.HISTORY, "feed:1", None, False, DENIED),
+        (FEED, Action.PRESENCE, "feed:1", "u", True, ALLOW),
+        (ns("n", **STORED), Action.HISTORY, "n:1", "u", True, DENIED),
+        (ns("n", presence=True), Action.PRESENCE, "n:1", "u", True, DENIED),
+        (SECRET, Action.HISTORY, "secret:1", "u", False, DENIED),
+        (SECRET, Action.HISTORY, "secret:1", "u", True, ALLOW),
+        (SECRET, Action.SUBSCRIBE, "secret:1", "u", False, NEEDS_TOKEN),
+        (FEED, Action.HISTORY, "other:1", "u", False, ErrorCode.UNKNOWN_CHANNEL),
+    ],
+)
+def test_publish_history_and_presence_need_the_option_then_subscribe_access(
+    namespace: Namespace,
+    action: Action,
+    channel: str,
+    user: str | None,
+    subscribed: bool,
+    expected: object,
+) -> None:
+    assert_decision(authorize(namespace, action, channel, user, subscribed=subscribed), expected)
+
+
+def test_default_registry_decisions_for_the_chat() -> None:
+    room = REGISTRY.resolve("room:42")
+    orders = REGISTRY.resolve("orders")
+    assert isinstance(room, Namespace)
+    assert isinstance(orders, Namespace)
+    assert isinstance(authorize_subscribe(room, "room:42", "7"), NeedsMembershipCheck)
+    assert authorize_subscribe(orders, "orders", "7") is ALLOW
+    assert_decision(authorize_subscribe(orders, "orders", None), DENIED)
+    assert_decision(authorize(room, Action.PUBLISH, "room:42", "7", subscribed=True), DENIED)

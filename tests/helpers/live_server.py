@@ -1,0 +1,74 @@
+"""A whole Syncline running inside the test's event loop, and what tests do with it."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from dataclasses import dataclass
+
+import jwt
+import psycopg
+
+from syncline.runtime import Endpoints, Runtime
+from syncline.settings import load_settings
+
+TEST_SECRET = "test-secret-" + "x" * 40
+
+
+@dataclass
+class LiveServer:
+    """A whole Syncline (API, capture, gateway) running in the test's event loop."""
+
+    runtime: Runtime
+    database_url: str
+    http_url: str = ""
+    ws_url: str = ""
+    task: asyncio.Task[None] | None = None
+
+    def token(self, sub: str, *, ttl: float = 3600, **claims: object) -> str:
+        payload = {"sub": sub, "exp": int(time.time() + ttl), **claims}
+        return jwt.encode(payload, TEST_SECRET, algorithm="HS256")
+
+    async def sql(self, statement: str, params: tuple[object, ...] | None = None) -> None:
+        async with await psycopg.AsyncConnection.connect(self.database_url) as conn:
+            await conn.execute(statement, params)
+            await conn.commit()
+
+
+async def start_live_server(url: str, **overrides: object) -> LiveServer:
+    slot = f"s_{secrets.token_hex(4)}"
+    settings = load_settings(
+        None,
+        jwt_secret=TEST_SECRET,
+        port=0,
+        gateway_port=0,
+        slot_name=slot,
+        publication_name=slot,
+        log_level="warning",
+        **overrides,
+    )
+    runtime = Runtime(settings, TEST_SECRET)
+    server = LiveServer(runtime, url)
+    ready = asyncio.Event()
+
+    def on_ready(endpoints: Endpoints) -> None:
+        server.http_url, server.ws_url = endpoints.http_url, endpoints.websocket_url
+        ready.set()
+
+    task = asyncio.create_task(runtime.run(url, on_ready=on_ready))
+    server.task = task
+    done, _ = await asyncio.wait(
+        {task, asyncio.create_task(ready.wait())}, return_when=asyncio.FIRST_COMPLETED
+    )
+    if task in done:
+        task.result()
+    assert runtime.capture is not None
+    await asyncio.wait_for(runtime.capture.ready.wait(), 15)
+    return server
+
+
+async def stop_live_server(server: LiveServer) -> None:
+    server.runtime.request_stop()
+    assert server.task is not None
+    await asyncio.wait_for(server.task, 30)
