@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import psycopg
 from psycopg import pq
 from psycopg.conninfo import make_conninfo
+from psycopg.rows import TupleRow
 
 from syncline import metrics
 from syncline.capture.base import CaptureError, ChangeSink
@@ -34,11 +35,15 @@ FEEDBACK_INTERVAL_S = 5.0
 # other databases' and tables' WAL, so an idle source does not pin it.
 HEARTBEAT_INTERVAL_S = 10.0
 HEARTBEAT_PREFIX = "syncline-heartbeat"
+# Polls (50 ms apart) for a terminated walsender to release the slot.
+STALE_READER_WAIT_STEPS = 100
 # Changes handed to the sink at once when the stream has more ready: amortizes the append.
 MAX_BATCH = 5000
 # Session settings of the walsender: pgoutput renders values in them, and the decoder
 # expects UTC ISO timestamps.
-SESSION_OPTIONS = "-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres"
+SESSION_OPTIONS = (
+    "-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=1"
+)
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:
@@ -137,13 +142,35 @@ class LogicalSource:
                     raise CaptureError(
                         f"replication slot {self._slot} uses plugin {exists[0]}, not pgoutput"
                     )
+                await self._evict_stale_reader(conn)
                 return conn.info.server_version
         except psycopg.Error as err:
             self._problem = str(err).strip()
             raise CaptureError(f"logical capture cannot start: {self._problem}") from None
 
+    async def _evict_stale_reader(self, conn: psycopg.AsyncConnection[TupleRow]) -> None:
+        """End a walsender still holding our slot: it belongs to a dead instance.
+
+        We run under the capture leader lock, so no live Syncline reads this slot. A process
+        killed with -9 leaves its walsender attached until wal_sender_timeout (60 s).
+        """
+        for _ in range(STALE_READER_WAIT_STEPS):
+            cur = await conn.execute(
+                "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s AND active",
+                (self._slot,),
+            )
+            row = await cur.fetchone()
+            if row is None or row[0] is None:
+                return
+            log.warning("ending a stale reader of the replication slot", pid=row[0])
+            await conn.execute("SELECT pg_terminate_backend(%s)", (row[0],))
+            await asyncio.sleep(0.05)
+        raise CaptureError(f"replication slot {self._slot} stays in use by another process")
+
     async def _connect(self) -> pq.abc.PGconn:
-        conninfo = make_conninfo(self._url, replication="database", options=SESSION_OPTIONS)
+        conninfo = make_conninfo(
+            self._url, replication="database", options=SESSION_OPTIONS, client_encoding="UTF8"
+        )
         pgconn = pq.PGconn.connect_start(conninfo.encode())
         loop = asyncio.get_running_loop()
         while True:

@@ -6,6 +6,7 @@ import asyncio
 import random
 
 import psycopg
+from psycopg.rows import TupleRow
 
 from syncline import metrics
 from syncline.capture import setup
@@ -19,6 +20,9 @@ from syncline.settings import Settings
 
 log = get_logger(__name__)
 
+# One capturing process per database: the holder of this session advisory lock. Holding it
+# also proves that a walsender still attached to our slot belongs to a dead instance.
+LEADER_LOCK_KEY = 0x53594E4C  # "SYNL"
 # After a source that was streaming fails (database restart, network), retry with jittered
 # exponential backoff between these bounds; the slot or outbox keeps every change meanwhile.
 RETRY_MIN_S = 0.5
@@ -43,7 +47,24 @@ class CaptureService:
         return self._source.problem()
 
     async def run(self) -> None:
-        """Run until cancelled."""
+        """Run until cancelled, as the only capturing process of the database."""
+        async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as lock:
+            await self._lead(lock)
+            await self._run()
+
+    async def _lead(self, conn: psycopg.AsyncConnection[TupleRow]) -> None:
+        waited = False
+        while True:
+            cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK_KEY,))
+            row = await cur.fetchone()
+            if row and row[0]:
+                return
+            if not waited:
+                log.warning("another Syncline is capturing from this database; standing by")
+                waited = True
+            await asyncio.sleep(1.0)
+
+    async def _run(self) -> None:
         mode = await self._initial_mode()
         streamed = False
         delay = RETRY_MIN_S
