@@ -8,6 +8,7 @@ import secrets
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -21,14 +22,20 @@ from syncline.db.embedded import EmbeddedPostgres, ServerInfo, free_port
 
 
 @pytest.fixture(scope="session")
-def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerInfo]:
-    """PostgreSQL 18 from the embedded wheel, wal_level=logical, for this test process."""
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
+def pg_server() -> Iterator[ServerInfo]:
+    """PostgreSQL 18 from the embedded wheel, wal_level=logical, for this test process.
+
+    Not under pytest's tmp dir: every pytest run re-chmods /tmp/pytest-of-<user> to 0700,
+    which would cut the server's system user off from its own data while it runs.
+    """
+    base = Path(tempfile.mkdtemp(prefix="syncline-test-pg-"))
+    server = EmbeddedPostgres(base / "data")
     info = server.start()
     try:
         yield info
     finally:
         server.stop(mode="immediate")
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def create_database(info: ServerInfo, name: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,12 +16,15 @@ import pytest
 
 from syncline.capture.pipeline import Pipeline
 from syncline.capture.service import CaptureService
+from syncline.core.changes import Change
 from syncline.core.log import Publication
 from syncline.db import migrate
 from syncline.db.embedded import EmbeddedPostgres
 from syncline.engine.memory import MemoryEngine
 from syncline.settings import load_settings
 from syncline.sync_config import build_sync_config
+
+from helpers.live_server import drop_slot
 
 MODES = ["logical", "trigger", "poll"]
 
@@ -64,6 +67,10 @@ class Capture:
     service: CaptureService | None = None
     task: asyncio.Task[None] | None = None
     slot: str = field(default_factory=lambda: f"s_{secrets.token_hex(4)}")
+    # Stand-in for kill -9: after this many appended changes the sink never returns, so
+    # nothing after the last acknowledged position is acknowledged.
+    die_after: int | None = None
+    delivered: int = 0
 
     async def start(self) -> None:
         settings = load_settings(
@@ -75,7 +82,14 @@ class Capture:
         )
         sync = build_sync_config(settings)
         pipeline = Pipeline(sync.rules, sync.registry, self.engine)
-        self.service = CaptureService(self.url, settings, sync.rules, pipeline)
+
+        async def sink(changes: Sequence[Change]) -> None:
+            await pipeline(changes)
+            self.delivered += len(changes)
+            if self.die_after is not None and self.delivered >= self.die_after:
+                await asyncio.Event().wait()  # appended, never acknowledged
+
+        self.service = CaptureService(self.url, settings, sync.rules, sink)
         self.task = asyncio.create_task(self.service.run())
         await asyncio.wait_for(self.service.ready.wait(), 15)
 
@@ -98,12 +112,7 @@ async def capture(request: pytest.FixtureRequest, schema_url: str) -> AsyncItera
     finally:
         await cap.stop()
         await engine.close()
-        with psycopg.connect(schema_url, autocommit=True) as conn:
-            conn.execute(
-                "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
-                " WHERE slot_name = %s AND NOT active",
-                (cap.slot,),
-            )
+        await drop_slot(schema_url, cap.slot)
 
 
 async def sql(url: str, *statements: str, params: tuple[Any, ...] = ()) -> None:
@@ -218,7 +227,10 @@ async def test_a_crash_before_acknowledging_publishes_every_change_exactly_once(
     capture: Capture,
 ) -> None:
     total, per_txn = 10_000, 100
-    async with await psycopg.AsyncConnection.connect(capture.url) as conn:
+    await capture.stop()
+    capture.die_after = total // 3
+    await capture.start()
+    async with asyncio.timeout(60), await psycopg.AsyncConnection.connect(capture.url) as conn:
         for start in range(0, total, per_txn):
             await conn.execute(
                 "INSERT INTO orders (customer_name, product_name)"
@@ -226,10 +238,12 @@ async def test_a_crash_before_acknowledging_publishes_every_change_exactly_once(
                 (start, start + per_txn - 1),
             )
             await conn.commit()
-    # Crash in the middle: the source dies after appending some, before acknowledging them.
+    # Crash in the middle: the process dies after appending some, before acknowledging them.
     await capture.received.wait_for("orders", total // 3, timeout=60)
-    await capture.stop()
+    async with asyncio.timeout(20):
+        await capture.stop()
     assert len(capture.received.data("orders")) < total
+    capture.die_after = None
     # The channel log survives (as a Redis engine would); a new source re-reads from the
     # last acknowledged position and the log drops what it already has, by commit position.
     await capture.start()
@@ -264,5 +278,6 @@ async def test_auto_falls_back_to_trigger_without_logical_wal(
         finally:
             await cap.stop()
             await engine.close()
+            await drop_slot(url, cap.slot)
     finally:
         server.stop()

@@ -72,3 +72,26 @@ async def stop_live_server(server: LiveServer) -> None:
     server.runtime.request_stop()
     assert server.task is not None
     await asyncio.wait_for(server.task, 30)
+    await drop_slot(server.database_url, server.runtime.settings.slot_name)
+
+
+async def drop_slot(url: str, slot: str) -> None:
+    """Drop a test's replication slot (a real deployment keeps it across restarts).
+
+    Every test makes its own slot; left behind they would exhaust max_replication_slots. The
+    walsender of a stopped source may take a moment to let go of it.
+    """
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        for _ in range(100):
+            cur = await conn.execute(
+                "SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (slot,)
+            )
+            row = await cur.fetchone()
+            if row is None:
+                return
+            if row[0] is None:
+                await conn.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+                return
+            await conn.execute("SELECT pg_terminate_backend(%s)", (row[0],))
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"replication slot {slot} stays active")

@@ -46,6 +46,9 @@ log = get_logger(__name__)
 SERVER_VERSION = f"syncline/{__version__}"
 # A command list waiting to run: a client that floods commands is closed, not buffered.
 MAX_PENDING_COMMANDS = 1024
+# After the server sends its close frame, how long the client has to read it: a client that
+# does not (a slow one, typically) is cut off, so its buffers and per-IP slot are released.
+CLOSE_GRACE_S = 3.0
 
 
 @dataclass(slots=True, eq=False)
@@ -76,6 +79,7 @@ class Connection(WSListener):
         self.conn_info: bytes | None = None
         self.connected = False
         self.closing = False
+        self.closed_at = 0.0
         self.opened_at = time.monotonic()
         self.expires_at: int | None = None
         self.ping_sent_at: float | None = None
@@ -202,7 +206,10 @@ class Connection(WSListener):
         self._out.append(data)
         self._out_size += len(data)
         if self._out_size > self.gw.settings.send_buffer:
-            self._slow()
+            # A burst (one capture batch is fanned out in a single loop turn) is no sign of a
+            # slow client: hand it to the transport now. flush() closes with 3008 if the
+            # transport is still backed up, i.e. if the client really is not reading.
+            self.flush()
             return
         self.gw.hub.mark_dirty(self)
 
@@ -239,6 +246,7 @@ class Connection(WSListener):
         if flush:
             self.flush()
         self.closing = True
+        self.closed_at = time.monotonic()
         reason = DisconnectCode(code).reason
         self.transport.send_close(WSCloseCode(code), reason.encode())
         self.transport.disconnect(graceful=True)
@@ -586,6 +594,12 @@ class Connection(WSListener):
     def tick(self, now: float, wall: float) -> None:
         settings = self.gw.settings
         if self.closing:
+            if (
+                self.transport is not None
+                and self.closed_at
+                and now - self.closed_at > CLOSE_GRACE_S
+            ):
+                self.transport.disconnect(graceful=False)
             return
         if not self.connected:
             if now - self.opened_at > settings.connect_timeout:
