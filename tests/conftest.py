@@ -16,9 +16,10 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from helpers.live_server import LiveServer, start_live_server, stop_live_server
 from syncline.db import migrate
 from syncline.db.embedded import EmbeddedPostgres, ServerInfo, free_port
+
+from helpers.live_server import LiveServer, start_live_server, stop_live_server
 
 
 @pytest.fixture(scope="session")

@@ -16,8 +16,9 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from helpers.live_server import LiveServer, start_live_server, stop_live_server
 from syncline import metrics
+
+from helpers.live_server import LiveServer, start_live_server, stop_live_server
 
 PROBE_ID = 4_000_000_000  # a valid uint32 id no fuzz case reuses for a reply we wait on
 WAIT = 5.0  # seconds any single server answer may take before the test fails

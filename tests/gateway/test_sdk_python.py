@@ -21,8 +21,9 @@ from centrifuge import (
 )
 from centrifuge.exceptions import ReplyError
 
-from helpers.live_server import LiveServer, start_live_server, stop_live_server
 from syncline.gateway.rpc import RpcContext, RpcError
+
+from helpers.live_server import LiveServer, start_live_server, stop_live_server
 
 
 @dataclass
