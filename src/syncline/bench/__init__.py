@@ -1,0 +1,1 @@
+"""Benchmarks: measure the targets of the issues (never asserted as timings in tests)."""

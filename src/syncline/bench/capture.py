@@ -1,0 +1,196 @@
+"""Capture benchmark: decode+append throughput, commit→append latency, the trigger's write cost."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import multiprocessing
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import psycopg
+from hdrh.histogram import HdrHistogram
+
+from syncline.capture.pipeline import Pipeline
+from syncline.capture.service import CaptureService
+from syncline.core.changes import Change
+from syncline.engine.memory import MemoryEngine
+from syncline.settings import load_settings
+from syncline.sync_config import build_sync_config
+
+TABLE_DDL = """
+CREATE TABLE IF NOT EXISTS bench_rows (
+    id bigserial PRIMARY KEY, n integer NOT NULL, note text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now())
+"""
+RULES = [{"table": "bench_rows", "channel": "bench", "columns": "*"}]
+# Latency histogram bounds: 1 µs to 60 s, 3 significant digits.
+HIST_MAX_US = 60_000_000
+
+
+@dataclass
+class CaptureResult:
+    """What one capture benchmark measured."""
+
+    mode: str
+    backlog_changes: int = 0
+    backlog_seconds: float = 0.0
+    changes_per_s: float = 0.0
+    cpu_seconds: float = 0.0
+    latency_rate: int = 0
+    latency_changes: int = 0
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    lost: int = 0
+    duplicated: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class _Counter:
+    """A sink wrapper that counts and times what reaches the channel log."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.count = 0
+        self.seen: set[int] = set()
+        self.duplicates = 0
+        self.hist = HdrHistogram(1, HIST_MAX_US, 3)
+        self.track_latency = False
+        self.done = asyncio.Event()
+        self.target = 0
+
+    async def __call__(self, changes: Sequence[Change]) -> None:
+        await self.pipeline(changes)
+        now_us = time.time() * 1_000_000
+        for change in changes:
+            if change.row is None:
+                continue
+            key = int(change.row["id"])
+            if key in self.seen:
+                self.duplicates += 1
+            self.seen.add(key)
+            if self.track_latency:
+                self.hist.record_value(max(int(now_us - change.commit_time_us), 1))
+        self.count += len(changes)
+        if self.target and self.count >= self.target:
+            self.done.set()
+
+
+def _writer(url: str, rate: int, seconds: float) -> None:
+    """Single-row commits at a fixed rate, from its own process (the server's other core)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        total = int(rate * seconds)
+        start = time.perf_counter()
+        for i in range(total):
+            due = start + i / rate
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            conn.execute("INSERT INTO bench_rows (n, note) VALUES (%s, 'x')", (i,))
+
+
+async def run_capture(
+    url: str, mode: str, *, backlog: int, rate: int, seconds: float
+) -> CaptureResult:
+    """Measure one capture mode against the database at `url` (its bench_rows table)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(TABLE_DDL)
+        conn.execute("TRUNCATE bench_rows")
+    slot = f"bench_{os.getpid()}"
+    settings = load_settings(
+        None, capture=mode, rules=RULES, slot_name=slot, publication_name=slot, log_level="warning"
+    )
+    sync = build_sync_config(settings)
+    engine = MemoryEngine()
+    counter = _Counter(Pipeline(sync.rules, sync.registry, engine))
+    result = CaptureResult(mode=mode)
+
+    async def start() -> tuple[CaptureService, asyncio.Task[None]]:
+        service = CaptureService(url, settings, sync.rules, counter)
+        task = asyncio.create_task(service.run())
+        await asyncio.wait_for(service.ready.wait(), 30)
+        return service, task
+
+    async def stop(task: asyncio.Task[None]) -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    # 1. Backlog: the slot/outbox holds `backlog` committed changes; time how fast they drain.
+    _, task = await start()
+    await stop(task)
+    with psycopg.connect(url, autocommit=True) as conn:
+        for start_n in range(0, backlog, 1000):
+            conn.execute(
+                "INSERT INTO bench_rows (n, note) SELECT g, 'x' FROM generate_series(%s::int, %s::int) g",
+                (start_n, min(start_n + 1000, backlog) - 1),
+            )
+    counter.target = backlog
+    cpu0, t0 = time.process_time(), time.perf_counter()
+    _, task = await start()
+    await asyncio.wait_for(counter.done.wait(), 600)
+    result.backlog_seconds = time.perf_counter() - t0
+    result.cpu_seconds = time.process_time() - cpu0
+    result.backlog_changes = counter.count
+    result.changes_per_s = round(counter.count / result.backlog_seconds, 1)
+
+    # 2. Latency: single-row commits at `rate` per second from another process.
+    counter.track_latency = True
+    counter.done.clear()
+    counter.target = counter.count + int(rate * seconds)
+    writer = multiprocessing.get_context("spawn").Process(target=_writer, args=(url, rate, seconds))
+    writer.start()
+    await asyncio.to_thread(writer.join)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(counter.done.wait(), 30)
+    await stop(task)
+    result.latency_rate = rate
+    result.latency_changes = counter.hist.get_total_count()
+    result.latency_ms = {
+        f"p{p}": round(counter.hist.get_value_at_percentile(p) / 1000, 3)
+        for p in (50, 95, 99, 99.9)
+    }
+    result.latency_ms["max"] = round(counter.hist.get_max_value() / 1000, 3)
+    expected = backlog + int(rate * seconds)
+    result.lost = expected - len(counter.seen)
+    result.duplicated = counter.duplicates
+    await engine.close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
+            " WHERE slot_name = %s AND NOT active",
+            (slot,),
+        )
+    return result
+
+
+def trigger_write_cost(url: str, seconds: float = 5.0) -> dict[str, float]:
+    """Single-row commit rate into bench_rows with and without the capture trigger."""
+    rates: dict[str, float] = {}
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(TABLE_DDL)
+        for label, install in (("without_trigger", False), ("with_trigger", True)):
+            conn.execute("DROP TRIGGER IF EXISTS syncline_capture ON bench_rows")
+            if install:
+                conn.execute(
+                    "CREATE TRIGGER syncline_capture AFTER INSERT OR UPDATE OR DELETE ON bench_rows"
+                    " FOR EACH ROW EXECUTE FUNCTION syncline.capture_row()"
+                )
+            count, end = 0, time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                conn.execute("INSERT INTO bench_rows (n, note) VALUES (1, 'x')")
+                count += 1
+            rates[label] = round(count / seconds, 1)
+            t0 = time.perf_counter()
+            conn.execute(
+                "INSERT INTO bench_rows (n, note) SELECT g, 'x' FROM generate_series(1, 50000) g"
+            )
+            rates[f"{label}_bulk_rows_per_s"] = round(50000 / (time.perf_counter() - t0), 1)
+        conn.execute("DROP TRIGGER IF EXISTS syncline_capture ON bench_rows")
+        conn.execute("DELETE FROM syncline.changes")
+    rates["single_row_ratio"] = round(rates["with_trigger"] / rates["without_trigger"], 3)
+    return rates

@@ -1,0 +1,189 @@
+#!/usr/bin/env node
+// Drives the official `centrifuge` JS SDK against a Syncline server for tests/gateway/test_sdk_js.py.
+//
+//   node sdk_client.js <scenario>
+//
+// Environment:
+//   URL        WebSocket endpoint (required)
+//   TOKEN      initial connection token (optional)
+//   CHANNEL    channel for the "subscribe" scenario
+//   TOKENS     JSON list of tokens getToken hands out first ("refresh" scenario)
+//   RPC_CALLS  JSON list of {"method": ..., "data": ...} for the "rpc" scenario
+//
+// Scenarios:
+//   subscribe  connect, subscribe to CHANNEL, print events
+//   rpc        connect, run RPC_CALLS in order, print each result or error code, then "rpc_done"
+//   refresh    connect with a getToken that hands out TOKENS, then tokens read from stdin
+//              ("token <jwt>"); with CHANNEL set, also subscribe to it
+//
+// stdin commands, one a line: "disconnect", "connect", "token <jwt>", "rpc <method> <json>",
+// "quit". The script stops when stdin closes or on "quit".
+//
+// stdout: one JSON object a line, {"event": <name>, ...}. Diagnostics go to stderr.
+'use strict';
+
+const readline = require('readline');
+const { Centrifuge } = require('centrifuge');
+const WebSocket = require('ws');
+
+function emit(event, fields) {
+  process.stdout.write(JSON.stringify({ event, ...fields }) + '\n');
+}
+
+function errorFields(err) {
+  if (err === null || err === undefined) return {};
+  return {
+    code: err.code === undefined ? null : err.code,
+    message: err.message === undefined ? String(err) : err.message,
+    temporary: err.temporary === true,
+  };
+}
+
+function parseJsonEnv(name, fallback) {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  return JSON.parse(raw);
+}
+
+const scenario = process.argv[2];
+const url = process.env.URL;
+if (!url || !['subscribe', 'rpc', 'refresh'].includes(scenario)) {
+  process.stderr.write('usage: URL=ws://... node sdk_client.js subscribe|rpc|refresh\n');
+  process.exit(2);
+}
+
+// Tokens for getToken: TOKENS first, then "token <jwt>" lines from stdin.
+const queuedTokens = parseJsonEnv('TOKENS', []);
+const tokenWaiters = [];
+let tokenRequests = 0;
+
+function getToken() {
+  tokenRequests += 1;
+  emit('get_token', { n: tokenRequests });
+  if (queuedTokens.length > 0) return Promise.resolve(queuedTokens.shift());
+  return new Promise((resolve) => tokenWaiters.push(resolve));
+}
+
+function supplyToken(token) {
+  const waiter = tokenWaiters.shift();
+  if (waiter) waiter(token);
+  else queuedTokens.push(token);
+}
+
+const options = {
+  websocket: WebSocket, // Node < 22 has no global WebSocket
+  minReconnectDelay: 100,
+  maxReconnectDelay: 1000,
+};
+if (process.env.TOKEN) options.token = process.env.TOKEN;
+if (scenario === 'refresh') options.getToken = getToken;
+
+const client = new Centrifuge(url, options);
+
+client.on('connecting', (ctx) => emit('connecting', { code: ctx.code, reason: ctx.reason }));
+client.on('connected', (ctx) => emit('connected', { client: ctx.client, transport: ctx.transport }));
+client.on('disconnected', (ctx) => emit('disconnected', { code: ctx.code, reason: ctx.reason }));
+client.on('error', (ctx) => emit('error', { type: ctx.type, ...errorFields(ctx.error) }));
+client.on('subscribed', (ctx) => emit('server_subscribed', { channel: ctx.channel }));
+client.on('publication', (ctx) =>
+  emit('server_publication', { channel: ctx.channel, offset: ctx.offset, data: ctx.data }),
+);
+
+function subscribe(channel) {
+  const sub = client.newSubscription(channel);
+  sub.on('subscribing', (ctx) =>
+    emit('subscribing', { channel: ctx.channel, code: ctx.code, reason: ctx.reason }),
+  );
+  sub.on('subscribed', (ctx) =>
+    emit('subscribed', {
+      channel: ctx.channel,
+      wasRecovering: ctx.wasRecovering,
+      recovered: ctx.recovered,
+      recoverable: ctx.recoverable,
+      positioned: ctx.positioned,
+      streamPosition: ctx.streamPosition === undefined ? null : ctx.streamPosition,
+    }),
+  );
+  sub.on('unsubscribed', (ctx) =>
+    emit('unsubscribed', { channel: ctx.channel, code: ctx.code, reason: ctx.reason }),
+  );
+  sub.on('error', (ctx) =>
+    emit('subscription_error', { channel: ctx.channel, type: ctx.type, ...errorFields(ctx.error) }),
+  );
+  sub.on('publication', (ctx) =>
+    emit('publication', {
+      channel: ctx.channel,
+      offset: ctx.offset === undefined ? null : ctx.offset,
+      data: ctx.data,
+    }),
+  );
+  sub.subscribe();
+  return sub;
+}
+
+async function rpc(method, data) {
+  try {
+    const result = await client.rpc(method, data);
+    emit('rpc_result', { method, data: result.data === undefined ? null : result.data });
+  } catch (err) {
+    emit('rpc_error', { method, ...errorFields(err) });
+  }
+}
+
+let stopping = false;
+function stop(code) {
+  if (stopping) return;
+  stopping = true;
+  try {
+    client.disconnect();
+  } catch (err) {
+    process.stderr.write(`disconnect failed: ${err}\n`);
+  }
+  emit('exit', {});
+  // Let stdout drain before leaving: it is a pipe, written asynchronously.
+  process.stdout.write('', () => process.exit(code));
+}
+
+const input = readline.createInterface({ input: process.stdin, terminal: false });
+input.on('line', (raw) => {
+  const line = raw.trim();
+  if (line === '') return;
+  const [command, ...rest] = line.split(' ');
+  const argument = rest.join(' ');
+  if (command === 'quit') stop(0);
+  else if (command === 'disconnect') client.disconnect();
+  else if (command === 'connect') client.connect();
+  else if (command === 'token') supplyToken(argument);
+  else if (command === 'rpc') {
+    const space = argument.indexOf(' ');
+    const method = space === -1 ? argument : argument.slice(0, space);
+    const data = space === -1 ? null : JSON.parse(argument.slice(space + 1));
+    rpc(method, data);
+  } else emit('bad_command', { line });
+});
+input.on('close', () => stop(0));
+
+process.on('uncaughtException', (err) => {
+  process.stderr.write(`uncaught: ${err && err.stack ? err.stack : err}\n`);
+  emit('fatal', { message: String(err) });
+  stop(1);
+});
+process.on('unhandledRejection', (err) => {
+  process.stderr.write(`unhandled rejection: ${err && err.stack ? err.stack : err}\n`);
+  emit('fatal', { message: String(err && err.message ? err.message : err) });
+  stop(1);
+});
+
+if (process.env.CHANNEL && (scenario === 'subscribe' || scenario === 'refresh')) {
+  subscribe(process.env.CHANNEL);
+}
+client.connect();
+
+if (scenario === 'rpc') {
+  (async () => {
+    for (const call of parseJsonEnv('RPC_CALLS', [])) {
+      await rpc(call.method, call.data === undefined ? null : call.data);
+    }
+    emit('rpc_done', {});
+  })();
+}
