@@ -126,7 +126,8 @@ async def run_capture(
     with psycopg.connect(url, autocommit=True) as conn:
         for start_n in range(0, backlog, 1000):
             conn.execute(
-                "INSERT INTO bench_rows (n, note) SELECT g, 'x' FROM generate_series(%s::int, %s::int) g",
+                "INSERT INTO bench_rows (n, note)"
+                " SELECT g, 'x' FROM generate_series(%s::int, %s::int) g",
                 (start_n, min(start_n + 1000, backlog) - 1),
             )
     counter.target = backlog
