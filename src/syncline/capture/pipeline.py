@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 
 import orjson
 
 from syncline import metrics
 from syncline.core.changes import Change
-from syncline.core.namespaces import Deny, Namespace, NamespaceRegistry
+from syncline.core.namespaces import Deny, NamespaceRegistry
 from syncline.core.rules import RoutingError, RuleSet
 from syncline.engine.base import AppendRequest, ChannelLog
 from syncline.logs import get_logger
@@ -18,6 +19,9 @@ log = get_logger(__name__)
 
 # A misconfigured rule can fail on every row; say so once per (table, reason) this often.
 ROUTING_WARNING_INTERVAL_S = 60.0
+# Channel → history bounds, cached: resolving a namespace costs microseconds per change. The
+# cache is cleared when it reaches this size (a few MB), so any number of channels is fine.
+BOUNDS_CACHE_SIZE = 100_000
 
 
 class Pipeline:
@@ -39,7 +43,7 @@ class Pipeline:
         # Told (channel, table, op) of every publication, e.g. so the gateway can re-check
         # memberships when a membership row changes.
         self._on_routed = on_routed
-        self._namespaces: dict[str, Namespace | None] = {}
+        self._bounds: dict[str, tuple[int, float] | None] = {}
         self._warned: dict[tuple[str, str], float] = {}
         self.appended = 0
         self.duplicates = 0
@@ -47,54 +51,61 @@ class Pipeline:
     async def __call__(self, changes: Sequence[Change]) -> None:
         requests: list[AppendRequest] = []
         tables: list[str] = []
+        captured: Counter[tuple[str, str]] = Counter()
+        bounds_cache, on_routed, dumps = self._bounds, self._on_routed, orjson.dumps
         for change in changes:
-            metrics.CHANGES_CAPTURED.labels(change.table or "(message)", change.op.value).inc()
+            table = change.table or "(message)"
+            op = change.op.value
+            captured[table, op] += 1
             for routed in self._rules.route(change):
                 if isinstance(routed, RoutingError):
                     self._warn(routed)
                     continue
-                namespace = self._namespace(routed.channel)
-                if namespace is None:
-                    continue
-                requests.append(
-                    AppendRequest(
-                        routed.channel,
-                        orjson.dumps(routed.payload),
-                        namespace.history_size,
-                        float(namespace.history_ttl),
-                        None,
-                        change.position,
-                    )
+                channel = routed.channel
+                bounds = (
+                    bounds_cache[channel] if channel in bounds_cache else self._resolve(channel)
                 )
-                tables.append(change.table or "(message)")
-                if self._on_routed is not None:
-                    self._on_routed(routed.channel, change.table, change.op.value)
+                if bounds is None:
+                    continue
+                size, ttl = bounds
+                requests.append(
+                    AppendRequest(channel, dumps(routed.payload), size, ttl, None, change.position)
+                )
+                tables.append(table)
+                if on_routed is not None:
+                    on_routed(channel, change.table, op)
+        for (table, op), count in captured.items():
+            metrics.CHANGES_CAPTURED.labels(table, op).inc(count)
         if requests:
             results = await self._engine.append_batch(requests)
+            published: Counter[str] = Counter()
             for table, result in zip(tables, results, strict=True):
                 if result is None:
                     self.duplicates += 1
                 else:
-                    self.appended += 1
-                    metrics.PUBLICATIONS.labels(table).inc()
+                    published[table] += 1
+            self.appended += sum(published.values())
+            for table, count in published.items():
+                metrics.PUBLICATIONS.labels(table).inc(count)
         if changes:
             latency = self._clock() - changes[-1].commit_time_us / 1_000_000
             metrics.COMMIT_TO_APPEND.observe(max(latency, 0.0))
 
-    def _namespace(self, channel: str) -> Namespace | None:
-        prefix = channel.split(":", 1)[0] if ":" in channel else ""
-        if prefix in self._namespaces:
-            cached = self._namespaces[prefix]
-            if cached is not None and cached.accepts(channel):
-                return cached
+    def _resolve(self, channel: str) -> tuple[int, float] | None:
+        """History bounds of the channel's namespace; None (logged) for an invalid channel."""
         resolved = self._registry.resolve(channel)
+        bounds: tuple[int, float] | None
         if isinstance(resolved, Deny):
             log.warning(
                 "not publishing to an invalid channel", channel=channel, why=resolved.reason
             )
-            return None
-        self._namespaces[prefix] = resolved
-        return resolved
+            bounds = None
+        else:
+            bounds = (resolved.history_size, float(resolved.history_ttl))
+        if len(self._bounds) >= BOUNDS_CACHE_SIZE:
+            self._bounds.clear()
+        self._bounds[channel] = bounds
+        return bounds
 
     def _warn(self, error: RoutingError) -> None:
         key = (error.table, error.reason.value)
