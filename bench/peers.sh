@@ -14,7 +14,7 @@ fi
 work=$(mktemp -d /tmp/syncline-bench.XXXX); chmod 755 "$work"
 export SYNCLINE_MAX_CONNECTIONS_PER_IP=100000 SYNCLINE_CONNECTS_PER_IP_PER_SECOND=100000
 export SYNCLINE_LOG_LEVEL=warning
-up() { .venv/bin/syncline up --data-dir "$work/data" --port 18100 --gateway-port 18101 >"$work/up.log" 2>&1 & pid=$!; }
+up() { ${PROFILE:-} .venv/bin/syncline up --data-dir "$work/data" --port 18100 --gateway-port 18101 >"$work/up.log" 2>&1 & pid=$!; }
 wait_ready() { for _ in $(seq 1 200); do curl -sf localhost:18100/readyz >/dev/null && return 0; sleep 0.1; done; cat "$work/up.log"; return 1; }
 up; wait_ready
 url="postgresql://postgres:$(cat "$work/data/postgres.password")@127.0.0.1:$(cat "$work/data/postgres.port")/syncline"
@@ -36,10 +36,15 @@ run() { # kind url rate
   wait $r
   .venv/bin/python -c "import json,sys; d=json.load(open(sys.argv[1])); d.update(stack=sys.argv[2], rate=int(sys.argv[3])); print(json.dumps(d))" "$work/recv.json" "$1" "$3"
 }
+stacks=${STACKS:-centrifuge ws socketio}
 for rate in "${rates[@]}"; do
-  run centrifuge ws://127.0.0.1:18101/connection/websocket "$rate"
-  run ws ws://127.0.0.1:18181 "$rate"
-  run socketio http://127.0.0.1:18182 "$rate"
+  for stack in $stacks; do
+    case $stack in
+      centrifuge) run centrifuge ws://127.0.0.1:18101/connection/websocket "$rate" ;;
+      ws) run ws ws://127.0.0.1:18181 "$rate" ;;
+      socketio) run socketio http://127.0.0.1:18182 "$rate" ;;
+    esac
+  done
 done
 kill "$wspid" "$siopid" 2>/dev/null || true
 kill -INT "$pid"; wait "$pid" || true

@@ -50,6 +50,8 @@ def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
     root.setLevel(numeric)
     # uvicorn's access log is one line per request: noise at info, kept at debug.
     logging.getLogger("uvicorn.access").setLevel(max(numeric, logging.WARNING))
+    # picows logs every accepted connection at info: ten thousand lines for ten thousand clients.
+    logging.getLogger("picows").setLevel(max(numeric, logging.WARNING))
     for name in ("uvicorn", "uvicorn.error", "alembic"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True

@@ -70,6 +70,29 @@ class Subscription:
 class Connection(WSListener):
     """A WebSocket client speaking the Centrifuge JSON protocol."""
 
+    # Ten thousand idle connections are ten thousand of these: no per-instance __dict__.
+    __slots__ = (
+        "_fragments",
+        "_inbox",
+        "_out",
+        "_out_size",
+        "_worker",
+        "client",
+        "closed_at",
+        "closing",
+        "conn_info",
+        "connected",
+        "expires_at",
+        "gw",
+        "ip",
+        "next_ping_at",
+        "opened_at",
+        "ping_sent_at",
+        "subs",
+        "transport",
+        "user",
+    )
+
     def __init__(self, gateway: Gateway) -> None:
         self.gw = gateway
         self.transport: WSTransport | None = None
@@ -87,7 +110,7 @@ class Connection(WSListener):
         self.subs: dict[str, Subscription] = {}
         self._out: list[bytes] = []
         self._out_size = 0
-        self._inbox: deque[p.Command] = deque()
+        self._inbox: deque[p.Command] | None = None  # made on the first command
         self._worker: asyncio.Task[None] | None = None
         self._fragments: list[bytes] = []
 
@@ -147,6 +170,8 @@ class Connection(WSListener):
             log.info("closing on a malformed frame", client=self.client, why=err.detail)
             self.close(err.code)
             return
+        if self._inbox is None:
+            self._inbox = deque()
         if len(self._inbox) + len(commands) > MAX_PENDING_COMMANDS:
             self.close(DisconnectCode.TOO_MANY_REQUESTS)
             return
@@ -156,8 +181,9 @@ class Connection(WSListener):
 
     async def _work(self) -> None:
         try:
-            while self._inbox and not self.closing:
-                command = self._inbox.popleft()
+            inbox = self._inbox
+            while inbox and not self.closing:
+                command = inbox.popleft()
                 await self._run(command)
             self.flush()
         except asyncio.CancelledError:

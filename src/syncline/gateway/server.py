@@ -39,6 +39,9 @@ WEBSOCKET_PATH = b"/connection/websocket"
 # Timers (pings, pong deadlines, token expiry, stale handshakes) are checked this often; a
 # single loop over all connections is cheaper than one timer handle per connection.
 TICK_S = 1.0
+# picows starts every connection with a 16 KiB read buffer; client frames are small (a
+# command is ~200 bytes) and the buffer grows when one is not, so idle connections keep 2 KiB.
+READ_BUFFER_INIT_SIZE = 2048
 _TABLE_IN_QUERY = re.compile(r"\b(?:from|join)\s+(?:\w+\.)?(\w+)", re.IGNORECASE)
 
 
@@ -88,6 +91,7 @@ class Gateway:
             max_frame_size=self.settings.max_frame_size,
             websocket_handshake_timeout=self.settings.connect_timeout,
             enable_auto_pong=True,
+            read_buffer_init_size=READ_BUFFER_INIT_SIZE,
             logger_name="syncline.gateway.ws",
         )
         self._ticker = asyncio.create_task(self._tick_loop(), name="gateway-ticker")
