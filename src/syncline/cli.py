@@ -249,6 +249,13 @@ def psql(
     _guarded(body)
 
 
+from syncline import cli_ops  # noqa: E402  (it uses the helpers above)
+
+app.add_typer(cli_ops.sync_app, name="sync")
+app.command()(cli_ops.tail)
+app.command()(cli_ops.doctor)
+
+
 def main() -> None:
     """Console entry point."""
     app()
