@@ -364,7 +364,8 @@ def sync_list(config: ConfigOption = None, as_json: JsonOption = False) -> None:
             if states is not None:
                 cells.append(_capture_text(states[rule.table_key]))
             grid.add_row(*(escape(c) for c in cells))
-        out.print(grid)
+        # A console made now, not at import, so the width follows the terminal (or COLUMNS).
+        Console(highlight=False).print(grid)
         out.print(f"capture: {escape(mode)}" if mode else escape(note or ""))
 
     _guarded(body)
