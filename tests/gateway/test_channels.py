@@ -11,7 +11,7 @@ from typing import Any
 import jwt
 import pytest
 import websockets
-from centrifuge import Client, PublicationContext, SubscriptionEventHandler
+from centrifuge import Client, PublicationContext, SubscribedContext, SubscriptionEventHandler
 from centrifuge.exceptions import ReplyError
 
 from helpers.live_server import TEST_SECRET, LiveServer, start_live_server, stop_live_server
@@ -20,9 +20,13 @@ from helpers.live_server import TEST_SECRET, LiveServer, start_live_server, stop
 class Pubs(SubscriptionEventHandler):  # type: ignore[misc]
     def __init__(self) -> None:
         self.items: list[tuple[int, Any]] = []
+        self.subscribed: list[SubscribedContext] = []
 
     async def on_publication(self, ctx: PublicationContext) -> None:
         self.items.append((ctx.pub.offset, ctx.pub.data))
+
+    async def on_subscribed(self, ctx: SubscribedContext) -> None:
+        self.subscribed.append(ctx)
 
 
 async def until(check: Any, timeout: float = 10.0) -> None:
@@ -140,3 +144,51 @@ async def test_a_client_that_never_pongs_is_closed(schema_url: str) -> None:
             assert "{}" in frames  # it was pinged, did not answer, and was closed
     finally:
         await stop_live_server(server)
+
+
+async def test_anonymous_connections_only_when_allowed(schema_url: str) -> None:
+    async def connect_without_token(url: str) -> dict[str, Any]:
+        async with websockets.connect(url) as ws:
+            await ws.send(json.dumps({"id": 1, "connect": {}}))
+            reply: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            return reply
+
+    closed = await start_live_server(schema_url)
+    try:
+        assert (await connect_without_token(closed.ws_url))["error"]["code"] == 101
+    finally:
+        await stop_live_server(closed)
+    opened = await start_live_server(schema_url, allow_anonymous=True)
+    try:
+        reply = await connect_without_token(opened.ws_url)
+        assert reply["connect"]["client"]
+        assert "subs" not in reply["connect"]  # no personal channel without a user
+    finally:
+        await stop_live_server(opened)
+
+
+async def test_a_detected_gap_makes_the_sdk_resubscribe_and_recover(
+    live_server: LiveServer,
+) -> None:
+    client = Client(live_server.ws_url, token=live_server.token("1"))
+    pubs = Pubs()
+    sub = client.new_subscription("orders", events=pubs)
+    await client.connect()
+    await sub.subscribe()
+    await until(lambda: sub.state.value == "subscribed")
+    await live_server.sql("INSERT INTO orders (customer_name, product_name) VALUES ('g', 'a')")
+    await until(lambda: len(pubs.items) == 1)
+    gateway = live_server.runtime.gateway
+    assert gateway is not None
+    # The engine reports lost continuity (e.g. a broker message missed): never skip silently.
+    gateway.hub.on_gap("orders")
+    await live_server.sql("INSERT INTO orders (customer_name, product_name) VALUES ('g', 'b')")
+    await until(lambda: len(pubs.items) == 2)
+    await asyncio.sleep(0.2)
+    assert [offset for offset, _ in pubs.items] == [1, 2]
+    assert [data["row"]["product_name"] for _, data in pubs.items] == ["a", "b"]
+    # The server unsubscribed it with 2500; the SDK came back recovering from offset 1.
+    assert len(pubs.subscribed) == 2
+    assert pubs.subscribed[1].was_recovering
+    assert pubs.subscribed[1].recovered
+    await client.disconnect()
