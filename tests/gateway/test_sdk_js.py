@@ -9,155 +9,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import shutil
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
-
-import pytest
 
 from syncline.gateway.rpc import RpcContext, RpcError
 
 from helpers.live_server import LiveServer
+from helpers.node import JS_DIR, NodeProcess, node_binary
 
-JS_DIR = Path(__file__).resolve().parent.parent / "js"
 SCRIPT = JS_DIR / "sdk_client.js"
-WAIT = 10.0  # seconds for any single expected event
-
-Event = dict[str, Any]
-
-
-def node_binary() -> str:
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("node is not installed: run the README's test command (scripts/test.sh)")
-    for package in ("centrifuge", "ws"):
-        if not (JS_DIR / "node_modules" / package / "package.json").is_file():
-            pytest.fail(
-                f"tests/js/node_modules/{package} is missing: run the README's test command"
-                " (scripts/test.sh), or `npm install` in tests/js"
-            )
-    return node
-
-
-class NodeClient:
-    """One `node sdk_client.js` process: JSON events from its stdout, commands to its stdin."""
-
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
-        self.events: list[Event] = []
-        self._seen = 0
-        self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
-        self._stderr: list[str] = []
-        self._readers = [
-            asyncio.create_task(self._read_stdout()),
-            asyncio.create_task(self._read_stderr()),
-        ]
-
-    async def _read_stdout(self) -> None:
-        assert self.proc.stdout is not None
-        try:
-            while line := await self.proc.stdout.readline():
-                try:
-                    event = json.loads(line)
-                except ValueError:
-                    self._stderr.append(f"(stdout, not JSON) {line!r}")
-                    continue
-                self.events.append(event)
-                await self._queue.put(event)
-        finally:
-            await self._queue.put(None)
-
-    async def _read_stderr(self) -> None:
-        assert self.proc.stderr is not None
-        while line := await self.proc.stderr.readline():
-            self._stderr.append(line.decode(errors="replace").rstrip())
-
-    def describe(self) -> str:
-        return f"events: {self.events}\nstderr: {self._stderr}"
-
-    async def expect(self, check: Callable[[Event], bool], timeout: float = WAIT) -> Event:
-        """The next event (after those already returned) that passes `check`."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                raise AssertionError(f"expected event not seen in {timeout} s\n{self.describe()}")
-            try:
-                event = await asyncio.wait_for(self._queue.get(), remaining)
-            except TimeoutError:
-                continue
-            if event is None:
-                raise AssertionError(f"node exited ({self.proc.returncode})\n{self.describe()}")
-            if check(event):
-                return event
-
-    async def expect_event(self, name: str, timeout: float = WAIT, **fields: Any) -> Event:
-        return await self.expect(
-            lambda e: e["event"] == name and all(e.get(k) == v for k, v in fields.items()),
-            timeout,
-        )
-
-    async def send(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line.encode() + b"\n")
-        await asyncio.wait_for(self.proc.stdin.drain(), WAIT)
-
-    async def close(self) -> None:
-        """Ask the script to stop; kill it if it does not; reap it and its pipes."""
-        stdin = self.proc.stdin
-        if stdin is not None and not stdin.is_closing():
-            with contextlib.suppress(ConnectionError):
-                stdin.write(b"quit\n")
-                stdin.close()
-        try:
-            await asyncio.wait_for(self.proc.wait(), 5)
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                self.proc.kill()
-            await asyncio.wait_for(self.proc.wait(), 5)
-        finally:
-            # Ends with the pipes (EOF); cancelled on a hung pipe so no task outlives the test.
-            _, pending = await asyncio.wait(self._readers, timeout=5)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*self._readers, return_exceptions=True)
-            if stdin is not None:
-                with contextlib.suppress(ConnectionError):
-                    await stdin.wait_closed()
 
 
 @contextlib.asynccontextmanager
 async def node_client(
     server: LiveServer, scenario: str, *, token: str | None = None, **env: Any
-) -> AsyncIterator[NodeClient]:
-    node = node_binary()
-    environment = {**os.environ, "URL": server.ws_url, "TOKEN": token or ""}
+) -> AsyncIterator[NodeProcess]:
+    node = node_binary(
+        ["centrifuge", "ws"],
+        no_node="node is not installed: run the README's test command (scripts/test.sh)",
+        no_package="tests/js/node_modules/{package} is missing: run the README's test command"
+        " (scripts/test.sh), or `npm install` in tests/js",
+    )
+    environment = {"URL": server.ws_url, "TOKEN": token or ""}
     for key, value in env.items():
         environment[key] = value if isinstance(value, str) else json.dumps(value)
-    proc = await asyncio.create_subprocess_exec(
-        node,
-        str(SCRIPT),
-        scenario,
-        cwd=JS_DIR,
-        env=environment,
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    client = NodeClient(proc)
+    client = await NodeProcess.start(node, SCRIPT, scenario, env=environment, quit_line="quit")
     try:
         yield client
     finally:
-        try:
-            await client.close()
-        finally:
-            if proc.returncode is None:  # close() itself failed: never leave it running
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
-                await proc.wait()
+        await client.close()
 
 
 async def insert_order(server: LiveServer, product: str) -> None:
