@@ -195,3 +195,34 @@ def trigger_write_cost(url: str, seconds: float = 5.0) -> dict[str, float]:
         conn.execute("DELETE FROM syncline.changes")
     rates["single_row_ratio"] = round(rates["with_trigger"] / rates["without_trigger"], 3)
     return rates
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """`python -m syncline.bench.capture [MODE ...]`: each mode against a fresh embedded
+    PostgreSQL, then the trigger's write cost; one JSON line each."""
+    import json
+    import shutil
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from syncline.db import migrate
+    from syncline.db.embedded import EmbeddedPostgres
+
+    modes = list(argv if argv is not None else sys.argv[1:]) or ["logical", "trigger", "poll"]
+    base = Path(tempfile.mkdtemp(prefix="syncline-capture-bench-"))
+    server = EmbeddedPostgres(base / "data")
+    url = server.start().url()
+    try:
+        migrate.upgrade(url)
+        for mode in modes:
+            result = asyncio.run(run_capture(url, mode, backlog=100_000, rate=1000, seconds=10))
+            print(json.dumps(result.as_dict()), flush=True)
+        print(json.dumps({"trigger_write_cost": trigger_write_cost(url)}), flush=True)
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
