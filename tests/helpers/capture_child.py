@@ -1,13 +1,17 @@
 """A capture process for the kill -9 test: appends what it captures to a file, fsynced per
 batch, before acknowledging (the file plays the durable channel log).
 
-usage: python capture_child.py URL MODE SLOT OUTFILE
+usage: python capture_child.py URL MODE SLOT OUTFILE [DIE_AFTER]
+
+With DIE_AFTER, the process sends itself SIGKILL once that many changes are in the file, after
+the fsync and before the source acknowledges them: the worst moment to die.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -20,7 +24,7 @@ from syncline.settings import load_settings
 from syncline.sync_config import build_sync_config
 
 
-async def main(url: str, mode: str, slot: str, path: str) -> None:
+async def main(url: str, mode: str, slot: str, path: str, die_after: str = "0") -> None:
     settings = load_settings(
         None,
         capture=mode,
@@ -47,7 +51,11 @@ async def main(url: str, mode: str, slot: str, path: str) -> None:
         )
         os.write(fd, lines)
         os.fsync(fd)
+        written[0] += lines.count(b"\n")
+        if int(die_after) and written[0] >= int(die_after):
+            os.kill(os.getpid(), signal.SIGKILL)
 
+    written = [0]
     service = CaptureService(url, settings, sync.rules, sink)
     task = asyncio.create_task(service.run())
     await service.ready.wait()
@@ -56,4 +64,4 @@ async def main(url: str, mode: str, slot: str, path: str) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(*sys.argv[1:5]))
+    asyncio.run(main(*sys.argv[1:6]))
