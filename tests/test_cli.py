@@ -93,7 +93,11 @@ def test_up_serves_ready_then_stops_cleanly_and_restarts_fast(workdir: Path) -> 
         first.wait_ready()
         health = httpx.get(f"{first.url}/healthz").json()
         assert health["status"] == "ok"
-        assert httpx.get(f"{first.url}/metrics").text.count("syncline_build_info") >= 1
+        metrics_text = httpx.get(f"{first.url}/metrics").text
+        assert "syncline_build_info" in metrics_text
+        assert 'syncline_http_requests_total{method="GET",route="/healthz",status="200"}' in (
+            metrics_text
+        )
         info = httpx.get(f"{first.url}/api/info").json()
         assert info["websocket_url"].endswith("/connection/websocket")
         assert httpx.get(f"{first.url}/docs").status_code == 200

@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse
 
-from syncline import __version__
+from syncline import __version__, metrics
 from syncline.api.context import AppContext
 from syncline.api.errors import install_error_handlers
 from syncline.api.routes import health, info
@@ -56,6 +56,10 @@ def create_app(context: AppContext) -> FastAPI:
         request: Request, call_next: Callable[[Request], Awaitable[Response]]
     ) -> Response:
         response = await call_next(request)
+        # Label by route template (/api/rooms/{id}), not the raw path: bounded cardinality.
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.HTTP_REQUESTS.labels(request.method, path, str(response.status_code)).inc()
         for key, value in _SECURITY_HEADERS.items():
             response.headers.setdefault(key, value)
         if not request.url.path.startswith(("/docs", "/redoc")):

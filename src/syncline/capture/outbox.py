@@ -32,8 +32,6 @@ BACKOFF_MIN_S = 0.005
 BACKOFF_MAX_S = 0.5
 # With LISTEN, a missed wake-up costs at most this long.
 LISTEN_SAFETY_INTERVAL_S = 1.0
-# One outbox reader per database: two would publish the same rows twice.
-READER_LOCK_KEY = 0x53594E43  # "SYNC"
 
 _CLAIM = """
 WITH picked AS (
@@ -90,7 +88,11 @@ def row_to_change(row: Sequence[Any]) -> Change:
 
 
 class OutboxSource:
-    """Reads the outbox: woken by NOTIFY (trigger mode) or on an interval (poll mode)."""
+    """Reads the outbox: woken by NOTIFY (trigger mode) or on an interval (poll mode).
+
+    Run it under the capture leader lock (CaptureService): two readers would publish the same
+    rows twice.
+    """
 
     def __init__(self, url: str, *, listen: bool, interval: float = 0.25) -> None:
         self.name = "trigger" if listen else "poll"
@@ -111,7 +113,6 @@ class OutboxSource:
             raise CaptureError(f"{self.name} capture cannot connect: {err}") from None
         listener: asyncio.Task[None] | None = None
         try:
-            await self._lock(conn)
             if self._listen:
                 listener = asyncio.create_task(self._listen_loop(), name="outbox-listen")
             # Rows claimed before a crash come first, with their old positions.
@@ -146,20 +147,6 @@ class OutboxSource:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await listener
             await conn.close()
-
-    async def _lock(self, conn: psycopg.AsyncConnection[TupleRow]) -> None:
-        waited = False
-        while True:
-            row = await (
-                await conn.execute("SELECT pg_try_advisory_lock(%s)", (READER_LOCK_KEY,))
-            ).fetchone()
-            if row and row[0]:
-                return
-            if not waited:
-                log.warning("another outbox reader holds the lock; waiting for it")
-                self._problem = "waiting for another outbox reader"
-                waited = True
-            await asyncio.sleep(1.0)
 
     async def _publish(
         self,
