@@ -249,11 +249,12 @@ def psql(
     _guarded(body)
 
 
-from syncline import cli_ops  # noqa: E402  (it uses the helpers above)
+from syncline import cli_bench, cli_ops  # noqa: E402  (cli_ops uses the helpers above)
 
 app.add_typer(cli_ops.sync_app, name="sync")
 app.command()(cli_ops.tail)
 app.command()(cli_ops.doctor)
+app.add_typer(cli_bench.bench_app, name="bench")
 
 
 def main() -> None:

@@ -1,0 +1,258 @@
+"""Fan-out and latency: N subscribers of one channel, rows committed at R/s, every one accounted."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from hdrh.histogram import HdrHistogram
+from rich.progress import Progress, TaskID
+
+from syncline.bench import histogram
+from syncline.bench.accounting import Tally
+from syncline.bench.clients import ClientPool, ClientSpec, ConnectStats
+from syncline.bench.server import CHANNEL, RULE_TOML, Target
+from syncline.bench.writer import WriterProcess, write_rows
+from syncline.errors import SynclineError
+
+WARMUP_TIMEOUT_S = 30.0
+# After the writer stops, deliveries still in flight get this long without progress to arrive.
+DRAIN_IDLE_S = 3.0
+DRAIN_MAX_S = 120.0
+# A step whose writer reached less than this share of the asked rate says so and ends a ramp.
+WRITER_SHORTFALL = 0.9
+
+
+@dataclass
+class FanoutOptions:
+    """What to run: how many subscribers, at which rates, for how long."""
+
+    subscribers: int = 1000
+    processes: int = 2
+    rate: float = 40.0
+    seconds: float = 10.0
+    ramp: bool = False
+    ramp_step: float | None = None  # default: the starting rate
+    max_rate: float = 2000.0
+    p99_bound_ms: float = 100.0
+    payload: int = 64
+    drop_every: int = 0
+    dup_every: int = 0
+
+    def rates(self) -> list[float]:
+        if not self.ramp:
+            return [self.rate]
+        step = self.ramp_step or self.rate
+        rates, rate = [], self.rate
+        while rate <= self.max_rate + 1e-9:
+            rates.append(round(rate, 3))
+            rate += step
+        return rates
+
+
+@dataclass
+class StepResult:
+    """One rate held for the run's seconds."""
+
+    rate: float
+    offered_rate: float
+    rows: int
+    write_seconds: float
+    subscribers: int
+    deliveries: int
+    deliveries_per_s: float
+    latency_ms: dict[str, float | int]
+    tally: Tally
+    client_cpu_s: float
+    hist: HdrHistogram = field(repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = {k: v for k, v in asdict(self).items() if k not in ("hist", "tally")}
+        data["offered_rate"] = round(self.offered_rate, 1)
+        data["write_seconds"] = round(self.write_seconds, 3)
+        data["deliveries_per_s"] = round(self.deliveries_per_s, 1)
+        data["client_cpu_s"] = round(self.client_cpu_s, 2)
+        data["accounting"] = self.tally.as_dict()
+        return data
+
+
+@dataclass
+class FanoutResult:
+    """A fan-out (or latency) benchmark: the connections, each step, and the verdict."""
+
+    options: FanoutOptions
+    connect: ConnectStats
+    warmup: Tally
+    steps: list[StepResult] = field(default_factory=list)
+    sustainable_rate: float | None = None
+    stopped_because: str = ""
+
+    @property
+    def tally(self) -> Tally:
+        result = self.warmup
+        for step in self.steps:
+            result = result + step.tally
+        # Summed per run above; the same subscribers took part in every run.
+        runs = [self.warmup, *(step.tally for step in self.steps)]
+        result.subscribers = self.connect.subscribed
+        result.subscribers_with_loss = max(t.subscribers_with_loss for t in runs)
+        return result
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "settings": asdict(self.options),
+            "connect": {
+                "subscribers": self.connect.subscribed,
+                "failed": self.connect.failed,
+                "seconds": round(self.connect.seconds, 3),
+                "per_second": round(self.connect.per_second, 1),
+            },
+            "steps": [step.as_dict() for step in self.steps],
+            "sustainable_rate": self.sustainable_rate,
+            "stopped_because": self.stopped_because,
+            "accounting": self.tally.as_dict(),
+            "lost": self.tally.lost,
+            "duplicated": self.tally.duplicated,
+        }
+
+
+def _wait_for(
+    pool: ClientPool, run: int, expected: int, progress: Progress | None, task: TaskID | None
+) -> None:
+    """Until every delivery of `run` arrived, or none arrived for DRAIN_IDLE_S."""
+    got, last_change = -1, time.monotonic()
+    deadline = time.monotonic() + DRAIN_MAX_S
+    while time.monotonic() < deadline:
+        now_got = pool.received(run)
+        if progress is not None and task is not None:
+            progress.update(task, completed=now_got)
+        if now_got >= expected:
+            return
+        if now_got != got:
+            got, last_change = now_got, time.monotonic()
+        elif time.monotonic() - last_change > DRAIN_IDLE_S:
+            return
+        pool.pump(0.05)
+
+
+def _step(
+    target: Target,
+    pool: ClientPool,
+    run: int,
+    rate: float,
+    options: FanoutOptions,
+    subscribers: int,
+    progress: Progress | None,
+) -> StepResult:
+    note = "x" * options.payload
+    writer = WriterProcess(target.database_url, run, rate, options.seconds, note)
+    rows = max(int(rate * options.seconds), 1)
+    write_task = deliver_task = None
+    if progress is not None:
+        write_task = progress.add_task(f"{rate:g} rows/s: committing", total=rows)
+        deliver_task = progress.add_task(f"{rate:g} rows/s: delivered", total=rows * subscribers)
+    try:
+        while not writer.poll(0.05):
+            if progress is not None and write_task is not None:
+                progress.update(write_task, completed=writer.written)
+                progress.update(deliver_task or write_task, completed=pool.received(run))
+            else:
+                pool.pump()
+    finally:
+        writer.close()
+    written = writer.result
+    assert written is not None
+    if progress is not None and write_task is not None:
+        progress.update(write_task, completed=written.rows)
+    _wait_for(pool, run, written.rows * subscribers, progress, deliver_task)
+    report = pool.report(run, written.rows)
+    deliveries = report.tally.received - report.tally.duplicated
+    return StepResult(
+        rate=rate,
+        offered_rate=written.rate,
+        rows=written.rows,
+        write_seconds=written.seconds,
+        subscribers=subscribers,
+        deliveries=deliveries,
+        deliveries_per_s=deliveries / report.span_s if report.span_s > 0 else 0.0,
+        latency_ms=histogram.summary_ms(report.hist),
+        tally=report.tally,
+        client_cpu_s=report.client_cpu_s,
+        hist=report.hist,
+    )
+
+
+def _warmup(target: Target, pool: ClientPool, run: int, subscribers: int) -> Tally:
+    """One row that every subscriber must get before anything is measured."""
+    write_rows(target.database_url, run, 1.0, 1.0, "warmup")
+    deadline = time.monotonic() + WARMUP_TIMEOUT_S
+    while pool.received(run) < subscribers and time.monotonic() < deadline:
+        pool.pump(0.05)
+    if pool.received(run) == 0:
+        raise SynclineError(
+            f"no publication reached the subscribers of {CHANNEL!r} within"
+            f" {WARMUP_TIMEOUT_S:.0f} s: the server needs the rule"
+            f" {RULE_TOML.strip().replace(chr(10), '; ')} (and a restart after adding it)"
+        )
+    return pool.report(run, 1).tally
+
+
+def run_fanout(
+    target: Target, options: FanoutOptions, progress: Progress | None = None
+) -> FanoutResult:
+    """Connect the subscribers, warm up, then hold each rate (ramp: until p99 passes the bound)."""
+    spec = ClientSpec(
+        ws_url=target.ws_url,
+        token=target.make_token("bench"),
+        channel=CHANNEL,
+        count=options.subscribers,
+        drop_every=options.drop_every,
+        dup_every=options.dup_every,
+    )
+    # Run numbers unique to this invocation: another bench writing to the same table can't mix in.
+    base = secrets.randbelow(1 << 30)
+    with ClientPool(spec, options.processes) as pool:
+        task = None
+        if progress is not None:
+            task = progress.add_task("subscribers connected", total=options.subscribers)
+
+        def tick() -> None:
+            if progress is not None and task is not None:
+                progress.update(task, completed=pool.subscribed())
+
+        connect = pool.connect(tick)
+        if progress is not None and task is not None:
+            progress.update(task, completed=connect.subscribed)
+        if connect.failed:
+            first = connect.errors[0] if connect.errors else "unknown reason"
+            raise SynclineError(
+                f"{connect.failed} of {connect.requested} subscribers could not subscribe: {first}"
+            )
+        result = FanoutResult(options, connect, _warmup(target, pool, base, connect.subscribed))
+        last_good: float | None = None
+        for i, rate in enumerate(options.rates(), start=1):
+            step = _step(target, pool, base + i, rate, options, connect.subscribed, progress)
+            result.steps.append(step)
+            p99 = float(step.latency_ms.get("p99", 0.0))
+            if not step.tally.ok:
+                result.stopped_because = f"publications lost or duplicated at {rate:g} rows/s"
+                break
+            if options.ramp and p99 > options.p99_bound_ms:
+                result.stopped_because = (
+                    f"p99 {p99:g} ms > {options.p99_bound_ms:g} ms at {rate:g} rows/s"
+                )
+                break
+            last_good = rate
+            if options.ramp and step.offered_rate < WRITER_SHORTFALL * rate:
+                result.stopped_because = (
+                    f"the writer reached only {step.offered_rate:.0f} of {rate:g} rows/s"
+                )
+                break
+        else:
+            if options.ramp:
+                result.stopped_because = f"reached --max-rate {options.max_rate:g}"
+        if options.ramp:
+            result.sustainable_rate = last_good
+    return result

@@ -1,0 +1,427 @@
+"""`syncline bench`: fan-out, latency, connections, capture and chat, measured end to end."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+
+from syncline.errors import SynclineError
+
+bench_app: typer.Typer = typer.Typer(
+    name="bench",
+    help="Measure Syncline: fan-out, latency, idle connections, capture, chat (k6).",
+    no_args_is_help=True,
+)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+UrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        help="HTTP base URL of a running Syncline (default: start one for the run)",
+        show_default=False,
+    ),
+]
+DatabaseUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="DATABASE_URL",
+        help="with --url: its PostgreSQL (the writer inserts bench rows there)",
+        show_default=False,
+    ),
+]
+TokenOption = Annotated[
+    str | None, typer.Option("--token", help="with --url: a connection JWT", show_default=False)
+]
+SecretOption = Annotated[
+    str | None,
+    typer.Option(
+        "--jwt-secret",
+        envvar="SYNCLINE_JWT_SECRET",
+        help="with --url: the server's HS256 key, to sign tokens",
+        show_default=False,
+    ),
+]
+PidOption = Annotated[
+    int | None,
+    typer.Option("--pid", help="with --url: the server's process id (for RSS)", show_default=False),
+]
+CaptureOption = Annotated[
+    str,
+    typer.Option("--capture", help="capture of the started server: auto|logical|trigger|poll"),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout")]
+OutOption = Annotated[
+    Path | None, typer.Option("--out", help="write PNG charts (and k6's summary) here")
+]
+DropOption = Annotated[int, typer.Option("--drop-every", hidden=True)]
+DupOption = Annotated[int, typer.Option("--dup-every", hidden=True)]
+
+
+@dataclass
+class _Common:
+    url: str | None
+    database_url: str | None
+    token: str | None
+    jwt_secret: str | None
+    pid: int | None
+    capture: str
+    as_json: bool
+    out: Path | None
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _run(command: str, common: _Common, body: Callable[[Any, Progress], dict[str, Any]]) -> None:
+    """Start (or reach) the server, run `body` with progress bars, print, chart, judge."""
+    from syncline.bench import report
+    from syncline.bench.server import remote_target, started_server
+    from syncline.logs import configure_logging
+
+    configure_logging("warning")
+
+    @contextlib.contextmanager
+    def target() -> Iterator[Any]:
+        if common.url is None:
+            with started_server(capture=common.capture) as started:
+                yield started
+        else:
+            yield remote_target(
+                common.url,
+                common.database_url,
+                token=common.token,
+                jwt_secret=common.jwt_secret,
+                pid=common.pid,
+            )
+
+    try:
+        with target() as tgt, report.progress_bars(err) as progress:
+            if tgt.self_started:
+                progress.console.print(f"syncline up: {tgt.http_url} (pid {tgt.pid})")
+            result = body(tgt, progress)
+            where = {
+                "http_url": tgt.http_url,
+                "ws_url": tgt.ws_url,
+                "self_started": tgt.self_started,
+            }
+    except SynclineError as error:
+        _fail(str(error), error.exit_code)
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+    if common.as_json:
+        sys.stdout.write(report.document(command, where, result) + "\n")
+        sys.stdout.flush()
+    failure = result.pop("_failure", None)
+    if failure:
+        _fail(str(failure))
+
+
+def _common(
+    url: str | None,
+    database_url: str | None,
+    token: str | None,
+    jwt_secret: str | None,
+    pid: int | None,
+    capture: str,
+    as_json: bool,
+    out: Path | None,
+) -> _Common:
+    return _Common(url, database_url, token, jwt_secret, pid, capture, as_json, out)
+
+
+def _fanout_body(
+    command: str, common: _Common, options: Any
+) -> Callable[[Any, Progress], dict[str, Any]]:
+    def body(target: Any, progress: Progress) -> dict[str, Any]:
+        from syncline.bench import charts, report
+        from syncline.bench.accounting import describe_failure
+        from syncline.bench.fanout import run_fanout
+
+        result = run_fanout(target, options, progress)
+        data = result.as_dict()
+        console = report.console_for(common.as_json)
+        progress.stop()
+        title = f"{command}: {options.subscribers:,} subscriber(s), {options.seconds:g} s per rate"
+        console.print(report.fanout_table(title, data["steps"]))
+        if result.sustainable_rate is not None or options.ramp:
+            console.print(
+                f"sustainable rate (p99 ≤ {options.p99_bound_ms:g} ms):"
+                f" {result.sustainable_rate or 0:g} rows/s; stopped: {result.stopped_because}"
+            )
+        if common.out is not None:
+            files = [
+                charts.latency_chart(
+                    common.out / f"{command}-latency.png",
+                    [(f"{s.rate:g} rows/s", s.hist) for s in result.steps],
+                    f"{command}: commit → client, {options.subscribers:,} subscriber(s)",
+                    options.p99_bound_ms if options.ramp else None,
+                )
+            ]
+            if len(result.steps) > 1:
+                files.append(
+                    charts.ramp_chart(
+                        common.out / f"{command}-ramp.png",
+                        [s.offered_rate for s in result.steps],
+                        [s.latency_ms for s in result.steps],
+                        [s.deliveries_per_s for s in result.steps],
+                        f"{command}: {options.subscribers:,} subscribers, latency vs rate",
+                        options.p99_bound_ms,
+                    )
+                )
+            data["charts"] = [str(f) for f in files]
+        data["_failure"] = describe_failure(result.tally)
+        return data
+
+    return body
+
+
+@bench_app.command()
+def fanout(
+    subscribers: Annotated[int, typer.Option(help="subscribers of the channel")] = 1000,
+    rate: Annotated[float, typer.Option(help="rows committed per second (ramp: the first)")] = 40,
+    seconds: Annotated[float, typer.Option(help="seconds per rate")] = 10,
+    processes: Annotated[int, typer.Option(help="client processes")] = 2,
+    ramp: Annotated[bool, typer.Option("--ramp", help="raise the rate until p99 > bound")] = False,
+    ramp_step: Annotated[float | None, typer.Option(help="ramp increment [--rate]")] = None,
+    max_rate: Annotated[float, typer.Option(help="highest rate of a ramp")] = 2000,
+    p99_bound_ms: Annotated[float, typer.Option(help="the ramp's p99 bound")] = 100,
+    payload: Annotated[int, typer.Option(help="bytes of filler per row")] = 64,
+    url: UrlOption = None,
+    database_url: DatabaseUrlOption = None,
+    token: TokenOption = None,
+    jwt_secret: SecretOption = None,
+    capture: CaptureOption = "auto",
+    as_json: JsonOption = False,
+    out: OutOption = None,
+    drop_every: DropOption = 0,
+    dup_every: DupOption = 0,
+) -> None:
+    """N subscribers of one channel, rows committed at R/s: deliveries/s, latency, accounting."""
+    from syncline.bench.fanout import FanoutOptions
+
+    options = FanoutOptions(
+        subscribers=subscribers,
+        processes=processes,
+        rate=rate,
+        seconds=seconds,
+        ramp=ramp,
+        ramp_step=ramp_step,
+        max_rate=max_rate,
+        p99_bound_ms=p99_bound_ms,
+        payload=payload,
+        drop_every=drop_every,
+        dup_every=dup_every,
+    )
+    common = _common(url, database_url, token, jwt_secret, None, capture, as_json, out)
+    _run("fanout", common, _fanout_body("fanout", common, options))
+
+
+@bench_app.command()
+def latency(
+    rate: Annotated[float, typer.Option(help="single-row commits per second")] = 50,
+    seconds: Annotated[float, typer.Option(help="how long")] = 20,
+    url: UrlOption = None,
+    database_url: DatabaseUrlOption = None,
+    token: TokenOption = None,
+    jwt_secret: SecretOption = None,
+    capture: CaptureOption = "auto",
+    as_json: JsonOption = False,
+    out: OutOption = None,
+    drop_every: DropOption = 0,
+    dup_every: DupOption = 0,
+) -> None:
+    """One subscriber, single-row commits at a modest rate: the commit → client distribution."""
+    from syncline.bench.fanout import FanoutOptions
+
+    options = FanoutOptions(
+        subscribers=1,
+        processes=1,
+        rate=rate,
+        seconds=seconds,
+        drop_every=drop_every,
+        dup_every=dup_every,
+    )
+    common = _common(url, database_url, token, jwt_secret, None, capture, as_json, out)
+    _run("latency", common, _fanout_body("latency", common, options))
+
+
+@bench_app.command()
+def connections(
+    count: Annotated[int, typer.Option("--connections", "-n", help="connections to open")] = 10_000,
+    waves: Annotated[int, typer.Option(help="waves (one client process each)")] = 5,
+    settle: Annotated[float, typer.Option(help="seconds before reading RSS after a wave")] = 2.0,
+    url: UrlOption = None,
+    database_url: DatabaseUrlOption = None,
+    token: TokenOption = None,
+    jwt_secret: SecretOption = None,
+    pid: PidOption = None,
+    capture: CaptureOption = "auto",
+    as_json: JsonOption = False,
+    out: OutOption = None,
+) -> None:
+    """Open N idle connections (each subscribed): the gateway's RSS per connection, connects/s."""
+    from syncline.bench.connections import ConnectionsOptions
+
+    options = ConnectionsOptions(connections=count, waves=waves, settle_s=settle)
+    common = _common(url, database_url, token, jwt_secret, pid, capture, as_json, out)
+
+    def body(target: Any, progress: Progress) -> dict[str, Any]:
+        from syncline.bench import charts, report
+        from syncline.bench.connections import run_connections
+
+        result = run_connections(target, options, progress)
+        progress.stop()
+        data = result.as_dict()
+
+        def mb(value: float | None) -> str:
+            return "-" if value is None else f"{value:,.1f} MB"
+
+        rows = [
+            ("connections opened (subscribed)", f"{result.opened:,}"),
+            ("failed", f"{result.failed:,}"),
+            ("gateway's own count", f"{result.gateway_connections or 0:,.0f}"),
+            ("RSS before", mb(result.rss_before_mb)),
+            ("RSS after", mb(result.rss_after_mb)),
+            ("per connection", f"{result.kib_per_connection or 0:.1f} KiB"),
+            ("connects/s", f"{result.connects_per_s:,.0f}"),
+        ]
+        report.console_for(common.as_json).print(report.pairs_table("connections", rows))
+        if common.out is not None and result.rss_before_mb is not None:
+            xs = [0.0, *(float(w.connections) for w in result.waves)]
+            ys = [result.rss_before_mb, *(w.rss_mb or 0.0 for w in result.waves)]
+            path = charts.line_chart(
+                common.out / "connections-rss.png",
+                xs,
+                ys,
+                x_label="open connections (each subscribed)",
+                y_label="gateway RSS (MB)",
+                title="idle connections: RSS of syncline up",
+            )
+            data["charts"] = [str(path)]
+        if result.failed:
+            data["_failure"] = f"{result.failed:,} of {count:,} connections failed"
+        return data
+
+    _run("connections", common, body)
+
+
+@bench_app.command(name="capture")
+def capture_command(
+    modes: Annotated[list[str] | None, typer.Argument(help="logical, trigger, poll")] = None,
+    backlog: Annotated[int, typer.Option(help="changes in the backlog to drain")] = 100_000,
+    rate: Annotated[int, typer.Option(help="commits/s for the latency part")] = 1000,
+    seconds: Annotated[float, typer.Option(help="seconds of the latency part")] = 10,
+    write_cost: Annotated[bool, typer.Option(help="also the trigger's cost on writes")] = False,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="a migrated database no Syncline captures from (default: a fresh embedded one)",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+    out: OutOption = None,
+) -> None:
+    """Changes/s through one capture source alone, and its commit → append latency."""
+    from syncline.bench import report
+    from syncline.bench.capture_modes import MODES, CaptureOptions, run_capture_modes
+    from syncline.logs import configure_logging
+
+    configure_logging("warning")
+    chosen = modes or list(MODES)
+    unknown = [m for m in chosen if m not in MODES]
+    if unknown:
+        _fail(f"unknown capture mode {unknown[0]!r}: choose from {', '.join(MODES)}")
+    options = CaptureOptions(chosen, backlog, rate, seconds, write_cost)
+    try:
+        with report.progress_bars(err) as progress:
+            run = run_capture_modes(options, database_url, progress)
+    except SynclineError as error:
+        _fail(str(error), error.exit_code)
+    data = run.as_dict()
+    table_rows = []
+    for r in run.results:
+        lat = r.latency_ms
+        table_rows.append(
+            (
+                r.mode,
+                f"{r.changes_per_s:,.0f} changes/s; p50 {lat.get('p50', 0):g} / p99"
+                f" {lat.get('p99', 0):g} / max {lat.get('max', 0):g} ms; lost {r.lost},"
+                f" dup {r.duplicated}",
+            )
+        )
+    report.console_for(as_json).print(report.pairs_table("capture", table_rows))
+    if out is not None:
+        from syncline.bench import charts
+
+        path = charts.bar_chart(
+            out / "capture.png",
+            [r.mode for r in run.results],
+            [r.changes_per_s for r in run.results],
+            y_label="backlog drained (changes/s)",
+            title=f"capture alone: {backlog:,}-change backlog",
+        )
+        data["charts"] = [str(path)]
+    if as_json:
+        where = {"database": "embedded" if database_url is None else "given"}
+        sys.stdout.write(report.document("capture", where, data) + "\n")
+    lost, duplicated = data["lost"], data["duplicated"]
+    if lost or duplicated:
+        _fail(f"{lost:,} changes lost and {duplicated:,} duplicated")
+
+
+@bench_app.command()
+def chat(
+    scenarios: Annotated[str, typer.Option(help="k6 scenarios: ladder,post")] = "ladder,post",
+    users: Annotated[int, typer.Option(help="accounts registered for the run")] = 100,
+    ladder_scale: Annotated[
+        float, typer.Option(help="1.0 = the seeds' 18-minute 5 → 800 users ladder")
+    ] = 0.1,
+    message_interval: Annotated[float, typer.Option(help="seconds between a user's messages")] = 10,
+    post_rate: Annotated[int, typer.Option(help="POST /messages per second")] = 2000,
+    post_seconds: Annotated[float, typer.Option(help="seconds of the post scenario")] = 30,
+    script: Annotated[Path | None, typer.Option(help="k6 script [bench/k6/chat.js]")] = None,
+    url: UrlOption = None,
+    capture: CaptureOption = "auto",
+    as_json: JsonOption = False,
+    out: OutOption = None,
+) -> None:
+    """Run the k6 chat scenario (bench/k6/chat.js) and summarize k6's JSON summary."""
+    from syncline.bench.chat import ChatOptions
+
+    options = ChatOptions(
+        scenarios, users, ladder_scale, message_interval, post_rate, post_seconds, script
+    )
+    # The chat needs no database access from here: k6 speaks HTTP and WebSocket only.
+    common = _common(url, "unused", "unused", None, None, capture, as_json, out)
+
+    def body(target: Any, progress: Progress) -> dict[str, Any]:
+        import tempfile
+
+        from syncline.bench import report
+        from syncline.bench.chat import run_chat
+
+        progress.stop()
+        out_dir = common.out or Path(tempfile.mkdtemp(prefix="syncline-k6-"))
+        result = run_chat(target, options, out_dir)
+        data = result.as_dict()
+        rows = [(f"post: {k}", str(v)) for k, v in result.post.items()]
+        rows += [(f"ladder: {k}", str(v)) for k, v in result.ladder.items()]
+        rows.append(("k6 exit code", str(result.k6_exit_code)))
+        report.console_for(common.as_json).print(report.pairs_table("chat (k6)", rows))
+        return data
+
+    _run("chat", common, body)
