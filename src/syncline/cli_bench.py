@@ -400,8 +400,14 @@ def chat(
     out: OutOption = None,
 ) -> None:
     """Run the k6 chat scenario (bench/k6/chat.js) and summarize k6's JSON summary."""
-    from syncline.bench.chat import ChatOptions
+    from syncline.bench.chat import ChatOptions, check_chat_api
 
+    if url is not None:
+        # Before anything else: without the chat API there is nothing to measure.
+        try:
+            check_chat_api(url)
+        except SynclineError as error:
+            _fail(str(error), error.exit_code)
     options = ChatOptions(
         scenarios, users, ladder_scale, message_interval, post_rate, post_seconds, script
     )
