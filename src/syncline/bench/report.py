@@ -112,4 +112,7 @@ def pairs_table(title: str, rows: Iterable[tuple[str, str]]) -> Table:
 
 def console_for(as_json: bool) -> Console:
     """Where tables go: stdout, or stderr when stdout carries the JSON document."""
-    return Console(file=sys.stderr if as_json else sys.stdout, highlight=False, soft_wrap=True)
+    stream = sys.stderr if as_json else sys.stdout
+    # Off a terminal Rich assumes 80 columns, too narrow for the results table.
+    width = None if stream.isatty() else 120
+    return Console(file=stream, highlight=False, soft_wrap=True, width=width)
