@@ -129,24 +129,25 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 APP_SCHEMA = """
-CREATE TABLE IF NOT EXISTS orders (
-    id serial PRIMARY KEY, customer_name text NOT NULL, product_name text NOT NULL,
-    status text NOT NULL DEFAULT 'pending', secret_note text,
-    created_at timestamptz NOT NULL DEFAULT now(), updated_at timestamptz NOT NULL DEFAULT now());
-CREATE TABLE IF NOT EXISTS messages (
-    id bigserial PRIMARY KEY, room_id bigint NOT NULL, user_id bigint NOT NULL,
-    body text NOT NULL, client_msg_id text, created_at timestamptz NOT NULL DEFAULT now(),
-    edited_at timestamptz, deleted_at timestamptz);
-CREATE TABLE IF NOT EXISTS room_members (
-    room_id bigint, user_id bigint, role text NOT NULL DEFAULT 'member',
-    last_read_message_id bigint, joined_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (room_id, user_id));
+ALTER TABLE orders ADD COLUMN IF NOT EXISTS secret_note text;
+"""
+# Tests write messages and memberships for small ids directly with SQL: these users and rooms
+# exist so that the chat tables' foreign keys hold; the sequences start above them.
+SEED_USERS_AND_ROOMS = """
+INSERT INTO users (id, username, email, password_hash)
+SELECT g, 'seed' || g, 'seed' || g || '@example.test', 'x' FROM generate_series(1, 100) g
+ON CONFLICT DO NOTHING;
+INSERT INTO rooms (id, kind, name)
+SELECT g, 'group', 'room ' || g FROM generate_series(2, 100) g
+ON CONFLICT DO NOTHING;
+SELECT setval(pg_get_serial_sequence('users', 'id'), greatest(1000, max(id))) FROM users;
+SELECT setval(pg_get_serial_sequence('rooms', 'id'), greatest(1000, max(id))) FROM rooms;
 """
 
 
 @pytest.fixture
 def app_schema() -> str:
-    """DDL of the tables the default sync rules name."""
+    """DDL the tests add to the migrated chat and orders tables."""
     return APP_SCHEMA
 
 
@@ -156,6 +157,7 @@ def schema_url(migrated_url: str) -> str:
     with psycopg.connect(migrated_url, autocommit=True) as conn:
         conn.execute(APP_SCHEMA)
         conn.execute("TRUNCATE orders, messages, room_members RESTART IDENTITY")
+        conn.execute(SEED_USERS_AND_ROOMS)
         conn.execute("DELETE FROM syncline.changes")
     return migrated_url
 

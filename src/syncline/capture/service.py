@@ -131,5 +131,6 @@ class CaptureService:
                 else:
                     await setup.setup_triggers(conn, self._rules.rules)
                     await setup.drop_inactive_slot(conn, self._settings.slot_name)
+                await setup.record_mode(conn, mode)
         except psycopg.Error as err:
             raise CaptureError(f"{mode} capture setup failed: {err}") from None

@@ -194,3 +194,12 @@ def _log(report: SetupReport, mode: str) -> None:
             " and Syncline restarted",
             table=f"{schema}.{table}",
         )
+
+
+async def record_mode(conn: psycopg.AsyncConnection[TupleRow], mode: str) -> None:
+    """Tell syncline.publish() which road publications take: WAL message or outbox row."""
+    await conn.execute(
+        "INSERT INTO syncline.capture_state (mode) VALUES (%s)"
+        " ON CONFLICT (singleton) DO UPDATE SET mode = EXCLUDED.mode, updated_at = now()",
+        (mode,),
+    )
