@@ -177,6 +177,9 @@ class Runtime:
             pool=pool,
             readiness=self.readiness,
             websocket_url=endpoints.websocket_url,
+            jwt_secret=self.jwt_secret,
+            gateway=gateway,
+            engine=self.engine,
         )
         config = uvicorn.Config(
             create_app(context),
