@@ -1,0 +1,1 @@
+"""The reference applications built only on Syncline's public parts: auth, chat, orders."""
