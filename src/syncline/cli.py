@@ -20,7 +20,7 @@ from syncline import __version__
 from syncline.db import migrate
 from syncline.db.embedded import EmbeddedPostgres, ServerInfo, pg_binary
 from syncline.errors import SynclineError
-from syncline.keys import jwt_secret
+from syncline.keys import api_key, jwt_secret
 from syncline.logs import configure_logging, get_logger
 from syncline.settings import CaptureMode, LogLevel, Settings, load_settings, mask_url, masked
 
@@ -152,7 +152,7 @@ def up(
         )
         # Reserve the ports and check the key first: a taken port or a missing key costs nothing.
         secret = jwt_secret(settings)
-        runtime = Runtime(settings, secret)
+        runtime = Runtime(settings, secret, api_key(settings))
         runtime.bind()
         with _database(settings) as (url, info):
             migrate.upgrade(url)
@@ -249,12 +249,14 @@ def psql(
     _guarded(body)
 
 
-from syncline import cli_bench, cli_ops  # noqa: E402  (cli_ops uses the helpers above)
+from syncline import cli_bench, cli_ops, cli_server  # noqa: E402  (they use the helpers above)
 
 app.add_typer(cli_ops.sync_app, name="sync")
 app.command()(cli_ops.tail)
 app.command()(cli_ops.doctor)
 app.add_typer(cli_bench.bench_app, name="bench")
+app.command()(cli_server.publish)
+app.command()(cli_server.channels)
 
 
 def main() -> None:

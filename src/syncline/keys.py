@@ -10,6 +10,7 @@ from syncline.errors import ConfigError
 from syncline.settings import MIN_SECRET_BYTES, Settings
 
 JWT_KEY_FILE = "jwt.key"
+API_KEY_FILE = "api.key"
 
 
 def jwt_secret(settings: Settings) -> str:
@@ -39,3 +40,12 @@ def _load_or_create(path: Path) -> str:
     with os.fdopen(fd, "w") as handle:
         handle.write(key + "\n")
     return key
+
+
+def api_key(settings: Settings) -> str | None:
+    """The server API key: configured, or in embedded mode kept in the data dir; else off."""
+    if settings.api_key is not None:
+        return settings.api_key.get_secret_value()
+    if not settings.embedded:
+        return None
+    return _load_or_create(settings.data_dir / API_KEY_FILE)

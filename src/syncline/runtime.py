@@ -71,9 +71,12 @@ class Endpoints:
 class Runtime:
     """The running Syncline: HTTP API, (later) capture and gateway, over one connection pool."""
 
-    def __init__(self, settings: Settings, jwt_secret: str) -> None:
+    def __init__(self, settings: Settings, jwt_secret: str, api_key: str | None = None) -> None:
         self.settings = settings
         self.jwt_secret = jwt_secret
+        if api_key is None and settings.api_key is not None:
+            api_key = settings.api_key.get_secret_value()
+        self.api_key = api_key
         # Invalid namespaces or rules fail here, before anything is started.
         self.sync = build_sync_config(settings)
         self.engine = MemoryEngine()
@@ -180,6 +183,7 @@ class Runtime:
             jwt_secret=self.jwt_secret,
             gateway=gateway,
             engine=self.engine,
+            api_key=self.api_key,
         )
         config = uvicorn.Config(
             create_app(context),

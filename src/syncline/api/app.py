@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from fastapi import FastAPI, Request, Response
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import HTMLResponse
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 
 from syncline import __version__, metrics
 from syncline.api.context import AppContext
 from syncline.api.errors import install_error_handlers
-from syncline.api.routes import health, info
+from syncline.api.routes import health, info, server
 
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -24,13 +26,9 @@ _CSP = (
     "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; frame-ancestors 'none'"
 )
 
-_INDEX = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Syncline</title>
-<meta name="viewport" content="width=device-width, initial-scale=1"></head>
-<body><main><h1>Syncline {version}</h1>
-<p>The server is running. <a href="/docs">API documentation</a> ·
-<a href="/readyz">readiness</a> · <a href="/metrics">metrics</a></p></main></body></html>
-"""
+# The web UI (index.html, app.js and its modules, styles.css, syncline-client.js): static files
+# shipped in the package, no build step. index.html is served at / so the hash routes work.
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 
 def create_app(context: AppContext) -> FastAPI:
@@ -67,9 +65,13 @@ def create_app(context: AppContext) -> FastAPI:
         return response
 
     @app.get("/", include_in_schema=False)
-    async def index() -> HTMLResponse:
-        return HTMLResponse(_INDEX.format(version=__version__))
+    async def index() -> FileResponse:
+        # no-cache: a new release's index.html (and so its module URLs) is picked up at once.
+        return FileResponse(WEB_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    app.mount("/web", StaticFiles(directory=WEB_DIR), name="web")
 
     app.include_router(health.router)
     app.include_router(info.router)
+    app.include_router(server.router)
     return app

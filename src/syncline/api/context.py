@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import socket
+import time
+import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated
 
@@ -29,6 +32,11 @@ class AppContext:
     # The running gateway and channel log (server API: presence, history, disconnect).
     gateway: Gateway | None = None
     engine: ChannelLog | None = None
+    # The server API's key; None turns the server API off.
+    api_key: str | None = None
+    node_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    node_name: str = field(default_factory=socket.gethostname)
+    started_at: float = field(default_factory=time.time)
 
 
 def get_context(request: Request) -> AppContext:

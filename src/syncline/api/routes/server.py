@@ -1,0 +1,202 @@
+"""The server HTTP API (`/api/server/*`): publish, presence, history, disconnect — for backends.
+
+Request and reply shapes follow Centrifugo's server API for the same methods (`{"result": …}`),
+so its snippets and tools carry over; errors keep Syncline's `{"error": {"code", "message"}}`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hmac
+import time
+from typing import Annotated, Any
+
+import orjson
+import psycopg
+from fastapi import APIRouter, Depends, Request, Response
+
+from syncline import __version__
+from syncline.api.context import AppContext, Context, get_context
+from syncline.api.errors import ApiError
+from syncline.api.server_models import (
+    BroadcastRequest,
+    ChannelRequest,
+    ChannelsRequest,
+    DisconnectRequest,
+    HistoryRequest,
+    PublishRequest,
+    UnsubscribeRequest,
+)
+from syncline.core.codes import DisconnectCode
+from syncline.core.log import ClientInfo, LogError, StreamPosition
+from syncline.core.namespaces import Deny
+from syncline.gateway.server import Gateway
+
+_PUBLISH = "SELECT syncline.publish(%s, %s::jsonb)"
+# SQL errors syncline.publish() raises for bad input (limits, empty channel): the caller's
+# mistake, answered 400 with PostgreSQL's message.
+_INPUT_ERRORS = (psycopg.errors.InvalidParameterValue, psycopg.errors.ProgramLimitExceeded)
+
+
+def require_api_key(request: Request, context: Annotated[AppContext, Depends(get_context)]) -> None:
+    """X-API-Key (or Centrifugo's `Authorization: apikey KEY`), compared in constant time."""
+    expected = context.api_key
+    if not expected:
+        raise ApiError(
+            404, "server_api_off", "the server API is off: configure SYNCLINE_API_KEY to enable it"
+        )
+    given = request.headers.get("x-api-key")
+    if given is None:
+        scheme, _, value = request.headers.get("authorization", "").partition(" ")
+        given = value.strip() if scheme.lower() == "apikey" else None
+    if not given:
+        raise ApiError(401, "unauthorized", "missing API key: send it in the X-API-Key header")
+    if not hmac.compare_digest(given.encode(), expected.encode()):
+        raise ApiError(401, "unauthorized", "wrong API key")
+
+
+router = APIRouter(
+    prefix="/api/server", tags=["server API"], dependencies=[Depends(require_api_key)]
+)
+
+
+def _reply(result: dict[str, Any]) -> Response:
+    # orjson.Fragment embeds JSON the channel log already holds without decoding it.
+    return Response(orjson.dumps({"result": result}), media_type="application/json")
+
+
+def _gateway(context: AppContext) -> Gateway:
+    if context.gateway is None:
+        raise ApiError(503, "unavailable", "the gateway is not running")
+    return context.gateway
+
+
+def _check_channel(gateway: Gateway, channel: str) -> None:
+    if isinstance(gateway.resolve(channel), Deny):
+        raise ApiError(400, "unknown_channel", f"no namespace serves channel {channel!r}")
+
+
+async def _publish_all(context: AppContext, items: list[tuple[str, Any]]) -> None:
+    """Publish in one transaction: all or none, in this order, through syncline.publish()."""
+    try:
+        async with context.pool.connection() as conn, conn.transaction():
+            for channel, data in items:
+                await conn.execute(_PUBLISH, (channel, orjson.dumps(data).decode()))
+    except _INPUT_ERRORS as err:
+        message = err.diag.message_primary or str(err)
+        raise ApiError(400, "invalid_publication", message) from None
+
+
+@router.post("/publish", summary="Publish data to a channel (after commit, durable, ordered)")
+async def publish(body: PublishRequest, context: Context) -> Response:
+    _check_channel(_gateway(context), body.channel)
+    await _publish_all(context, [(body.channel, body.data)])
+    return _reply({})
+
+
+@router.post("/broadcast", summary="Publish the same data to several channels atomically")
+async def broadcast(body: BroadcastRequest, context: Context) -> Response:
+    gateway = _gateway(context)
+    for channel in body.channels:
+        _check_channel(gateway, channel)
+    await _publish_all(context, [(channel, body.data) for channel in body.channels])
+    return _reply({"responses": [{"result": {}} for _ in body.channels]})
+
+
+@router.post("/history", summary="A page of a channel's history")
+async def history(body: HistoryRequest, context: Context) -> Response:
+    gateway = _gateway(context)
+    _check_channel(gateway, body.channel)
+    since = StreamPosition(body.since.offset, body.since.epoch) if body.since else None
+    try:
+        page = await gateway.engine.history(body.channel, body.limit, since, body.reverse)
+    except LogError as err:
+        raise ApiError(400, "history_unavailable", err.message) from None
+    publications = []
+    for pub in page.publications:
+        item: dict[str, Any] = {"data": orjson.Fragment(pub.data), "offset": pub.offset}
+        if pub.info is not None:
+            item["info"] = _client_info(pub.info)
+        publications.append(item)
+    return _reply(
+        {
+            "publications": publications,
+            "offset": page.position.offset,
+            "epoch": page.position.epoch,
+        }
+    )
+
+
+def _client_info(info: ClientInfo) -> dict[str, Any]:
+    out: dict[str, Any] = {"client": info.client, "user": info.user}
+    if info.conn_info is not None:
+        out["conn_info"] = orjson.Fragment(info.conn_info)
+    if info.chan_info is not None:
+        out["chan_info"] = orjson.Fragment(info.chan_info)
+    return out
+
+
+@router.post("/presence", summary="Who is subscribed to a channel right now")
+async def presence(body: ChannelRequest, context: Context) -> Response:
+    gateway = _gateway(context)
+    _check_channel(gateway, body.channel)
+    clients = gateway.presence.clients(body.channel)
+    return _reply({"presence": {cid: _client_info(info) for cid, info in clients.items()}})
+
+
+@router.post("/presence_stats", summary="How many clients and distinct users are present")
+async def presence_stats(body: ChannelRequest, context: Context) -> Response:
+    gateway = _gateway(context)
+    _check_channel(gateway, body.channel)
+    clients, users = gateway.presence.stats(body.channel)
+    return _reply({"num_clients": clients, "num_users": users})
+
+
+@router.post("/channels", summary="Active channels (with subscribers) and their client counts")
+async def channels(body: ChannelsRequest, context: Context) -> Response:
+    gateway = _gateway(context)
+    found = {
+        name: {"num_clients": len(subs)}
+        for name, subs in gateway.hub.channels.items()
+        if not body.pattern or fnmatch.fnmatchcase(name, body.pattern)
+    }
+    return _reply({"channels": found})
+
+
+@router.post("/unsubscribe", summary="Unsubscribe a user's clients from a channel")
+async def unsubscribe(body: UnsubscribeRequest, context: Context) -> Response:
+    gateway = _gateway(context)
+    for conn in list(gateway.hub.channels.get(body.channel, {})):
+        if conn.user == body.user and (not body.client or conn.client == body.client):
+            conn.revoke(body.channel)
+            conn.flush()
+    return _reply({})
+
+
+@router.post("/disconnect", summary="Close every connection of a user (or one client)")
+async def disconnect(body: DisconnectRequest, context: Context) -> Response:
+    gateway = _gateway(context)
+    code = (
+        DisconnectCode(body.disconnect.code) if body.disconnect else DisconnectCode.FORCE_DISCONNECT
+    )
+    for conn in list(gateway.connections):
+        if conn.user == body.user and (not body.client or conn.client == body.client):
+            conn.close(code)
+    return _reply({})
+
+
+@router.post("/info", summary="This node: connections, users, channels, subscriptions")
+async def info(context: Context) -> Response:
+    gateway = _gateway(context)
+    connections = [c for c in gateway.connections if c.connected]
+    node = {
+        "uid": context.node_id,
+        "name": context.node_name,
+        "version": __version__,
+        "num_clients": len(connections),
+        "num_users": len({c.user for c in connections}),
+        "num_channels": len(gateway.hub.channels),
+        "num_subs": sum(len(c.subs) for c in connections),
+        "uptime": int(time.time() - context.started_at),
+    }
+    return _reply({"nodes": [node]})
