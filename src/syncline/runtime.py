@@ -14,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from syncline.api.app import create_app
 from syncline.api.context import AppContext
+from syncline.apps.chat.realtime import ChatRealtime
 from syncline.capture.pipeline import Pipeline
 from syncline.capture.service import CaptureService
 from syncline.db import migrate
@@ -153,6 +154,7 @@ class Runtime:
             allowed_origins=origins,
         )
         self.gateway = gateway
+        chat = ChatRealtime(self.rpc, gateway, pool)
         assert self._gateway_socket is not None
         await gateway.start(self._gateway_socket)
 
@@ -216,6 +218,7 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await capture_task
             await self.engine.close()
+            await chat.close()
             await pool.close()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):

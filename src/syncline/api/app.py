@@ -14,6 +14,10 @@ from syncline import __version__, metrics
 from syncline.api.context import AppContext
 from syncline.api.errors import install_error_handlers
 from syncline.api.routes import health, info, server
+from syncline.api.routes import messages as chat_messages
+from syncline.api.routes import orders as order_routes
+from syncline.api.routes import rooms as chat_rooms
+from syncline.api.services import install_app_errors
 
 _SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -40,6 +44,7 @@ def create_app(context: AppContext) -> FastAPI:
     )
     app.state.context = context
     install_error_handlers(app)
+    install_app_errors(app)
     if context.settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -74,4 +79,7 @@ def create_app(context: AppContext) -> FastAPI:
     app.include_router(health.router)
     app.include_router(info.router)
     app.include_router(server.router)
+    app.include_router(chat_rooms.router)
+    app.include_router(chat_messages.router)
+    app.include_router(order_routes.router)
     return app

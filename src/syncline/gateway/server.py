@@ -8,6 +8,7 @@ import re
 import socket
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from limits import RateLimitItemPerSecond
@@ -68,6 +69,9 @@ class Gateway:
         self.hub = Hub()
         self.presence = PresenceRegistry()
         self.connections: set[Connection] = set()
+        # Called with each connection that closed, after its subscriptions were dropped
+        # (applications track last-seen times with it).
+        self.disconnect_listeners: list[Callable[[Connection], None]] = []
         self._per_ip: Counter[str] = Counter()
         self._rate = MovingWindowRateLimiter(MemoryStorage())
         self._rate_item = RateLimitItemPerSecond(settings.connects_per_ip_per_second)
@@ -152,6 +156,8 @@ class Gateway:
             if self._per_ip[conn.ip] <= 0:
                 del self._per_ip[conn.ip]
             metrics.CONNECTIONS.set(len(self.connections))
+            for listener in self.disconnect_listeners:
+                listener(conn)
 
     # -- services for connections -----------------------------------------------------------
 

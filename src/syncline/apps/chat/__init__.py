@@ -1,0 +1,1 @@
+"""The chat application: rooms, messages, receipts, typing and presence over PostgreSQL."""

@@ -1,0 +1,128 @@
+"""Messages in SQL: send (idempotent by client_msg_id), edit, soft delete, history pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import AsyncConnection
+
+from syncline.apps.chat import policy
+from syncline.apps.chat.rooms import require_member
+from syncline.apps.errors import AppError, not_found
+from syncline.apps.sql import Row, fetch_all, fetch_one
+
+Conn = AsyncConnection[Any]
+
+COLUMNS = "id, room_id, user_id, body, client_msg_id, created_at, edited_at, deleted_at"
+
+
+async def send(
+    conn: Conn, room_id: int, user_id: int, body: str, client_msg_id: str | None
+) -> tuple[Row, bool]:
+    """Store a message (in the caller's transaction); (message, True if new).
+
+    A repeated client_msg_id of the same author returns the message it made the first time:
+    a client that lost the reply may retry without posting twice.
+    """
+    await require_member(conn, room_id, user_id, lock=True)
+    row = await fetch_one(
+        conn,
+        f"INSERT INTO messages (room_id, user_id, body, client_msg_id) VALUES (%s, %s, %s, %s)"
+        f" ON CONFLICT (user_id, client_msg_id) WHERE client_msg_id IS NOT NULL DO NOTHING"
+        f" RETURNING {COLUMNS}",
+        (room_id, user_id, body, client_msg_id),
+    )
+    if row is not None:
+        return row, True
+    existing = await fetch_one(
+        conn,
+        f"SELECT {COLUMNS} FROM messages WHERE user_id = %s AND client_msg_id = %s",
+        (user_id, client_msg_id),
+    )
+    assert existing is not None
+    if existing["room_id"] != room_id:
+        raise AppError(
+            409, "client_msg_id_conflict", "client_msg_id was already used in another room"
+        )
+    return existing, False
+
+
+async def _target(conn: Conn, message_id: int, user_id: int) -> tuple[Row, Row]:
+    """The message (locked for the change) and the caller's membership of its room; 404 for a
+    message in a room the caller is not in."""
+    message = await fetch_one(
+        conn, f"SELECT {COLUMNS} FROM messages WHERE id = %s FOR UPDATE", (message_id,)
+    )
+    if message is None:
+        raise not_found("message")
+    try:
+        member = await require_member(conn, int(message["room_id"]), user_id)
+    except AppError:
+        raise not_found("message") from None
+    return message, member
+
+
+async def edit(conn: Conn, message_id: int, user_id: int, body: str) -> Row:
+    message, _ = await _target(conn, message_id, user_id)
+    if not policy.can_edit(author_id=int(message["user_id"]), user_id=user_id):
+        raise AppError(403, "forbidden", "only the author edits a message")
+    if message["deleted_at"] is not None:
+        raise AppError(409, "message_deleted", "the message was deleted")
+    row = await fetch_one(
+        conn,
+        f"UPDATE messages SET body = %s, edited_at = now() WHERE id = %s RETURNING {COLUMNS}",
+        (body, message_id),
+    )
+    assert row is not None
+    return row
+
+
+async def delete(conn: Conn, message_id: int, user_id: int) -> Row:
+    """Soft delete: the row stays as a tombstone (empty body, deleted_at), which capture
+    publishes so that every client removes the text; deleting twice changes nothing."""
+    message, member = await _target(conn, message_id, user_id)
+    allowed = policy.can_delete(
+        author_id=int(message["user_id"]),
+        user_id=user_id,
+        role=member["role"],
+        kind=member["kind"],
+    )
+    if not allowed:
+        raise AppError(403, "forbidden", "only the author (or the group's owner) deletes it")
+    if message["deleted_at"] is not None:
+        return message
+    row = await fetch_one(
+        conn,
+        f"UPDATE messages SET body = '', deleted_at = now() WHERE id = %s RETURNING {COLUMNS}",
+        (message_id,),
+    )
+    assert row is not None
+    return row
+
+
+async def history(
+    conn: Conn, room_id: int, user_id: int, page: policy.Page
+) -> tuple[list[Row], bool]:
+    """A page of the room's messages in ascending id order, and whether more lie beyond it
+    (after it when reading forward from `after`, before it otherwise)."""
+    await require_member(conn, room_id, user_id)
+    where = ["room_id = %s"]
+    params: list[Any] = [room_id]
+    if page.after is not None:
+        where.append("id > %s")
+        params.append(page.after)
+    if page.before is not None:
+        where.append("id < %s")
+        params.append(page.before)
+    order = "ASC" if page.ascending else "DESC"
+    params.append(page.limit + 1)
+    rows = await fetch_all(
+        conn,
+        f"SELECT {COLUMNS} FROM messages WHERE {' AND '.join(where)} ORDER BY id {order} LIMIT %s",
+        params,
+    )
+    has_more = len(rows) > page.limit
+    rows = rows[: page.limit]
+    if not page.ascending:
+        rows.reverse()
+    return rows, has_more

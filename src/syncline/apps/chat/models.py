@@ -1,0 +1,155 @@
+"""Request and reply shapes of the chat API (REST and RPC), with their input limits."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+MAX_BODY_LENGTH = 4000
+MAX_ROOM_NAME_LENGTH = 64
+MAX_CLIENT_MSG_ID_LENGTH = 64
+MAX_INVITE_TOKEN_LENGTH = 128
+# Ids are PostgreSQL bigints: anything larger can't name a row (and would overflow the driver).
+MAX_ID = (1 << 63) - 1
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be only whitespace")
+    return value
+
+
+def _strip_name(value: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError("must not be only whitespace")
+    return value
+
+
+# A message body is kept as typed (leading spaces and newlines may be formatting).
+Body = Annotated[str, Field(min_length=1, max_length=MAX_BODY_LENGTH), AfterValidator(_not_blank)]
+RoomName = Annotated[
+    str, Field(min_length=1, max_length=MAX_ROOM_NAME_LENGTH), AfterValidator(_strip_name)
+]
+ClientMsgId = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_CLIENT_MSG_ID_LENGTH, pattern=r"^[\x21-\x7e]+$"),
+]
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False)
+
+
+class CreateRoom(_Input):
+    name: RoomName
+
+
+class RenameRoom(_Input):
+    name: RoomName
+
+
+class OpenDirect(_Input):
+    user_id: Id
+
+
+class AddMember(_Input):
+    user_id: Id
+
+
+class JoinByInvite(_Input):
+    token: Annotated[str, Field(min_length=1, max_length=MAX_INVITE_TOKEN_LENGTH)]
+
+
+class SendMessage(_Input):
+    body: Body
+    client_msg_id: ClientMsgId | None = None
+
+
+class EditMessage(_Input):
+    body: Body
+
+
+class MarkRead(_Input):
+    message_id: Id
+
+
+# RPC payloads: the same fields, with the room or message named in the body.
+class RpcSend(SendMessage):
+    room_id: Id
+
+
+class RpcEdit(EditMessage):
+    message_id: Id
+
+
+class RpcDelete(_Input):
+    message_id: Id
+
+
+class RpcRead(MarkRead):
+    room_id: Id
+
+
+class RpcTyping(_Input):
+    room_id: Id
+
+
+# -- replies ------------------------------------------------------------------------------
+
+
+class Message(BaseModel):
+    id: int
+    room_id: int
+    user_id: int
+    body: str
+    client_msg_id: str | None
+    created_at: datetime
+    edited_at: datetime | None
+    deleted_at: datetime | None
+
+
+class MessagePage(BaseModel):
+    messages: list[Message]
+    has_more: bool
+
+
+class PublicUser(BaseModel):
+    id: int
+    username: str
+    display_name: str
+    online: bool
+    last_seen_at: datetime | None
+
+
+class Member(BaseModel):
+    user_id: int
+    username: str
+    display_name: str
+    role: Literal["owner", "member"]
+    last_read_message_id: int | None
+    joined_at: datetime
+
+
+class Room(BaseModel):
+    id: int
+    kind: Literal["global", "group", "direct"]
+    name: str
+    role: Literal["owner", "member"]
+    unread_count: int
+    last_read_message_id: int | None
+    last_message: Message | None
+    member_count: int
+    peer: PublicUser | None
+
+
+class RoomDetail(Room):
+    members: list[Member]
+
+
+class Invite(BaseModel):
+    token: str
+    expires_at: datetime

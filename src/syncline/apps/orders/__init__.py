@@ -1,0 +1,1 @@
+"""The orders dashboard demo: CRUD over PostgreSQL, live on the `orders` channel by capture."""
