@@ -37,6 +37,7 @@ class FanoutOptions:
     ramp_step: float | None = None  # default: the starting rate
     max_rate: float = 2000.0
     p99_bound_ms: float = 100.0
+    ramp_retries: int = 1  # a breach is confirmed by holding the same rate again
     payload: int = 64
     drop_every: int = 0
     dup_every: int = 0
@@ -67,6 +68,7 @@ class StepResult:
     tally: Tally
     client_cpu_s: float
     hist: HdrHistogram = field(repr=False)
+    server_cpu_s: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in asdict(self).items() if k not in ("hist", "tally")}
@@ -74,6 +76,8 @@ class StepResult:
         data["write_seconds"] = round(self.write_seconds, 3)
         data["deliveries_per_s"] = round(self.deliveries_per_s, 1)
         data["client_cpu_s"] = round(self.client_cpu_s, 2)
+        if self.server_cpu_s is not None:
+            data["server_cpu_s"] = round(self.server_cpu_s, 2)
         data["accounting"] = self.tally.as_dict()
         return data
 
@@ -147,6 +151,7 @@ def _step(
     progress: Progress | None,
 ) -> StepResult:
     note = "x" * options.payload
+    server_cpu = _cpu_seconds(target.pid)
     writer = WriterProcess(target.database_url, run, rate, options.seconds, note)
     rows = max(int(rate * options.seconds), 1)
     write_task = deliver_task = None
@@ -155,9 +160,9 @@ def _step(
         deliver_task = progress.add_task(f"{rate:g} rows/s: delivered", total=rows * subscribers)
     try:
         while not writer.poll(0.05):
-            if progress is not None and write_task is not None:
+            if progress is not None and write_task is not None and deliver_task is not None:
                 progress.update(write_task, completed=writer.written)
-                progress.update(deliver_task or write_task, completed=pool.received(run))
+                progress.update(deliver_task, completed=pool.received(run))
             else:
                 pool.pump()
     finally:
@@ -168,6 +173,7 @@ def _step(
         progress.update(write_task, completed=written.rows)
     _wait_for(pool, run, written.rows * subscribers, progress, deliver_task)
     report = pool.report(run, written.rows)
+    server_cpu_after = _cpu_seconds(target.pid)
     deliveries = report.tally.received - report.tally.duplicated
     return StepResult(
         rate=rate,
@@ -181,7 +187,23 @@ def _step(
         tally=report.tally,
         client_cpu_s=report.client_cpu_s,
         hist=report.hist,
+        server_cpu_s=None
+        if server_cpu is None or server_cpu_after is None
+        else server_cpu_after - server_cpu,
     )
+
+
+def _cpu_seconds(pid: int | None) -> float | None:
+    """CPU time (user + system) of the server's process so far; None when it is elsewhere."""
+    if pid is None:
+        return None
+    import psutil
+
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return None
+    return float(times.user + times.system)
 
 
 def _warmup(target: Target, pool: ClientPool, run: int, subscribers: int) -> Tally:
@@ -232,16 +254,26 @@ def run_fanout(
             )
         result = FanoutResult(options, connect, _warmup(target, pool, base, connect.subscribed))
         last_good: float | None = None
-        for i, rate in enumerate(options.rates(), start=1):
-            step = _step(target, pool, base + i, rate, options, connect.subscribed, progress)
-            result.steps.append(step)
-            p99 = float(step.latency_ms.get("p99", 0.0))
+        run = base
+        for rate in options.rates():
+            # On a shared machine one noisy step can pass the bound: hold the rate again first.
+            tries = 0
+            while True:
+                run, tries = run + 1, tries + 1
+                step = _step(target, pool, run, rate, options, connect.subscribed, progress)
+                result.steps.append(step)
+                p99 = float(step.latency_ms.get("p99", 0.0))
+                if not step.tally.ok or p99 <= options.p99_bound_ms:
+                    break
+                if not options.ramp or tries > options.ramp_retries:
+                    break
             if not step.tally.ok:
                 result.stopped_because = f"publications lost or duplicated at {rate:g} rows/s"
                 break
             if options.ramp and p99 > options.p99_bound_ms:
+                held = f" ({tries} tries)" if tries > 1 else ""
                 result.stopped_because = (
-                    f"p99 {p99:g} ms > {options.p99_bound_ms:g} ms at {rate:g} rows/s"
+                    f"p99 {p99:g} ms > {options.p99_bound_ms:g} ms at {rate:g} rows/s{held}"
                 )
                 break
             last_good = rate
