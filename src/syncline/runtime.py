@@ -182,6 +182,7 @@ class Runtime:
             pool=pool,
             readiness=self.readiness,
             websocket_url=endpoints.websocket_url,
+            http_url=endpoints.http_url,
             jwt_secret=self.jwt_secret,
             gateway=gateway,
             engine=self.engine,

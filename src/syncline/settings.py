@@ -7,6 +7,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
+from limits import parse_many
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
@@ -85,6 +86,26 @@ class Settings(BaseSettings):
     )
     namespaces: dict[str, dict[str, Any]] = Field(default_factory=dict)
     rules: list[dict[str, Any]] = Field(default_factory=list)
+    # Accounts (syncline.apps.auth): links in mails, SMTP, rate limits, request size.
+    public_url: str | None = Field(
+        None, description="URL users open (behind a proxy); used in mailed links"
+    )
+    smtp_host: str | None = Field(
+        None, description="SMTP server for account mails; unset: mails stay in `syncline mail`"
+    )
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = Field("syncline@localhost", max_length=254, description="mails' From")
+    smtp_starttls: bool = Field(True, description="require STARTTLS on the SMTP connection")
+    rate_limit_login_ip: str = Field("30/minute", description="sign-ins per client IP ('' off)")
+    rate_limit_login_account: str = Field("10/minute", description="sign-ins per account")
+    rate_limit_register_ip: str = Field("5/minute", description="registrations per client IP")
+    rate_limit_reset_ip: str = Field("10/hour", description="mails requested per client IP")
+    rate_limit_reset_account: str = Field("3/hour", description="mails per account and kind")
+    max_request_body: int = Field(
+        64 * 1024, ge=1024, le=64 * 1024 * 1024, description="bytes; larger requests get 413"
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -101,6 +122,31 @@ class Settings(BaseSettings):
         if value is not None and len(value.get_secret_value().encode()) < MIN_SECRET_BYTES:
             raise ValueError(f"must be at least {MIN_SECRET_BYTES} bytes")
         return value
+
+    @field_validator(
+        "rate_limit_login_ip",
+        "rate_limit_login_account",
+        "rate_limit_register_ip",
+        "rate_limit_reset_ip",
+        "rate_limit_reset_account",
+    )
+    @classmethod
+    def _rate_limit_parses(cls, value: str) -> str:
+        if value.strip():
+            try:
+                parse_many(value)
+            except ValueError:
+                raise ValueError(
+                    "must be like '10/minute' or '5/minute;100/hour' ('' for no limit)"
+                ) from None
+        return value.strip()
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_is_http(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/") if value is not None else None
 
     @property
     def embedded(self) -> bool:

@@ -11,9 +11,11 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from syncline import __version__, metrics
+from syncline.api.auth_deps import build_auth_service
 from syncline.api.context import AppContext
 from syncline.api.errors import install_error_handlers
-from syncline.api.routes import health, info, server
+from syncline.api.limits import BodyLimitMiddleware
+from syncline.api.routes import auth, health, info, server, users
 from syncline.api.routes import messages as chat_messages
 from syncline.api.routes import orders as order_routes
 from syncline.api.routes import rooms as chat_rooms
@@ -45,6 +47,9 @@ def create_app(context: AppContext) -> FastAPI:
     app.state.context = context
     install_error_handlers(app)
     install_app_errors(app)
+    app.state.auth = build_auth_service(context)
+    # Innermost of the middlewares: a 413 still gets the CORS and security headers.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=context.settings.max_request_body)
     if context.settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -82,4 +87,6 @@ def create_app(context: AppContext) -> FastAPI:
     app.include_router(chat_rooms.router)
     app.include_router(chat_messages.router)
     app.include_router(order_routes.router)
+    app.include_router(auth.router)
+    app.include_router(users.router)
     return app

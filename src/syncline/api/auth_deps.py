@@ -2,30 +2,73 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from syncline.api.context import AppContext, get_context
 from syncline.api.errors import ApiError
+from syncline.apps.auth.service import AuthService, ClientInfo, session_is_live
 from syncline.apps.auth.tokens import AccessClaims, AccessTokenError, decode_access_token
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
+MAX_USER_AGENT = 512
 
 
-def current_user(
+async def current_user(
     request: Request, context: Annotated[AppContext, Depends(get_context)]
 ) -> AccessClaims:
-    """The caller's claims; 401 with code unauthorized or token_expired otherwise."""
+    """The caller's claims; 401 unauthorized, token_expired or session_revoked otherwise.
+
+    A valid signature is not enough: the token's session must still be live, so signing out
+    or revoking a session takes effect at once, not when the token expires. That costs one
+    primary-key lookup per request.
+    """
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "unauthorized", "sign in first: no bearer token", _CHALLENGE)
     try:
-        return decode_access_token(context.jwt_secret, token.strip())
+        claims = decode_access_token(context.jwt_secret, token.strip())
     except AccessTokenError as err:
         code = "token_expired" if err.expired else "unauthorized"
         raise ApiError(401, code, str(err), _CHALLENGE) from None
+    try:
+        session_id = uuid.UUID(claims.session_id)
+    except ValueError:
+        raise ApiError(401, "unauthorized", "invalid access token: bad sid", _CHALLENGE) from None
+    if not await session_is_live(context.pool, session_id, claims.user_id):
+        raise ApiError(401, "session_revoked", "this session was signed out or revoked", _CHALLENGE)
+    return claims
 
 
 CurrentUser = Annotated[AccessClaims, Depends(current_user)]
+
+
+def build_auth_service(context: AppContext) -> AuthService:
+    """The app's one AuthService (its rate-limit counters live as long as the app)."""
+    link_base = context.settings.public_url or context.http_url
+    return AuthService(context.pool, context.settings, context.jwt_secret, link_base)
+
+
+def get_auth(request: Request) -> AuthService:
+    service: AuthService = request.app.state.auth
+    return service
+
+
+Auth = Annotated[AuthService, Depends(get_auth)]
+
+
+def client_info(request: Request) -> ClientInfo:
+    """The caller's address and user agent.
+
+    The address is the TCP peer's, or X-Forwarded-For's when the peer is a trusted proxy:
+    uvicorn trusts loopback by default, other proxies are listed in FORWARDED_ALLOW_IPS.
+    Without that, behind a remote proxy every client would share the proxy's rate limits.
+    """
+    host = request.client.host if request.client else ""
+    return ClientInfo(ip=host, user_agent=request.headers.get("user-agent", "")[:MAX_USER_AGENT])
+
+
+Client = Annotated[ClientInfo, Depends(client_info)]

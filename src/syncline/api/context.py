@@ -27,6 +27,8 @@ class AppContext:
     pool: AsyncConnectionPool
     readiness: Readiness = field(default_factory=Readiness)
     websocket_url: str = ""
+    # Where this server's HTTP API listens (links in mails use settings.public_url first).
+    http_url: str = ""
     # Signs access tokens; the gateway verifies them with the same secret.
     jwt_secret: str = ""
     # The running gateway and channel log (server API: presence, history, disconnect).
