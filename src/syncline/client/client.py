@@ -154,11 +154,19 @@ class SynclineClient:
         recoverable: bool = True,
         join_leave: bool = False,
         queue_size: int = 4096,
+        since: tuple[str, int] | None = None,
     ) -> Subscription:
-        """Subscribe and wait for the server's answer; raises ReplyError if refused."""
+        """Subscribe and wait for the server's answer; raises ReplyError if refused.
+
+        ``since`` is an (epoch, offset) kept from an earlier ``Subscription.position``, e.g.
+        of a previous run: the server replays what was published after it, and the
+        ``Subscribed`` event's ``recovered`` says whether it could (if not, reload over REST).
+        """
         if channel in self._subs:
             raise ValueError(f"already subscribed to {channel!r}")
         sub = Subscription(self, channel, recoverable, join_leave, queue_size)
+        if since is not None:
+            sub._resume_from(*since)
         self._subs[channel] = sub
         if self.connected:
             sub._send_subscribe()

@@ -262,6 +262,9 @@ class Subscription:
         if self.state is State.SUBSCRIBED:
             self.state = State.SUBSCRIBING
 
+    def _resume_from(self, epoch: str, offset: int) -> None:
+        self.epoch, self.offset, self._recover = epoch, offset, self.recoverable
+
     def _reset_position(self) -> None:
         self.epoch, self.offset, self._recover = "", 0, False
 
