@@ -22,26 +22,12 @@ from syncline.client import (
 )
 from syncline.core.codes import ErrorCode
 
-from helpers.chat import Account, expect, make_account, wait_for
+from helpers.chat import Account, expect, make_account, row_event, wait_for
 from helpers.live_server import LiveServer
 
 
 def connect(server: LiveServer, who: Account) -> SynclineClient:
     return SynclineClient(server.ws_url, token=who.token, timeout=5.0)
-
-
-def row_event(table: str, op: str, **row: Any) -> Any:
-    """A matcher for a captured row publication with these column values."""
-
-    def match(event: Event) -> bool:
-        if not isinstance(event, Publication) or not isinstance(event.data, dict):
-            return False
-        data = event.data
-        if data.get("table") != table or data.get("op") != op:
-            return False
-        return all(data["row"].get(k) == v for k, v in row.items())
-
-    return match
 
 
 async def personal(client: SynclineClient) -> AsyncIterator[Event]:
@@ -159,8 +145,12 @@ async def test_room_and_user_channels_carry_the_chat(live_server: LiveServer) ->
             await expect(
                 await http.delete(f"/api/rooms/{room}/members/me", headers=bob.headers), 204
             )
-            await wait_for(events, row_event("room_members", "delete"))
-            await wait_for(bob_personal, row_event("room_members", "delete"))
+            await wait_for(
+                events, row_event("room_members", "delete", room_id=room, user_id=bob.id)
+            )
+            await wait_for(
+                bob_personal, row_event("room_members", "delete", room_id=room, user_id=bob.id)
+            )
     finally:
         await ann_ws.close()
         await bob_ws.close()

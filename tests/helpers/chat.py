@@ -18,7 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 from syncline.api.app import create_app
 from syncline.api.context import AppContext
 from syncline.apps.auth.tokens import issue_access_token
-from syncline.client import Event
+from syncline.client import Event, Publication
 from syncline.settings import load_settings
 
 from helpers.live_server import TEST_SECRET
@@ -123,3 +123,19 @@ async def wait_for(
         return await asyncio.wait_for(scan(), timeout)
     except TimeoutError:
         raise AssertionError("no matching event in time") from None
+
+
+def row_event(table: str, op: str, **row: Any) -> Callable[[Event], bool]:
+    """A matcher for a captured row publication with these column values (of the old row
+    for a delete)."""
+
+    def match(event: Event) -> bool:
+        if not isinstance(event, Publication) or not isinstance(event.data, dict):
+            return False
+        data = event.data
+        if data.get("table") != table or data.get("op") != op:
+            return False
+        values = data.get("row") or data.get("old") or {}
+        return all(values.get(k) == v for k, v in row.items())
+
+    return match
