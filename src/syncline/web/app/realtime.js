@@ -1,0 +1,184 @@
+// The live connection: one SynclineClient per signed-in page, shared by the screens.
+//
+// Screens `watch` channels (reference counted, so two screens can share one subscription) and
+// get publications, join/leave and (re)subscribed events. The connection indicator follows
+// `status`. A browser that goes offline drops the socket at once (a dead socket would
+// otherwise look connected until the next missed ping); going back online reconnects at once
+// and each subscription recovers from its saved offset.
+
+import { SynclineClient } from '../syncline-client.js';
+import { accessToken, SessionEnded } from './session.js';
+import { request } from './api.js';
+
+/** @typedef {'connecting'|'connected'|'reconnecting'|'offline'} Status */
+
+const statusListeners = new Set();
+/** @type {Map<string, {sub: any, handlers: Set<object>, serverSide: boolean}>} */
+const watched = new Map();
+let client = null;
+let everConnected = false;
+let forceRefresh = false;
+/** @type {Status} */
+let status = 'offline';
+
+export function getStatus() {
+  return status;
+}
+
+/** `fn(status)` now and on every change; returns an unsubscribe function. */
+export function onStatus(fn) {
+  statusListeners.add(fn);
+  fn(status);
+  return () => statusListeners.delete(fn);
+}
+
+function setStatus(next) {
+  if (next === status) return;
+  status = next;
+  for (const fn of [...statusListeners]) fn(status);
+}
+
+/** The RPC call of the connection; rejects {code, message} (108: no such method). */
+export function rpc(method, data) {
+  if (!client) return Promise.reject({ code: 3, message: 'not connected' });
+  return client.rpc(method, data);
+}
+
+export function connectedClient() {
+  return client;
+}
+
+/** Connects (once per sign-in). */
+export async function start() {
+  if (client) return;
+  const info = await request('GET', '/api/info', { auth: false });
+  if (client) return;
+  client = new SynclineClient(info.websocket_url, {
+    getToken: async () => {
+      const force = forceRefresh;
+      forceRefresh = false;
+      return accessToken({ force });
+    },
+    name: 'syncline-web',
+  });
+  client.on('state', onClientState);
+  client.on('error', (err) => {
+    // 109: the server says the token expired (a skewed clock may think otherwise).
+    if (err.code === 109) forceRefresh = true;
+  });
+  // Server-side subscriptions (the personal user:{id} channel) arrive as client events.
+  for (const event of ['publication', 'subscribed', 'join', 'leave', 'unsubscribed']) {
+    client.on(event, (ctx) => dispatch(ctx.channel, event, ctx));
+  }
+  for (const [channel, entry] of watched) {
+    if (!entry.serverSide) entry.sub = attach(channel);
+  }
+  setStatus('connecting');
+  if (navigator.onLine === false) setStatus('offline');
+  else client.connect();
+}
+
+/** Disconnects and forgets every subscription (sign-out). */
+export function stop() {
+  const old = client;
+  client = null;
+  everConnected = false;
+  watched.clear();
+  if (old) {
+    old.off('state', onClientState);
+    old.disconnect();
+  }
+  setStatus('offline');
+}
+
+function onClientState({ state, code }) {
+  if (state === 'connected') {
+    everConnected = true;
+    setStatus('connected');
+  } else if (state === 'connecting') {
+    setStatus(everConnected ? 'reconnecting' : 'connecting');
+  } else {
+    setStatus('offline');
+    // 3500 invalid token, 3005 expired: one more try with a freshly refreshed token.
+    if ((code === 3500 || code === 3005) && client && navigator.onLine !== false) {
+      forceRefresh = true;
+      accessToken({ force: true }).then(
+        () => client?.connect(),
+        (err) => {
+          if (!(err instanceof SessionEnded)) setTimeout(() => client?.connect(), 3000);
+        },
+      );
+    }
+  }
+}
+
+window.addEventListener('offline', () => {
+  if (!client) return;
+  client.disconnect(); // subscriptions keep their offsets for the recovery
+  setStatus('offline');
+});
+
+window.addEventListener('online', () => {
+  if (!client) return;
+  client.disconnect(); // restart the backoff: reconnect now, not after the current delay
+  client.connect();
+});
+
+/**
+ * Watches `channel`: handlers.publication(pub), .subscribed(ctx), .join(ctx), .leave(ctx),
+ * .unsubscribed(ctx). `serverSide`: the server subscribes this connection itself (user:{id}).
+ * @returns {() => void} stops watching (the last watcher unsubscribes)
+ */
+export function watch(channel, handlers, { serverSide = false, recoverable = true } = {}) {
+  let entry = watched.get(channel);
+  if (!entry) {
+    entry = { sub: null, handlers: new Set(), serverSide, recoverable };
+    watched.set(channel, entry);
+    if (client && !serverSide) entry.sub = attach(channel);
+  }
+  entry.handlers.add(handlers);
+  // A late watcher of a live subscription still learns that it is subscribed.
+  if (entry.sub?.state === 'subscribed') {
+    handlers.subscribed?.({ channel, recovered: false, wasRecovering: false, late: true });
+  }
+  return () => {
+    const current = watched.get(channel);
+    if (current !== entry) return;
+    entry.handlers.delete(handlers);
+    if (entry.handlers.size === 0) {
+      watched.delete(channel);
+      entry.sub?.unsubscribe();
+    }
+  };
+}
+
+/** The live Subscription of a watched channel (presence, publish), or null. */
+export function subscription(channel) {
+  return watched.get(channel)?.sub ?? null;
+}
+
+function attach(channel) {
+  const entry = watched.get(channel);
+  const sub = client.subscribe(channel, { recoverable: entry?.recoverable !== false });
+  for (const event of ['publication', 'subscribed', 'join', 'leave', 'unsubscribed', 'error']) {
+    sub.on(event, (ctx) => {
+      const entry = watched.get(channel);
+      if (entry?.sub !== sub) return; // an older subscription of a channel watched again
+      // The server ended it (2000: no longer a member): forget it; a new watch resubscribes.
+      if (event === 'unsubscribed') watched.delete(channel);
+      dispatch(channel, event, ctx, entry);
+    });
+  }
+  return sub;
+}
+
+function dispatch(channel, event, ctx, entry = watched.get(channel)) {
+  if (!entry) return;
+  for (const handlers of [...entry.handlers]) {
+    try {
+      handlers[event]?.(ctx);
+    } catch (err) {
+      console.error(`syncline: a ${event} handler of ${channel} threw`, err);
+    }
+  }
+}
