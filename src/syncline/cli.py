@@ -249,7 +249,7 @@ def psql(
     _guarded(body)
 
 
-from syncline import cli_bench, cli_ops, cli_server  # noqa: E402  (they use the helpers above)
+from syncline import cli_bench, cli_mail, cli_ops, cli_server  # noqa: E402  (they use the helpers above)
 
 app.add_typer(cli_ops.sync_app, name="sync")
 app.command()(cli_ops.tail)
@@ -257,6 +257,7 @@ app.command()(cli_ops.doctor)
 app.add_typer(cli_bench.bench_app, name="bench")
 app.command()(cli_server.publish)
 app.command()(cli_server.channels)
+app.command()(cli_mail.mail)
 
 
 def main() -> None:
