@@ -14,6 +14,12 @@ from syncline.runtime import Endpoints, Runtime
 from syncline.settings import load_settings
 
 TEST_SECRET = "test-secret-" + "x" * 40
+# Tests register and sign in many accounts from 127.0.0.1; the auth tests set limits themselves.
+NO_AUTH_RATE_LIMITS = {
+    "rate_limit_login_ip": "",
+    "rate_limit_login_account": "",
+    "rate_limit_register_ip": "",
+}
 
 
 @dataclass
@@ -46,7 +52,7 @@ async def start_live_server(url: str, **overrides: object) -> LiveServer:
         slot_name=slot,
         publication_name=slot,
         log_level="warning",
-        **overrides,
+        **{**NO_AUTH_RATE_LIMITS, **overrides},
     )
     runtime = Runtime(settings, TEST_SECRET)
     server = LiveServer(runtime, url)
