@@ -386,6 +386,7 @@ export class SynclineClient extends Emitter {
     } else if (err.temporary || err.code === TIMEOUT) {
       this._fail(err.code, err.message);
     } else {
+      if (err.code === 3500 && this._getToken) this._token = '';
       this._dropTransport(err.code, err.message);
       this._setState('disconnected', { code: err.code, reason: err.message });
     }
@@ -395,6 +396,9 @@ export class SynclineClient extends Emitter {
     this._dropTransport(TRANSPORT_CLOSED, 'connection closed');
     if (this.state === 'disconnected') return;
     if (code === 3014) this._invalidateState();
+    // 3500 invalid token: with getToken, the next connect() asks for a new one instead of
+    // presenting the refused token again.
+    if (code === 3500 && this._getToken) this._token = '';
     if (terminal(code) || code === 1009) {
       this._setState('disconnected', { code, reason });
     } else {

@@ -7,7 +7,7 @@
 // and each subscription recovers from its saved offset.
 
 import { SynclineClient } from '../syncline-client.js';
-import { accessToken, SessionEnded } from './session.js';
+import { accessToken } from './session.js';
 import { request } from './api.js';
 
 /** @typedef {'connecting'|'connected'|'reconnecting'|'offline'} Status */
@@ -18,6 +18,8 @@ const watched = new Map();
 let client = null;
 let everConnected = false;
 let forceRefresh = false;
+let authFailures = 0;
+let authRetryTimer = null;
 /** @type {Status} */
 let status = 'offline';
 
@@ -83,6 +85,8 @@ export function stop() {
   const old = client;
   client = null;
   everConnected = false;
+  authFailures = 0;
+  clearTimeout(authRetryTimer);
   watched.clear();
   if (old) {
     old.off('state', onClientState);
@@ -94,20 +98,19 @@ export function stop() {
 function onClientState({ state, code }) {
   if (state === 'connected') {
     everConnected = true;
+    authFailures = 0;
     setStatus('connected');
   } else if (state === 'connecting') {
     setStatus(everConnected ? 'reconnecting' : 'connecting');
   } else {
     setStatus('offline');
-    // 3500 invalid token, 3005 expired: one more try with a freshly refreshed token.
+    // 3500 invalid token, 3005 expired: try again with a freshly refreshed token (getToken
+    // refreshes), backing off in case the server keeps refusing it.
     if ((code === 3500 || code === 3005) && client && navigator.onLine !== false) {
       forceRefresh = true;
-      accessToken({ force: true }).then(
-        () => client?.connect(),
-        (err) => {
-          if (!(err instanceof SessionEnded)) setTimeout(() => client?.connect(), 3000);
-        },
-      );
+      const delay = Math.min(30_000, 250 * 2 ** authFailures++);
+      clearTimeout(authRetryTimer);
+      authRetryTimer = setTimeout(() => client?.connect(), delay);
     }
   }
 }

@@ -31,6 +31,11 @@ function roomTitle(room) {
   return room.name || 'Untitled room';
 }
 
+/** A member's name: the directory knows it even for rows that came without one. */
+function memberName(member) {
+  return displayName(directory.lookup(member.user_id) ?? member);
+}
+
 function preview(room, me) {
   const last = room.last_message;
   if (!last) return 'No messages yet';
@@ -483,14 +488,8 @@ export class ChatView {
       if (userId === this.me) this.removeRoom(entry.room.id);
     } else {
       const prev = entry.members.get(userId) ?? {};
-      const user = directory.lookup(userId);
-      entry.members.set(userId, {
-        ...prev,
-        ...row,
-        user_id: userId,
-        username: prev.username ?? user?.username,
-        display_name: prev.display_name ?? user?.display_name,
-      });
+      directory.lookup(userId); // fetches the name of a newcomer
+      entry.members.set(userId, { ...prev, ...row, user_id: userId });
       if (userId === this.me && row.last_read_message_id != null) this.noteRead(entry, row.last_read_message_id);
     }
     entry.room.member_count = entry.members.size || entry.room.member_count;
@@ -975,7 +974,7 @@ export class ChatView {
     if (!entry || this.membersPanel.hidden) return;
     const online = this.onlineUsers(entry);
     const members = [...entry.members.values()].sort(
-      (a, b) => Number(online.has(b.user_id)) - Number(online.has(a.user_id)) || displayName(a).localeCompare(displayName(b)),
+      (a, b) => Number(online.has(b.user_id)) - Number(online.has(a.user_id)) || memberName(a).localeCompare(memberName(b)),
     );
     replace(
       this.membersPanel,
@@ -987,8 +986,8 @@ export class ChatView {
           h(
             'li',
             { class: online.has(m.user_id) ? 'online' : '', 'data-testid': 'member', 'data-online': String(online.has(m.user_id)) },
-            avatar({ id: m.user_id, ...m }, 'sm'),
-            h('span', { class: 'member-name' }, displayName(m), m.user_id === this.me ? ' (you)' : ''),
+            avatar({ id: m.user_id, display_name: memberName(m) }, 'sm'),
+            h('span', { class: 'member-name' }, memberName(m), m.user_id === this.me ? ' (you)' : ''),
             h('span', { class: 'presence-dot', 'aria-label': online.has(m.user_id) ? 'online' : 'offline' }),
           ),
         ),
@@ -1020,7 +1019,7 @@ export class ChatView {
           !previous.deleted_at &&
           Date.parse(msg.created_at) - Date.parse(previous.created_at) < GROUP_WINDOW_MS,
       );
-      const seen = (markers.get(msg.id) ?? []).map((m) => displayName(directory.lookup(m.user_id) ?? m));
+      const seen = (markers.get(msg.id) ?? []).map(memberName);
       const author = directory.lookup(msg.user_id);
       const state = entry.store.stateOf(msg);
       const sig = JSON.stringify([msg.id, msg.body, msg.edited_at, msg.deleted_at, state, grouped, seen, author?.username, author?.display_name]);

@@ -1,0 +1,167 @@
+"""Signing in through the browser: register, log in and out, wrong password, silent token
+refresh, a revoked session, and the page's basics (CSP, connection indicator)."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import httpx
+import jwt
+from playwright.async_api import expect
+
+from helpers.accounts import DEFAULT_PASSWORD, register_user
+from helpers.live_server import TEST_SECRET, LiveServer
+from web.ui import SESSION_KEY, Pages, api, login, stored_session, wait_connected
+
+
+async def test_the_page_is_served_with_its_csp_and_shows_the_login_form(
+    pages: Pages, web_server: LiveServer
+) -> None:
+    async with httpx.AsyncClient(base_url=web_server.http_url) as http:
+        index = await http.get("/")
+        script = await http.get("/web/app.js")
+        client = await http.get("/web/syncline-client.js")
+    assert index.status_code == 200
+    assert "default-src 'self'" in index.headers["content-security-policy"]
+    assert '<script type="module" src="/web/app.js">' in index.text
+    assert script.status_code == 200
+    assert "javascript" in script.headers["content-type"]
+    assert "export class SynclineClient" in client.text
+
+    page = await pages.new("anonymous")
+    await page.goto(web_server.http_url + "/")
+    await expect(page).to_have_url(re.compile(r"#/login$"))
+    await expect(page.get_by_test_id("login-username")).to_be_focused()
+    await expect(page.get_by_label("Password")).to_be_visible()
+    await expect(page.get_by_test_id("register-link")).to_be_visible()
+    # Signed out: no live connection.
+    await expect(page.get_by_test_id("connection-status")).to_have_attribute(
+        "data-state", "offline"
+    )
+
+
+async def test_register_log_out_and_log_in_again(pages: Pages, web_server: LiveServer) -> None:
+    page = await pages.new("newcomer")
+    await page.goto(web_server.http_url + "/#/login")
+    await page.get_by_test_id("register-link").click()
+    await expect(page).to_have_url(re.compile(r"#/register$"))
+    await page.get_by_label("Username").fill("newcomer")
+    await page.get_by_label("Email").fill("newcomer@example.test")
+    await page.get_by_label("Display name (optional)").fill("Nia Newcomer")
+    # The client checks the password rules before sending.
+    await page.get_by_label("Password").fill("short1")
+    await page.get_by_test_id("register-submit").click()
+    await expect(page.locator("#register-password-error")).to_have_text(re.compile("10"))
+    await page.get_by_label("Password").fill(DEFAULT_PASSWORD)
+    await page.get_by_test_id("register-submit").click()
+
+    await expect(page).to_have_url(re.compile(r"#/chat/\d+$"))
+    await wait_connected(page)
+    await expect(page.get_by_test_id("room-item").filter(has_text="General")).to_be_visible()
+    await expect(page.locator("#usermenu-name")).to_have_text("Nia Newcomer")
+
+    await page.get_by_role("button", name="Log out").click()
+    await expect(page).to_have_url(re.compile(r"#/login$"))
+    assert await page.evaluate("key => localStorage.getItem(key)", SESSION_KEY) is None
+    await expect(page.get_by_test_id("connection-status")).to_have_attribute(
+        "data-state", "offline"
+    )
+
+    await login(page, web_server, "newcomer@example.test")
+    await expect(page).to_have_url(re.compile(r"#/chat/\d+$"))
+    await wait_connected(page)
+
+
+async def test_a_taken_username_is_shown_on_its_field(pages: Pages, web_server: LiveServer) -> None:
+    await register_user(web_server.http_url, "taken")
+    page = await pages.new("second")
+    await page.goto(web_server.http_url + "/#/register")
+    await page.get_by_label("Username").fill("taken")
+    await page.get_by_label("Email").fill("other@example.test")
+    await page.get_by_label("Password").fill(DEFAULT_PASSWORD)
+    await page.get_by_test_id("register-submit").click()
+    await expect(page.locator("#register-username-error")).to_have_text("This username is taken.")
+    await expect(page.get_by_label("Username")).to_have_attribute("aria-invalid", "true")
+    await expect(page).to_have_url(re.compile(r"#/register$"))
+
+
+async def test_a_wrong_password_shows_an_error(pages: Pages, web_server: LiveServer) -> None:
+    await register_user(web_server.http_url, "wrongpw")
+    page = await pages.new("wrongpw")
+    await login(page, web_server, "wrongpw", "not-the-Password-1")
+    error = page.get_by_test_id("login-error")
+    await expect(error).to_have_text("Wrong username or password.")
+    await expect(error).to_have_attribute("role", "alert")
+    await expect(page).to_have_url(re.compile(r"#/login$"))
+    assert await page.evaluate("key => localStorage.getItem(key)", SESSION_KEY) is None
+
+
+async def test_an_expired_access_token_is_refreshed_silently(
+    pages: Pages, web_server: LiveServer
+) -> None:
+    page, _ = await pages.signed_in("sleepy")
+    before = await stored_session(page)
+    claims = jwt.decode(before["access_token"], TEST_SECRET, algorithms=["HS256"])
+    # The same claims, signed properly, but expired a minute ago: what a laptop has after a
+    # night asleep.
+    expired = jwt.encode(
+        claims | {"exp": int(time.time()) - 60, "iat": int(time.time()) - 960},
+        TEST_SECRET,
+        algorithm="HS256",
+    )
+    await page.evaluate(
+        "([key, token]) => { const s = JSON.parse(localStorage.getItem(key));"
+        " s.access_token = token; localStorage.setItem(key, JSON.stringify(s)); }",
+        [SESSION_KEY, expired],
+    )
+    await page.reload()
+    await wait_connected(page)
+    await expect(page.get_by_test_id("room-item").first).to_be_visible()
+    await expect(page).to_have_url(re.compile(r"#/chat/\d+$"))
+    after = await stored_session(page)
+    assert after["access_token"] != expired
+    assert after["refresh_token"] != before["refresh_token"]  # rotated on use
+    fresh = jwt.decode(after["access_token"], TEST_SECRET, algorithms=["HS256"])
+    assert fresh["exp"] > time.time() + 600
+    assert fresh["sub"] == claims["sub"]
+
+
+async def test_a_token_the_server_refuses_is_refreshed_and_the_request_retried(
+    pages: Pages, web_server: LiveServer
+) -> None:
+    """A token that looks fresh to the page (exp in an hour) but fails the server's check:
+    the REST 401 and the WebSocket's refusal both lead to one refresh."""
+    page, pair = await pages.signed_in("skewed")
+    forged = jwt.encode(
+        {"sub": str(pair["user"]["id"]), "exp": int(time.time()) + 3600},
+        "not-the-server-secret-" + "y" * 32,
+        algorithm="HS256",
+    )
+    await page.evaluate(
+        "([key, token]) => { const s = JSON.parse(localStorage.getItem(key));"
+        " s.access_token = token; localStorage.setItem(key, JSON.stringify(s)); }",
+        [SESSION_KEY, forged],
+    )
+    await page.reload()
+    await wait_connected(page)
+    await expect(page.get_by_test_id("room-item").first).to_be_visible()
+    after = await stored_session(page)
+    assert after["access_token"] != forged
+    jwt.decode(after["access_token"], TEST_SECRET, algorithms=["HS256"])
+
+
+async def test_a_revoked_session_returns_to_the_login_form(
+    pages: Pages, web_server: LiveServer
+) -> None:
+    page, _ = await pages.signed_in("revoked")
+    session = await stored_session(page)
+    # The session is revoked elsewhere ("log out" from another device uses the same call).
+    await api(web_server, "POST", "/api/auth/logout", session["access_token"])
+    await page.get_by_role("link", name="Orders").click()
+    await expect(page).to_have_url(re.compile(r"#/login$"))
+    await expect(page.get_by_test_id("login-error")).to_have_text(re.compile("session has ended"))
+    assert await page.evaluate("key => localStorage.getItem(key)", SESSION_KEY) is None
+    await expect(page.get_by_test_id("connection-status")).to_have_attribute(
+        "data-state", "offline"
+    )

@@ -1,0 +1,216 @@
+"""The chat in real browsers: two users talk in the global room (messages, typing, presence,
+read receipts), one of them drops off the network and catches up, history loads on scroll,
+messages are edited and deleted, groups and direct rooms are made, joined and left."""
+
+from __future__ import annotations
+
+import re
+
+from playwright.async_api import Page, expect
+
+from helpers.live_server import LiveServer
+from web.ui import Pages, api, messages_with, wait_connected
+
+
+async def send(page: Page, text: str) -> None:
+    await page.get_by_test_id("message-input").fill(text)
+    await page.get_by_test_id("message-send").click()
+
+
+async def general_id(page: Page) -> int:
+    await expect(page).to_have_url(re.compile(r"#/chat/\d+$"))
+    return int(page.url.rsplit("/", 1)[1])
+
+
+async def test_two_users_chat_with_typing_presence_and_receipts(pages: Pages) -> None:
+    ann, ann_pair = await pages.signed_in("ann")
+    ben, _ = await pages.signed_in("ben")
+    room = await general_id(ann)
+    assert await general_id(ben) == room
+    await expect(ann.locator("#conv-title")).to_have_text("General")
+
+    # Presence: both are in the room.
+    await expect(ann.get_by_test_id("room-online")).to_have_text(re.compile(r"2 online"))
+    await ann.get_by_role("button", name="Members").click()
+    await expect(ann.get_by_test_id("member").filter(has_text="Ben")).to_have_attribute(
+        "data-online", "true"
+    )
+
+    # Typing: Ann types, Ben sees it; it goes away when her message arrives.
+    await ann.get_by_test_id("message-input").press_sequentially("Hello Ben", delay=20)
+    await expect(ben.get_by_test_id("typing-indicator")).to_have_text("Ann is typing…")
+    await ann.get_by_test_id("message-send").click()
+    await expect(ann.get_by_test_id("message-input")).to_have_value("")
+
+    # Ann's own message: shown at once, confirmed when the captured row comes back.
+    mine = messages_with(ann, "Hello Ben")
+    await expect(mine).to_have_count(1)
+    await expect(mine).to_have_attribute("data-state", "confirmed")
+    await expect(messages_with(ben, "Hello Ben")).to_have_count(1)
+    await expect(messages_with(ben, "Hello Ben")).to_have_attribute(
+        "data-author", ann_pair["user"]["username"]
+    )
+    await expect(ben.get_by_test_id("typing-indicator")).to_have_text("")
+
+    # Ben has the room open and scrolled down: he has read it, and Ann sees it.
+    await expect(mine.get_by_test_id("seen-by")).to_have_text("Seen by Ben")
+
+    await send(ben, "Hi Ann! 👋")
+    await expect(messages_with(ann, "Hi Ann! 👋")).to_have_count(1)
+    await expect(messages_with(ben, "Hi Ann! 👋")).to_have_attribute("data-state", "confirmed")
+    await expect(messages_with(ben, "Hi Ann! 👋").get_by_test_id("seen-by")).to_have_text(
+        "Seen by Ann"
+    )
+    # The room list shows the last message.
+    await expect(
+        ann.get_by_test_id("room-item").filter(has_text="General").get_by_test_id("room-preview")
+    ).to_have_text("Ben: Hi Ann! 👋")
+
+    # Ben closes his page: Ann sees him leave the room's presence.
+    await ben.context.close()
+    pages.opened = [(n, p) for n, p in pages.opened if p is not ben]
+    await expect(ann.get_by_test_id("room-online")).to_have_text(re.compile(r"1 online"))
+
+
+async def test_a_page_that_was_offline_catches_up_without_gaps_or_duplicates(
+    pages: Pages,
+) -> None:
+    ann, _ = await pages.signed_in("ann")
+    ben, _ = await pages.signed_in("ben")
+    await general_id(ann)
+    await send(ann, "before the drop")
+    await expect(messages_with(ben, "before the drop")).to_have_count(1)
+
+    # Chromium's offline emulation fires the page's `offline` event (and fails new
+    # connections); the page closes its socket on that event, so the drop is real.
+    await ben.context.set_offline(True)
+    await expect(ben.get_by_test_id("connection-status")).to_have_attribute("data-state", "offline")
+    for i in range(1, 6):
+        await send(ann, f"while away {i}")
+    for i in range(1, 6):
+        await expect(messages_with(ann, f"while away {i}")).to_have_attribute(
+            "data-state", "confirmed"
+        )
+    await expect(messages_with(ben, "while away")).to_have_count(0)
+
+    await ben.context.set_offline(False)
+    await wait_connected(ben)
+    for i in range(1, 6):
+        await expect(messages_with(ben, f"while away {i}")).to_have_count(1)
+    texts = await ben.get_by_test_id("message-body").all_inner_texts()
+    assert texts == ["before the drop"] + [f"while away {i}" for i in range(1, 6)]
+    ids = await ben.get_by_test_id("message-item").evaluate_all(
+        "items => items.map(i => Number(i.dataset.id))"
+    )
+    assert ids == sorted(set(ids))
+
+    # And the live stream goes on after the recovery.
+    await send(ann, "after the drop")
+    await expect(messages_with(ben, "after the drop")).to_have_count(1)
+
+
+async def test_history_loads_on_scroll_up_and_own_messages_are_edited_and_deleted(
+    pages: Pages, web_server: LiveServer
+) -> None:
+    ann, ann_pair = await pages.signed_in("ann")
+    room = await general_id(ann)
+    token = ann_pair["access_token"]
+    for i in range(1, 121):
+        await api(
+            web_server, "POST", f"/api/rooms/{room}/messages", token, json={"body": f"old {i}"}
+        )
+    ben, _ = await pages.signed_in("ben")
+    await expect(messages_with(ben, "old 120")).to_be_visible()
+    items = ben.get_by_test_id("message-item")
+    count = await items.count()
+    assert count < 120  # one page, the rest on demand
+    scroller = ben.locator(".scroller")
+    for _ in range(10):
+        if await items.count() == 120:
+            break
+        await scroller.evaluate("el => { el.scrollTop = 0; }")
+        await ben.wait_for_timeout(300)
+    await expect(items).to_have_count(120)
+    await expect(ben.get_by_text("This is the beginning of the conversation.")).to_be_visible()
+    texts = await ben.get_by_test_id("message-body").all_inner_texts()
+    assert texts == [f"old {i}" for i in range(1, 121)]
+
+    # Ann edits and deletes her own messages; Ben sees both live.
+    await ben.locator(".scroller").evaluate("el => { el.scrollTop = el.scrollHeight; }")
+    await send(ann, "typo mesage")
+    target = messages_with(ann, "typo mesage")
+    await expect(target).to_have_attribute("data-state", "confirmed")
+    await target.hover()
+    await target.get_by_test_id("message-edit").click()
+    await ann.get_by_test_id("edit-input").fill("fixed message")
+    await ann.get_by_test_id("edit-input").press("Enter")
+    await expect(messages_with(ben, "fixed message")).to_contain_text("(edited)")
+    await expect(messages_with(ben, "typo mesage")).to_have_count(0)
+
+    fixed = messages_with(ann, "fixed message")
+    await fixed.hover()
+    await fixed.get_by_test_id("message-delete").click()
+    await ann.get_by_test_id("confirm-ok").click()
+    await expect(messages_with(ben, "fixed message")).to_have_count(0)
+    await expect(ben.get_by_text("This message was deleted.")).to_have_count(1)
+    # Ben can't edit Ann's messages.
+    await expect(messages_with(ben, "old 120").get_by_test_id("message-edit")).to_have_count(0)
+
+
+async def test_groups_invites_direct_rooms_and_leaving(pages: Pages) -> None:
+    ann, _ = await pages.signed_in("ann")
+    ben, ben_pair = await pages.signed_in("ben")
+    ben_username = ben_pair["user"]["username"]
+
+    await ann.get_by_test_id("new-group").click()
+    await ann.get_by_test_id("group-name").fill("Book club")
+    await ann.get_by_test_id("new-group-submit").click()
+    await expect(ann.locator("#conv-title")).to_have_text("Book club")
+    await ann.get_by_test_id("invite").click()
+    link = await ann.get_by_test_id("invite-link").input_value()
+    assert "#/join?token=" in link
+    await ann.keyboard.press("Escape")
+
+    await ben.goto(link)
+    await expect(ben.get_by_test_id("join")).to_be_visible()
+    await ben.get_by_test_id("join-submit").click()
+    await expect(ben.locator("#conv-title")).to_have_text("Book club")
+    await wait_connected(ben)
+    await send(ben, "Thanks for the invite")
+    await expect(messages_with(ann, "Thanks for the invite")).to_have_count(1)
+
+    # A direct conversation: Ann finds Ben; Ben's list gets the room through his own channel.
+    await ann.get_by_test_id("new-direct").click()
+    await ann.get_by_test_id("user-search").fill(ben_username[:5])
+    await ann.locator(f"[data-testid=user-result][data-username='{ben_username}']").click()
+    await expect(ann.locator("#conv-title")).to_have_text("Ben")
+    await send(ann, "Psst, a secret")
+    direct = ben.get_by_test_id("room-item").filter(has_text="Ann")
+    await expect(direct).to_be_visible()
+    await expect(direct.get_by_test_id("unread-badge")).to_have_text("1")
+    await direct.click()
+    await expect(messages_with(ben, "Psst, a secret")).to_have_count(1)
+    await expect(direct.get_by_test_id("unread-badge")).to_have_count(0)
+
+    # Ben leaves the group: gone from his list; Ann's member count drops.
+    await ben.get_by_test_id("room-item").filter(has_text="Book club").click()
+    await ben.get_by_test_id("leave-room").click()
+    await ben.get_by_test_id("confirm-ok").click()
+    await expect(ben.get_by_test_id("room-item").filter(has_text="Book club")).to_have_count(0)
+    await ann.get_by_test_id("room-item").filter(has_text="Book club").click()
+    await expect(ann.get_by_test_id("room-online")).to_have_text(re.compile(r"^1 member\b"))
+
+
+async def test_a_phone_shows_the_list_then_the_room(pages: Pages) -> None:
+    ann, _ = await pages.signed_in("ann", width=390, height=780)
+    await expect(ann).to_have_url(re.compile(r"#/chat$"))
+    general = ann.get_by_test_id("room-item").filter(has_text="General")
+    await expect(general).to_be_visible()
+    await expect(ann.get_by_test_id("message-input")).to_be_hidden()
+    await general.click()
+    await expect(ann.get_by_test_id("message-input")).to_be_visible()
+    await expect(ann.get_by_test_id("room-item").first).to_be_hidden()
+    await send(ann, "from my phone")
+    await expect(messages_with(ann, "from my phone")).to_have_attribute("data-state", "confirmed")
+    await ann.get_by_role("link", name="Back to the chats").click()
+    await expect(general.get_by_test_id("room-preview")).to_have_text("You: from my phone")
