@@ -77,9 +77,20 @@ async def test_a_page_that_was_offline_catches_up_without_gaps_or_duplicates(
 ) -> None:
     ann, _ = await pages.signed_in("ann")
     ben, _ = await pages.signed_in("ben")
-    await general_id(ann)
+    room = await general_id(ann)
     await send(ann, "before the drop")
     await expect(messages_with(ben, "before the drop")).to_have_count(1)
+    # Record how Ben's room subscription comes back (the page's own module instance: a
+    # dynamic import of the same URL returns it).
+    await ben.evaluate(
+        """async (channel) => {
+            const realtime = await import('/web/app/realtime.js');
+            window.resubscribed = [];
+            realtime.subscription(channel).on('subscribed', (ctx) => window.resubscribed.push(
+                { recovering: ctx.wasRecovering, recovered: ctx.recovered }));
+        }""",
+        f"room:{room}",
+    )
 
     # Chromium's offline emulation fires the page's `offline` event (and fails new
     # connections); the page closes its socket on that event, so the drop is real.
@@ -103,6 +114,8 @@ async def test_a_page_that_was_offline_catches_up_without_gaps_or_duplicates(
         "items => items.map(i => Number(i.dataset.id))"
     )
     assert ids == sorted(set(ids))
+    # They came from the channel's history by the saved offset, not from a reload.
+    assert await ben.evaluate("window.resubscribed") == [{"recovering": True, "recovered": True}]
 
     # And the live stream goes on after the recovery.
     await send(ann, "after the drop")
