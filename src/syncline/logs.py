@@ -52,6 +52,9 @@ def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
     logging.getLogger("uvicorn.access").setLevel(max(numeric, logging.WARNING))
     # picows logs every accepted connection at info: ten thousand lines for ten thousand clients.
     logging.getLogger("picows").setLevel(max(numeric, logging.WARNING))
+    # httpx (the server API client, aiosmtplib's peers) logs every request at info.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(numeric, logging.WARNING))
     for name in ("uvicorn", "uvicorn.error", "alembic"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
