@@ -27,7 +27,7 @@ MODES = ["logical", "trigger", "poll"]
 class Received:
     """What the channel log fanned out, per channel, in order."""
 
-    pubs: dict[str, list[tuple[int, dict[str, Any]]]] = field(default_factory=dict)
+    pubs: dict[str, list[tuple[int, Any]]] = field(default_factory=dict)
     gaps: int = 0
 
     def on_publication(self, channel: str, epoch: str, pub: Publication, /) -> None:
@@ -36,12 +36,12 @@ class Received:
     def on_gap(self, channel: str | None, /) -> None:
         self.gaps += 1
 
-    def data(self, channel: str) -> list[dict[str, Any]]:
+    def data(self, channel: str) -> list[Any]:
         return [payload for _, payload in self.pubs.get(channel, [])]
 
     async def wait_for(
         self, channel: str, count: int, timeout: float = 15.0
-    ) -> list[dict[str, Any]]:
+    ) -> list[Any]:
         deadline = asyncio.get_running_loop().time() + timeout
         while len(self.pubs.get(channel, [])) < count:
             if asyncio.get_running_loop().time() > deadline:
