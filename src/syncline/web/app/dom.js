@@ -135,3 +135,25 @@ export function displayName(user) {
   if (!user) return 'Someone';
   return user.display_name || user.username || `user ${user.id ?? user.user_id ?? ''}`.trim();
 }
+
+const ICONS = {
+  edit: ['M4 20h4L18.5 9.5a2.1 2.1 0 0 0-4-4L4 16v4z', 'M13.5 6.5l4 4'],
+  trash: ['M4 7h16', 'M10 11v6', 'M14 11v6', 'M5 7l1 12a2 2 0 0 0 2 2h8a2 2 0 0 0 2-2l1-12', 'M9 7V4h6v3'],
+};
+
+/** A small stroke icon (inline SVG built through the DOM; no emoji, whose glyphs may be missing). */
+export function icon(name) {
+  const ns = 'http://www.w3.org/2000/svg';
+  const svg = document.createElementNS(ns, 'svg');
+  svg.setAttribute('viewBox', '0 0 24 24');
+  svg.setAttribute('width', '16');
+  svg.setAttribute('height', '16');
+  svg.setAttribute('aria-hidden', 'true');
+  svg.setAttribute('class', 'icon');
+  for (const d of ICONS[name]) {
+    const path = document.createElementNS(ns, 'path');
+    path.setAttribute('d', d);
+    svg.append(path);
+  }
+  return svg;
+}

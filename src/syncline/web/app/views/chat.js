@@ -5,7 +5,8 @@
 import { request } from '../api.js';
 import { MessageStore, seenMarkers } from '../chat/messages.js';
 import * as directory from '../chat/directory.js';
-import { avatar, clockTime, displayName, fullTime, h, replace, shortTime } from '../dom.js';
+import { displayName, h, replace, shortTime } from '../dom.js';
+import { memberItem, memberName, messageElement, roomAvatar, roomItem, roomTitle, typingText } from '../chat/elements.js';
 import * as realtime from '../realtime.js';
 import { redirect } from '../router.js';
 import { currentUser } from '../session.js';
@@ -24,29 +25,6 @@ function newClientMsgId() {
   if (crypto.randomUUID) return crypto.randomUUID();
   const bytes = crypto.getRandomValues(new Uint8Array(16));
   return [...bytes].map((b) => b.toString(16).padStart(2, '0')).join('');
-}
-
-function roomTitle(room) {
-  if (room.kind === 'direct' && room.peer) return displayName(room.peer);
-  return room.name || 'Untitled room';
-}
-
-/** A member's name: the directory knows it even for rows that came without one. */
-function memberName(member) {
-  return displayName(directory.lookup(member.user_id) ?? member);
-}
-
-function preview(room, me) {
-  const last = room.last_message;
-  if (!last) return 'No messages yet';
-  if (last.deleted_at) return 'Message deleted';
-  let who = '';
-  if (last.user_id === me) who = 'You: ';
-  else if (room.kind !== 'direct') {
-    const user = directory.lookup(last.user_id);
-    if (user) who = `${displayName(user)}: `;
-  }
-  return who + last.body.replace(/\s+/g, ' ');
 }
 
 export class ChatView {
@@ -596,11 +574,7 @@ export class ChatView {
   }
 
   renderTyping() {
-    const names = [...this.typing.values()].map((t) => t.name);
-    let text = '';
-    if (names.length === 1) text = `${names[0]} is typing…`;
-    else if (names.length === 2) text = `${names[0]} and ${names[1]} are typing…`;
-    else if (names.length > 2) text = 'Several people are typing…';
+    const text = typingText([...this.typing.values()].map((t) => t.name));
     this.typingLine.textContent = text;
     this.typingLine.classList.toggle('active', Boolean(text));
   }
@@ -894,47 +868,9 @@ export class ChatView {
   }
 
   renderRooms() {
-    const items = this.sortedRooms().map(({ room }) => {
-      const active = room.id === this.activeId;
-      const unread = active ? 0 : room.unread_count ?? 0;
-      const roomAvatar = room.kind === 'direct' && room.peer
-        ? avatar(room.peer)
-        : h('span', { class: `avatar avatar-md room-avatar room-${room.kind}`, 'aria-hidden': 'true' }, room.kind === 'global' ? '#' : roomTitle(room).slice(0, 1).toUpperCase());
-      return h(
-        'li',
-        {},
-        h(
-          'a',
-          {
-            class: `room-item${unread ? ' unread' : ''}`,
-            href: `#/chat/${room.id}`,
-            'data-testid': 'room-item',
-            'data-room-id': room.id,
-            'data-kind': room.kind,
-            'aria-current': active ? 'page' : null,
-          },
-          roomAvatar,
-          h(
-            'span',
-            { class: 'room-text' },
-            h(
-              'span',
-              { class: 'room-line' },
-              h('span', { class: 'room-name' }, roomTitle(room)),
-              h('time', { class: 'room-time', datetime: room.last_message?.created_at ?? null }, shortTime(room.last_message?.created_at)),
-            ),
-            h(
-              'span',
-              { class: 'room-line' },
-              h('span', { class: 'room-preview', 'data-testid': 'room-preview' }, preview(room, this.me)),
-              unread
-                ? h('span', { class: 'badge', 'data-testid': 'unread-badge', 'aria-label': `${unread} unread` }, unread > 99 ? '99+' : String(unread))
-                : null,
-            ),
-          ),
-        ),
-      );
-    });
+    const items = this.sortedRooms().map(({ room }) =>
+      roomItem(room, { active: room.id === this.activeId, me: this.me }),
+    );
     replace(this.roomList, items.length ? items : h('li', { class: 'muted empty-rooms' }, 'No conversations yet.'));
   }
 
@@ -950,12 +886,7 @@ export class ChatView {
       subtitle = `${count} member${count === 1 ? '' : 's'} · ${online.size} online`;
     }
     this.subtitle.textContent = subtitle;
-    replace(
-      this.roomAvatar,
-      room.kind === 'direct' && room.peer
-        ? avatar(room.peer)
-        : h('span', { class: `avatar avatar-md room-avatar room-${room.kind}`, 'aria-hidden': 'true' }, room.kind === 'global' ? '#' : roomTitle(room).slice(0, 1).toUpperCase()),
-    );
+    replace(this.roomAvatar, roomAvatar(room));
     const actions = [this.membersToggle];
     if (room.kind === 'group') {
       actions.unshift(
@@ -982,15 +913,7 @@ export class ChatView {
       h(
         'ul',
         { role: 'list', class: 'member-list', 'data-testid': 'member-list' },
-        members.slice(0, 200).map((m) =>
-          h(
-            'li',
-            { class: online.has(m.user_id) ? 'online' : '', 'data-testid': 'member', 'data-online': String(online.has(m.user_id)) },
-            avatar({ id: m.user_id, display_name: memberName(m) }, 'sm'),
-            h('span', { class: 'member-name' }, memberName(m), m.user_id === this.me ? ' (you)' : ''),
-            h('span', { class: 'presence-dot', 'aria-label': online.has(m.user_id) ? 'online' : 'offline' }),
-          ),
-        ),
+        members.slice(0, 200).map((m) => memberItem(m, { online: online.has(m.user_id), me: this.me })),
       ),
     );
   }
@@ -1025,7 +948,12 @@ export class ChatView {
       const sig = JSON.stringify([msg.id, msg.body, msg.edited_at, msg.deleted_at, state, grouped, seen, author?.username, author?.display_name]);
       let node = this.nodes.get(key);
       if (!node || (node.dataset.sig !== sig && !node.classList.contains('editing'))) {
-        const fresh = this.messageElement(msg, { grouped, seen, author, state });
+        const fresh = messageElement(msg, { own: msg.user_id === this.me, grouped, seen, author, state }, {
+          edit: () => this.startEdit(msg),
+          remove: () => this.remove(msg),
+          retry: () => this.deliver(msg.room_id, msg.client_msg_id),
+          discard: () => this.discard(msg.room_id, msg.client_msg_id),
+        });
         fresh.dataset.sig = sig;
         if (node) node.replaceWith(fresh);
         else grew = true;
@@ -1055,84 +983,5 @@ export class ChatView {
     if (keepTop) s.scrollTop = oldTop + (s.scrollHeight - oldHeight);
     else if (wasAtBottom) s.scrollTop = s.scrollHeight;
     else if (grew) this.jumpButton.hidden = false;
-  }
-
-  messageElement(msg, { grouped, seen, author, state }) {
-    const own = msg.user_id === this.me;
-    const user = author ?? { id: msg.user_id, username: '…' };
-    const classes = ['msg'];
-    if (own) classes.push('own');
-    if (grouped) classes.push('grouped');
-    if (msg.deleted_at) classes.push('deleted');
-    if (state === 'sending' || state === 'failed') classes.push(`pending ${state}`);
-    const li = h('li', {
-      class: classes.join(' '),
-      'data-testid': 'message-item',
-      'data-id': msg.id ?? '',
-      'data-client-id': msg.client_msg_id ?? '',
-      'data-state': state,
-      'data-author': user.username ?? '',
-    });
-    li.append(grouped ? h('span', { class: 'avatar-spacer', 'aria-hidden': 'true' }) : avatar(user));
-    const main = h('div', { class: 'msg-main' });
-    if (!grouped) {
-      main.append(
-        h(
-          'div',
-          { class: 'msg-meta' },
-          h('span', { class: 'msg-author' }, own ? 'You' : displayName(user)),
-          h('time', { datetime: msg.created_at, title: fullTime(msg.created_at) }, clockTime(msg.created_at)),
-        ),
-      );
-    }
-    if (msg.deleted_at) {
-      main.append(h('p', { class: 'msg-body' }, 'This message was deleted.'));
-    } else {
-      main.append(
-        h(
-          'p',
-          { class: 'msg-body', 'data-testid': 'message-body' },
-          msg.body,
-          msg.edited_at ? h('span', { class: 'msg-edited', title: `Edited ${fullTime(msg.edited_at)}` }, ' (edited)') : null,
-        ),
-      );
-    }
-    if (own && state === 'sending') {
-      main.append(h('p', { class: 'msg-status' }, 'Sending…'));
-    } else if (own && state === 'failed') {
-      main.append(
-        h(
-          'p',
-          { class: 'msg-status error-text' },
-          'Not sent. ',
-          h('button', { type: 'button', class: 'link-button', onclick: () => this.deliver(msg.room_id, msg.client_msg_id) }, 'Retry'),
-          ' · ',
-          h('button', { type: 'button', class: 'link-button', onclick: () => this.discard(msg.room_id, msg.client_msg_id) }, 'Discard'),
-        ),
-      );
-    }
-    if (own && msg.id !== null && !msg.deleted_at) {
-      main.append(
-        h(
-          'div',
-          { class: 'msg-actions' },
-          h('button', { type: 'button', class: 'btn-icon', title: 'Edit', 'aria-label': 'Edit message', 'data-testid': 'message-edit', onclick: () => this.startEdit(msg) }, '✎'),
-          h('button', { type: 'button', class: 'btn-icon', title: 'Delete', 'aria-label': 'Delete message', 'data-testid': 'message-delete', onclick: () => this.remove(msg) }, '🗑'),
-        ),
-      );
-      main.append(
-        h('span', {
-          class: `msg-tick tick-${state}`,
-          title: state === 'confirmed' ? 'Delivered' : 'Sent',
-          'aria-label': state === 'confirmed' ? 'Delivered' : 'Sent',
-        }, state === 'confirmed' ? '✓✓' : '✓'),
-      );
-    }
-    if (seen.length) {
-      const names = seen.length > 3 ? `${seen.slice(0, 3).join(', ')} and ${seen.length - 3} more` : seen.join(', ');
-      main.append(h('p', { class: 'msg-seen', 'data-testid': 'seen-by' }, `Seen by ${names}`));
-    }
-    li.append(main);
-    return li;
   }
 }
