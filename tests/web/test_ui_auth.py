@@ -8,6 +8,7 @@ import time
 
 import httpx
 import jwt
+import psycopg
 from playwright.async_api import expect
 
 from helpers.accounts import DEFAULT_PASSWORD, register_user
@@ -61,9 +62,16 @@ async def test_register_log_out_and_log_in_again(pages: Pages, web_server: LiveS
     await expect(page.get_by_test_id("room-item").filter(has_text="General")).to_be_visible()
     await expect(page.locator("#usermenu-name")).to_have_text("Nia Newcomer")
 
-    await page.get_by_role("button", name="Log out").click()
+    refresh_token = (await stored_session(page))["refresh_token"]
+    async with page.expect_response("**/api/auth/logout") as logout:
+        await page.get_by_role("button", name="Log out").click()
+    assert (await logout.value).status == 204
     await expect(page).to_have_url(re.compile(r"#/login$"))
     assert await page.evaluate("key => localStorage.getItem(key)", SESSION_KEY) is None
+    # The server revoked the session: its refresh token is refused.
+    async with httpx.AsyncClient(base_url=web_server.http_url) as http:
+        refused = await http.post("/api/auth/refresh", json={"refresh_token": refresh_token})
+    assert refused.status_code == 401
     await expect(page.get_by_test_id("connection-status")).to_have_attribute(
         "data-state", "offline"
     )
@@ -164,4 +172,55 @@ async def test_a_revoked_session_returns_to_the_login_form(
     assert await page.evaluate("key => localStorage.getItem(key)", SESSION_KEY) is None
     await expect(page.get_by_test_id("connection-status")).to_have_attribute(
         "data-state", "offline"
+    )
+
+
+async def mailed_link(server: LiveServer, to: str, route: str) -> str:
+    """The newest mailed link to the UI's `route` (the outbox keeps every mail without SMTP)."""
+    async with await psycopg.AsyncConnection.connect(server.database_url) as conn:
+        cur = await conn.execute(
+            "SELECT body FROM mail_outbox WHERE to_address = %s ORDER BY id DESC", (to,)
+        )
+        for (body,) in await cur.fetchall():
+            match = re.search(rf"https?://\S+/#/{route}\?token=[A-Za-z0-9_%.-]+", body)
+            if match:
+                return match.group(0)
+    raise AssertionError(f"no {route} mail to {to}")
+
+
+async def test_the_mailed_links_verify_the_email_and_reset_the_password(
+    pages: Pages, web_server: LiveServer
+) -> None:
+    await register_user(web_server.http_url, "forgetful")
+    page = await pages.new("forgetful")
+
+    verify = await mailed_link(web_server, "forgetful@example.test", "verify")
+    await page.goto(verify)
+    await expect(page.get_by_test_id("verify-status")).to_have_text(
+        "Thanks! Your email address is verified."
+    )
+
+    await page.goto(web_server.http_url + "/#/login")
+    await page.get_by_role("link", name="Forgot your password?").click()
+    await page.get_by_label("Email").fill("forgetful@example.test")
+    await page.get_by_role("button", name="Send the reset link").click()
+    await expect(page.get_by_test_id("forgot-message")).to_have_text(re.compile("on its way"))
+
+    reset = await mailed_link(web_server, "forgetful@example.test", "reset")
+    await page.goto(reset)
+    await page.get_by_label("New password", exact=True).fill("Brand-new-Secret-77")
+    await page.get_by_role("button", name="Set the new password").click()
+    await expect(page).to_have_url(re.compile(r"#/login$"))
+    await login(page, web_server, "forgetful", "Brand-new-Secret-77")
+    await expect(page).to_have_url(re.compile(r"#/chat/\d+$"))
+    await wait_connected(page)
+
+    # The link is single-use.
+    await page.get_by_role("button", name="Log out").click()
+    await expect(page).to_have_url(re.compile(r"#/login$"))
+    await page.goto(reset)
+    await page.get_by_label("New password", exact=True).fill("Another-Secret-88")
+    await page.get_by_role("button", name="Set the new password").click()
+    await expect(page.get_by_test_id("reset-message")).to_have_text(
+        "This reset link is invalid or has expired."
     )

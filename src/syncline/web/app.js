@@ -4,7 +4,7 @@ import { request } from './app/api.js';
 import { h, replace } from './app/dom.js';
 import * as realtime from './app/realtime.js';
 import { parse, redirect } from './app/router.js';
-import { clear, currentUser, load, onChange, updateUser } from './app/session.js';
+import { accessToken, clear, currentUser, load, onChange, updateUser } from './app/session.js';
 import { toast } from './app/ui.js';
 import * as auth from './app/views/auth.js';
 import { ChatView } from './app/views/chat.js';
@@ -115,12 +115,16 @@ onChange((reason) => {
 });
 
 document.getElementById('logout').addEventListener('click', async () => {
+  let token = null;
   try {
-    await request('POST', '/api/auth/logout');
+    token = await accessToken(); // refreshed first if it expired: the server must accept it
   } catch {
     // already revoked or offline: forgetting the tokens locally is what matters
   }
-  clear('logout');
+  clear('logout'); // the page signs out at once; the server's revocation follows
+  if (token) {
+    fetch('/api/auth/logout', { method: 'POST', headers: { Authorization: `Bearer ${token}` }, keepalive: true }).catch(() => {});
+  }
 });
 
 realtime.onStatus((status) => {
