@@ -248,9 +248,15 @@ async def test_a_new_email_must_be_verified_again(api: AuthApi) -> None:
     pair = await api.register(username)
     old_token = await api.mailed_token(email_for(username), "verify")
     new_address = f"{name('new')}@example.test"
-    response = await api.client.patch(
-        "/api/users/me", json={"email": new_address}, headers=bearer(pair)
-    )
+    # A stolen access token alone cannot move the mailbox: the password is asked for.
+    change = {"email": new_address}
+    response = await api.client.patch("/api/users/me", json=change, headers=bearer(pair))
+    error(response, 400, "password_required")
+    wrong = {**change, "current_password": "Wrong-pass-123"}
+    response = await api.client.patch("/api/users/me", json=wrong, headers=bearer(pair))
+    error(response, 403, "wrong_password")
+    right = {**change, "current_password": DEFAULT_PASSWORD}
+    response = await api.client.patch("/api/users/me", json=right, headers=bearer(pair))
     assert response.status_code == 200, response.text
     assert response.json()["email"] == new_address
     assert response.json()["email_verified"] is False
@@ -278,9 +284,8 @@ async def test_an_email_taken_by_another_account_is_409(api: AuthApi) -> None:
     taken = name()
     await api.register(taken)
     pair = await api.register(name())
-    response = await api.client.patch(
-        "/api/users/me", json={"email": email_for(taken).upper()}, headers=bearer(pair)
-    )
+    change = {"email": email_for(taken).upper(), "current_password": DEFAULT_PASSWORD}
+    response = await api.client.patch("/api/users/me", json=change, headers=bearer(pair))
     error(response, 409, "email_taken")
 
 

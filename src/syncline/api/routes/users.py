@@ -40,7 +40,11 @@ async def me(user: CurrentUser, auth: Auth) -> UserSelf:
 
 @router.patch("/me", summary="Change the display name or email (a new email is unverified)")
 async def update_me(body: ProfileUpdate, user: CurrentUser, auth: Auth) -> UserSelf:
-    return user_self(await auth.update_profile(user.user_id, body.display_name, body.email))
+    return user_self(
+        await auth.update_profile(
+            user.user_id, body.display_name, body.email, body.current_password
+        )
+    )
 
 
 @router.get("", summary="Find users by username prefix")

@@ -94,6 +94,9 @@ class ChangePasswordRequest(_Request):
 class ProfileUpdate(_Request):
     display_name: Annotated[DisplayName, StringConstraints(min_length=1)] | None = None
     email: Email | None = None
+    # Required to change the address: a stolen access token must not be able to move the
+    # account's mailbox (and so its password resets) elsewhere.
+    current_password: Password | None = None
 
 
 class UserSelf(BaseModel):

@@ -555,9 +555,16 @@ class AuthService:
         return _user(row)
 
     async def update_profile(
-        self, user_id: int, display_name: str | None, email: str | None
+        self,
+        user_id: int,
+        display_name: str | None,
+        email: str | None,
+        current_password: str | None = None,
     ) -> UserRecord:
-        """Change the display name and/or address; a new address must be verified again."""
+        """Change the display name and/or address; a new address needs the current password
+        and must be verified again."""
+        if email is not None:
+            await self._confirm_password_for_email(user_id, email, current_password)
         to_deliver: list[tuple[int, Mail]] = []
         try:
             async with self._pool.connection() as conn, conn.transaction():
@@ -593,6 +600,25 @@ class AuthService:
         for mail_id, mail in to_deliver:
             self.mailer.deliver_soon(mail_id, mail)
         return user
+
+    async def _confirm_password_for_email(
+        self, user_id: int, email: str, current_password: str | None
+    ) -> None:
+        async with self._pool.connection() as conn:
+            cur = await conn.execute(
+                "SELECT email, password_hash FROM users WHERE id = %s", (user_id,)
+            )
+            row = await cur.fetchone()
+        if row is None or row[0].lower() == email.lower():
+            return  # no such user (handled by the update) or the same address
+        if current_password is None:
+            raise ApiError(
+                400, "password_required", "changing the email address needs current_password"
+            )
+        # Guessing the password through here is limited like signing in.
+        await self._limit(Rule.LOGIN_ACCOUNT, f"user:{user_id}")
+        if not await self._hasher.verify(row[1], current_password):
+            raise ApiError(403, "wrong_password", "the current password is wrong")
 
     async def search_users(self, prefix: str, limit: int) -> list[UserRecord]:
         """Users whose name starts with `prefix` (case-insensitive), by name."""
