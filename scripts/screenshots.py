@@ -142,8 +142,10 @@ async def seed(server: LiveServer) -> dict[str, dict[str, Any]]:
     return pairs
 
 
-async def signed_in_page(browser: Browser, server: LiveServer, pair: dict[str, Any]) -> Page:
-    context = await browser.new_context(viewport=DESKTOP, color_scheme="light")
+async def signed_in_page(
+    browser: Browser, server: LiveServer, pair: dict[str, Any], *, dark: bool = False
+) -> Page:
+    context = await browser.new_context(viewport=DESKTOP, color_scheme="dark" if dark else "light")
     page = await context.new_page()
     page.on("pageerror", lambda err: print(f"page error: {err}", file=sys.stderr))
     await page.goto(server.http_url + "/#/login")
@@ -189,17 +191,13 @@ async def shoot(browser: Browser, server: LiveServer, out: Path) -> None:
     await alice.screenshot(path=str(out / "new-conversation.png"))
     await alice.keyboard.press("Escape")
 
-    dark = await browser.new_context(viewport=DESKTOP, color_scheme="dark")
-    dan = await dark.new_page()
-    await dan.goto(server.http_url + "/#/login")
-    await dan.get_by_test_id("login-username").fill("dan")
-    await dan.get_by_test_id("login-password").fill(PASSWORD)
-    await dan.get_by_test_id("login-submit").click()
+    dan = await signed_in_page(browser, server, pairs["dan"], dark=True)
     await dan.get_by_test_id("message-item").last.wait_for()
+    await dan.get_by_text("3 online").wait_for()
     await dan.mouse.move(640, 10)
     await dan.wait_for_timeout(300)
     await dan.screenshot(path=str(out / "chat-dark.png"))
-    await dark.close()
+    await dan.context.close()
 
     await alice.goto(f"{server.http_url}/#/orders")
     await alice.get_by_test_id("order-row").first.wait_for()

@@ -1,6 +1,7 @@
 // Syncline's web client: the shell (top bar, connection indicator, routing) around the screens.
 
 import { request } from './app/api.js';
+import { clearDirectory } from './app/chat/directory.js';
 import { h, replace } from './app/dom.js';
 import * as realtime from './app/realtime.js';
 import { parse, redirect } from './app/router.js';
@@ -101,6 +102,7 @@ function render() {
 
 function endSession(message) {
   realtime.stop();
+  clearDirectory();
   view?.instance?.destroy?.();
   view = null;
   loginNotice = message;

@@ -117,11 +117,10 @@ export function initials(name) {
   return (letters.join('') || '?').toUpperCase();
 }
 
-/** A stable hue (0-359) for a user id: the avatar colour. */
+/** A stable hue (0-359) for a user id: the avatar colour. The golden angle spreads
+ * neighbouring ids (often the people of one room) around the colour wheel. */
 export function hue(id) {
-  let x = Number(id) || 0;
-  x = ((x * 2654435761) >>> 0) % 360;
-  return x;
+  return Math.round(((Number(id) || 0) * 137.508) % 360);
 }
 
 /** A round avatar with initials; its colour is set through CSSOM (allowed by the CSP). */
