@@ -95,6 +95,7 @@ def test_fanout_against_its_own_server_prints_json_and_writes_charts(tmp_path: P
         assert step["subscribers"] == 4
         assert step["deliveries"] == step["rows"] * 4
         assert step["latency_ms"]["count"] == step["deliveries"]
+        assert step["commit_ms"]["count"] == step["rows"]
         assert (
             0 < step["latency_ms"]["p50"] <= step["latency_ms"]["p99"] <= step["latency_ms"]["max"]
         )

@@ -69,6 +69,9 @@ class StepResult:
     client_cpu_s: float
     hist: HdrHistogram = field(repr=False)
     server_cpu_s: float | None = None
+    # The writer's INSERT+COMMIT round trip (WAL flush included): the part of the latency
+    # spent before capture can see the row at all.
+    commit_ms: dict[str, float | int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         data = {k: v for k, v in asdict(self).items() if k not in ("hist", "tally")}
@@ -190,6 +193,7 @@ def _step(
         server_cpu_s=None
         if server_cpu is None or server_cpu_after is None
         else server_cpu_after - server_cpu,
+        commit_ms=histogram.summary_ms(histogram.merge([written.commit_hist])),
     )
 
 

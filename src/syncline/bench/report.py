@@ -83,6 +83,7 @@ def fanout_table(title: str, steps: Iterable[Mapping[str, Any]]) -> Table:
     table = Table(title=title, title_justify="left")
     for name in ("rows/s", "offered", "subscribers", "deliveries/s", "p50", "p95", "p99", "max"):
         table.add_column(name, justify="right")
+    table.add_column("commit p99", justify="right")
     table.add_column("lost / dup", justify="right")
     table.add_column("CPU s server / clients", justify="right")
     for step in steps:
@@ -97,6 +98,7 @@ def fanout_table(title: str, steps: Iterable[Mapping[str, Any]]) -> Table:
             _ms(lat.get("p95")),
             _ms(lat.get("p99")),
             _ms(lat.get("max")),
+            _ms(step.get("commit_ms", {}).get("p99")),
             f"{acc['lost']:,} / {acc['duplicated']:,}",
             f"{step.get('server_cpu_s', '-')} / {step['client_cpu_s']}",
         )

@@ -11,6 +11,7 @@ from multiprocessing.connection import Connection
 
 import psycopg
 
+from syncline.bench import histogram
 from syncline.bench.server import TABLE
 from syncline.errors import SynclineError
 
@@ -25,6 +26,7 @@ class WriteResult:
     run: int
     rows: int
     seconds: float
+    commit_hist: bytes = b""  # encoded HDR histogram of the commits' round trips (µs)
 
     @property
     def rate(self) -> float:
@@ -41,6 +43,7 @@ def write_rows(
 ) -> WriteResult:
     """Insert rate * seconds rows, each stamped with the wall clock just before its commit."""
     total = max(int(rate * seconds), 1)
+    commits = histogram.new_histogram()
     with psycopg.connect(database_url, autocommit=True) as conn:
         start = time.perf_counter()
         next_progress = start + PROGRESS_EVERY_S
@@ -50,14 +53,16 @@ def write_rows(
             if delay > 0:
                 time.sleep(delay)
             # Autocommit: this statement is the transaction, so the stamp is taken before COMMIT.
-            conn.execute(INSERT, (run, seq, time.time_ns() // 1000, note), prepare=True)
+            sent_us = time.time_ns() // 1000
+            conn.execute(INSERT, (run, seq, sent_us, note), prepare=True)
+            histogram.record_us(commits, time.time_ns() // 1000 - sent_us)
             if progress is not None and time.perf_counter() >= next_progress:
                 progress(seq + 1)
                 next_progress += PROGRESS_EVERY_S
         elapsed = time.perf_counter() - start
     if progress is not None:
         progress(total)
-    return WriteResult(run, total, elapsed)
+    return WriteResult(run, total, elapsed, histogram.encode(commits))
 
 
 def _writer_main(
