@@ -209,6 +209,14 @@ def fanout(
     p99_bound_ms: Annotated[float, typer.Option(help="the ramp's p99 bound")] = 100,
     ramp_retries: Annotated[int, typer.Option(help="hold a rate again before a breach counts")] = 1,
     payload: Annotated[int, typer.Option(help="bytes of filler per row")] = 64,
+    via: Annotated[
+        str,
+        typer.Option(
+            help="rows (captured inserts) | publish (syncline.publish() in SQL)"
+            " | http (the server API; key from the data dir or SYNCLINE_API_KEY)"
+        ),
+    ] = "rows",
+    batch: Annotated[int, typer.Option(help="publications per transaction (--via publish)")] = 1,
     url: UrlOption = None,
     database_url: DatabaseUrlOption = None,
     token: TokenOption = None,
@@ -221,6 +229,14 @@ def fanout(
 ) -> None:
     """N subscribers of one channel, rows committed at R/s: deliveries/s, latency, accounting."""
     from syncline.bench.fanout import FanoutOptions
+    from syncline.bench.writer import VIA
+
+    if via not in VIA:
+        raise typer.BadParameter(f"one of {', '.join(VIA)}", param_hint="--via")
+    if batch < 1 or (batch > 1 and via != "publish"):
+        raise typer.BadParameter(
+            "a positive number, above 1 only with --via publish", param_hint="--batch"
+        )
 
     options = FanoutOptions(
         subscribers=subscribers,
@@ -235,6 +251,8 @@ def fanout(
         payload=payload,
         drop_every=drop_every,
         dup_every=dup_every,
+        via=via,
+        batch=batch,
     )
     common = _common(url, database_url, token, jwt_secret, None, capture, as_json, out)
     _run("fanout", common, _fanout_body("fanout", common, options))

@@ -14,7 +14,7 @@ from syncline.bench import histogram
 from syncline.bench.accounting import Tally
 from syncline.bench.clients import ClientPool, ClientSpec, ConnectStats
 from syncline.bench.server import CHANNEL, RULE_TOML, Target
-from syncline.bench.writer import WriterProcess, write_rows
+from syncline.bench.writer import Via, WriterProcess, write_rows
 from syncline.errors import SynclineError
 
 WARMUP_TIMEOUT_S = 30.0
@@ -41,6 +41,8 @@ class FanoutOptions:
     payload: int = 64
     drop_every: int = 0
     dup_every: int = 0
+    via: str = "rows"  # rows | publish (syncline.publish() in SQL) | http (server API)
+    batch: int = 1  # publications per transaction with via=publish
 
     def rates(self) -> list[float]:
         if not self.ramp:
@@ -155,7 +157,8 @@ def _step(
 ) -> StepResult:
     note = "x" * options.payload
     server_cpu = _cpu_seconds(target.pid)
-    writer = WriterProcess(target.database_url, run, rate, options.seconds, note)
+    via = Via(options.via, options.batch, target.http_url, target.api_key or "")
+    writer = WriterProcess(target.database_url, run, rate, options.seconds, note, via)
     rows = max(int(rate * options.seconds), 1)
     write_task = deliver_task = None
     if progress is not None:

@@ -57,6 +57,7 @@ class Target:
     secret: str | None = None
     token: str | None = None
     pid: int | None = None  # the gateway's process, for its RSS
+    api_key: str | None = None  # the server API's, for `--via http`
     self_started: bool = False
     versions: dict[str, str] = field(default_factory=dict)
 
@@ -109,7 +110,10 @@ def remote_target(
         raise SynclineError("--url needs --token or --jwt-secret (to connect the clients)")
     ws_url = websocket_url(http_url)
     prepare_table(database_url)
-    return Target(http_url.rstrip("/"), ws_url, database_url, jwt_secret, token, pid)
+    target = Target(http_url.rstrip("/"), ws_url, database_url, jwt_secret, token, pid)
+    # `--via http` against a server started elsewhere: its key, as `syncline publish` finds it.
+    target.api_key = os.environ.get("SYNCLINE_API_KEY")
+    return target
 
 
 def _wait_ready(http_url: str, proc: subprocess.Popen[bytes], log_path: Path) -> None:
@@ -194,6 +198,7 @@ def started_server(
             secret=secret,
             pid=proc.pid,
             self_started=True,
+            api_key=(data / "api.key").read_text().strip(),
         )
     finally:
         if proc is not None:
