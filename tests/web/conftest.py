@@ -65,6 +65,7 @@ async def pages(
         if report is not None and report.failed:
             for path in await opened.screenshot_all(tmp_path):
                 print(f"screenshot of the failed test: {path}")
+            print("browser console:", *opened.console, sep="\n  ")
         elif report is not None and report.passed:
             opened.assert_no_page_errors()
     finally:

@@ -37,6 +37,7 @@ class Pages:
     server: LiveServer
     opened: list[tuple[str, Page]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    console: list[str] = field(default_factory=list)
 
     async def new(self, name: str, *, width: int = 1280, height: int = 800) -> Page:
         context = await self.browser.new_context(viewport={"width": width, "height": height})
@@ -47,6 +48,7 @@ class Pages:
         return page
 
     def _console(self, name: str, kind: str, text: str) -> None:
+        self.console.append(f"{name} {kind}: {text}")
         # A CSP violation is reported only on the console: catch inline scripts or styles.
         if "Content Security Policy" in text or "Refused to" in text:
             self.errors.append(f"{name}: {text}")

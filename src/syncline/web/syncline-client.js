@@ -162,7 +162,9 @@ export class Subscription extends Emitter {
   /** Goes to subscribing; the client sends the subscribe once (or while) it is connected. */
   _start() {
     this._park();
-    if (this._client.state === 'connected') this._send();
+    // Once connect is on the wire the server runs later commands after it, so a subscription
+    // made while the connect reply is on its way is sent now (_onOpen has already run).
+    if (this._client.state === 'connected' || this._client._connectSent) this._send();
   }
 
   /** Waits for the next connection, which sends the subscribe (with recovery). */
@@ -281,6 +283,7 @@ export class SynclineClient extends Emitter {
     /** @type {Map<string, {recoverable: boolean, epoch: string, offset: number}>} */
     this._serverSubs = new Map();
     this._ws = null;
+    this._connectSent = false; // connect is on the wire of the current socket
     this._nextId = 1; // never reset: ids are per client instance
     this._pending = new Map(); // id → {callback, timer}
     this._outbox = [];
@@ -362,6 +365,7 @@ export class SynclineClient extends Emitter {
       if (err) this._onConnectError(err);
       else this._onConnected(result);
     });
+    this._connectSent = true;
     // Optimistic: the subscribes travel in the connect's frame; the server runs them in order.
     for (const sub of this._subs.values()) if (sub.state === 'subscribing') sub._send();
   }
@@ -416,6 +420,7 @@ export class SynclineClient extends Emitter {
   _dropTransport(code, message) {
     const ws = this._ws;
     this._ws = null;
+    this._connectSent = false;
     if (ws) {
       try {
         ws.close(1000);

@@ -167,6 +167,9 @@ function attach(channel) {
     sub.on(event, (ctx) => {
       const entry = watched.get(channel);
       if (entry?.sub !== sub) return; // an older subscription of a channel watched again
+      if (event === 'error' || (event === 'unsubscribed' && ctx.code)) {
+        console.warn(`syncline: ${channel} ${event} ${ctx.code} ${ctx.message ?? ctx.reason ?? ''}`);
+      }
       // The server ended it (2000: no longer a member): forget it; a new watch resubscribes.
       if (event === 'unsubscribed') watched.delete(channel);
       dispatch(channel, event, ctx, entry);

@@ -38,7 +38,7 @@ export class ChatView {
     this.typing = new Map(); // user id → {name, until}
     this.typingMode = 'rpc'; // falls back to a client publish when the RPC is not there
     this.lastTypingSent = 0;
-    this.retryQueue = new Set(); // client_msg_ids whose send failed for the network
+    this.retryQueue = new Set(); // 'roomId:clientMsgId' of sends that failed for the network
     this.loadingOlder = false;
     this.ready = false;
     this.route = route;
