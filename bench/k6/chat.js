@@ -139,8 +139,10 @@ export function setup() {
 }
 
 function postMessage(data, token, body, tags) {
-  const res = http.post(`${BASE}/api/rooms/${data.room}/messages`, JSON.stringify({ body }),
-    { ...auth(token), tags });
+  const url = `${BASE}/api/rooms/${data.room}/messages`;
+  let res = http.post(url, JSON.stringify({ body }), { ...auth(token), tags });
+  // A keep-alive connection the server closed while idle fails with status 0: send again once.
+  if (res.status === 0) res = http.post(url, JSON.stringify({ body }), { ...auth(token), tags });
   if (res.status === 429) chatPostRateLimited.add(1);
   return res;
 }

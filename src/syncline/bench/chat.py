@@ -95,6 +95,10 @@ def summarize(summary: dict[str, Any]) -> dict[str, dict[str, float]]:
     return out
 
 
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
+
+
 def _post_verdict(metrics: dict[str, dict[str, float]], options: ChatOptions) -> dict[str, Any]:
     trend = metrics.get("chat_post_ms", {})
     posts = metrics.get("chat_posts", {}).get("count", 0.0)
@@ -104,10 +108,10 @@ def _post_verdict(metrics: dict[str, dict[str, float]], options: ChatOptions) ->
     return {
         "requests": int(posts),
         "requests_per_s": round(rate, 1),
-        "p50_ms": trend.get("med"),
-        "p95_ms": trend.get("p(95)"),
-        "p99_ms": p99,
-        "max_ms": trend.get("max"),
+        "p50_ms": _round(trend.get("med")),
+        "p95_ms": _round(trend.get("p(95)")),
+        "p99_ms": _round(p99),
+        "max_ms": _round(trend.get("max")),
         "failed_share": failed,
         "dropped_iterations": int(metrics.get("dropped_iterations", {}).get("count", 0.0)),
         "target": f">= {POST_TARGET_RATE:g} req/s with p99 <= {POST_TARGET_P99_MS:g} ms",
@@ -122,11 +126,11 @@ def _ladder_summary(metrics: dict[str, dict[str, float]]) -> dict[str, Any]:
     return {
         "messages_sent": int(metrics.get("ladder_messages_sent", {}).get("count", 0.0)),
         "messages_received": int(metrics.get("ladder_messages_received", {}).get("count", 0.0)),
-        "delivery_p50_ms": delivery.get("med"),
-        "delivery_p95_ms": delivery.get("p(95)"),
-        "delivery_p99_ms": delivery.get("p(99)"),
-        "delivery_max_ms": delivery.get("max"),
-        "ws_connect_p95_ms": metrics.get("ws_connect_ms", {}).get("p(95)"),
+        "delivery_p50_ms": _round(delivery.get("med")),
+        "delivery_p95_ms": _round(delivery.get("p(95)")),
+        "delivery_p99_ms": _round(delivery.get("p(99)")),
+        "delivery_max_ms": _round(delivery.get("max")),
+        "ws_connect_p95_ms": _round(metrics.get("ws_connect_ms", {}).get("p(95)")),
         "ws_errors": int(metrics.get("ws_errors", {}).get("count", 0.0)),
         "login_failed_share": metrics.get("login_failed", {}).get("value"),
         "max_vus": metrics.get("vus_max", {}).get("value"),
