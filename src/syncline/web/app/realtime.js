@@ -170,6 +170,18 @@ function attach(channel) {
       if (event === 'error' || (event === 'unsubscribed' && ctx.code)) {
         console.warn(`syncline: ${channel} ${event} ${ctx.code} ${ctx.message ?? ctx.reason ?? ''}`);
       }
+      if (event === 'subscribed') entry.failures = 0;
+      if (event === 'unsubscribed' && ctx.code && ctx.code !== 2000) {
+        // Refused for a reason the client does not retry (permission denied during a
+        // membership change, say): try again later while someone still watches it.
+        entry.sub = null;
+        const delay = Math.min(60_000, 1000 * 2 ** (entry.failures ?? 0));
+        entry.failures = (entry.failures ?? 0) + 1;
+        setTimeout(() => {
+          if (watched.get(channel) === entry && client && !entry.sub) entry.sub = attach(channel);
+        }, delay);
+        return;
+      }
       // The server ended it (2000: no longer a member): forget it; a new watch resubscribes.
       if (event === 'unsubscribed') watched.delete(channel);
       dispatch(channel, event, ctx, entry);

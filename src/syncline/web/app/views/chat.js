@@ -18,6 +18,7 @@ const CATCH_UP_PAGES = 20; // ×100 messages fetched after a gap, then the newes
 const MAX_BODY = 4000;
 const TYPING_SHOWN_MS = 5000;
 const TYPING_SEND_EVERY_MS = 2500;
+const LIVE_ROOMS = 200;
 const GROUP_WINDOW_MS = 5 * 60 * 1000; // consecutive messages of one author share a header
 const narrow = window.matchMedia('(max-width: 760px)');
 
@@ -31,7 +32,7 @@ export class ChatView {
   constructor(root, route) {
     this.root = root;
     this.me = Number(currentUser()?.id);
-    /** @type {Map<number, {room: any, store: MessageStore, members: Map<number, any>, presence: Map<string, number>, detailLoaded: boolean, unwatch: () => void}>} */
+    /** @type {Map<number, {room: any, store: MessageStore, members: Map<number, any>, presence: Map<string, number>, detailLoaded: boolean, unwatch: (() => void) | null}>} */
     this.rooms = new Map();
     this.activeId = null;
     this.nodes = new Map(); // message key → element of the open room
@@ -89,7 +90,7 @@ export class ChatView {
     this.destroyed = true;
     for (const fn of this.cleanups) fn();
     this.unwatchTyping?.();
-    for (const entry of this.rooms.values()) entry.unwatch();
+    for (const entry of this.rooms.values()) entry.unwatch?.();
     this.rooms.clear();
   }
 
@@ -262,23 +263,32 @@ export class ChatView {
         members: new Map(),
         presence: new Map(),
         detailLoaded: false,
-        unwatch: () => {},
+        unwatch: null,
       };
       this.rooms.set(room.id, entry);
       if (room.members) this.setMembers(entry, room.members);
-      const channel = `room:${room.id}`;
-      entry.unwatch = realtime.watch(channel, {
-        publication: (pub) => this.onRoomPublication(room.id, pub.data),
-        subscribed: (ctx) => this.onRoomSubscribed(room.id, ctx),
-        join: (ctx) => this.onPresence(room.id, ctx.info, true),
-        leave: (ctx) => this.onPresence(room.id, ctx.info, false),
-        unsubscribed: (ctx) => {
-          if (ctx.code === 2000) this.removeRoom(room.id);
-        },
-      });
+      // A connection has a subscription limit (256 by default): rooms past LIVE_ROOMS are
+      // watched once opened; until then their badges follow the user channel's unread events.
+      const live = [...this.rooms.values()].filter((e) => e.unwatch).length;
+      if (live < LIVE_ROOMS) this.watchRoom(entry);
     }
     this.scheduleRender();
     return entry;
+  }
+
+  /** Subscribes to the room's channel (messages, members, presence), once. */
+  watchRoom(entry) {
+    if (entry.unwatch) return;
+    const id = entry.room.id;
+    entry.unwatch = realtime.watch(`room:${id}`, {
+      publication: (pub) => this.onRoomPublication(id, pub.data),
+      subscribed: (ctx) => this.onRoomSubscribed(id, ctx),
+      join: (ctx) => this.onPresence(id, ctx.info, true),
+      leave: (ctx) => this.onPresence(id, ctx.info, false),
+      unsubscribed: (ctx) => {
+        if (ctx.code === 2000) this.removeRoom(id);
+      },
+    });
   }
 
   setMembers(entry, members) {
@@ -291,7 +301,7 @@ export class ChatView {
   removeRoom(id) {
     const entry = this.rooms.get(id);
     if (!entry) return;
-    entry.unwatch();
+    entry.unwatch?.();
     this.rooms.delete(id);
     if (this.activeId === id) {
       this.activeId = null;
@@ -330,6 +340,7 @@ export class ChatView {
       return;
     }
     const entry = this.rooms.get(id);
+    this.watchRoom(entry);
     // Typing events are ephemeral (no history, no recovery): watched only for the open room.
     this.unwatchTyping = realtime.watch(
       `typing:${id}`,
