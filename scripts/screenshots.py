@@ -189,7 +189,7 @@ async def shoot(browser: Browser, server: LiveServer, out: Path) -> None:
     await alice.get_by_test_id("user-search").fill("c")
     await alice.get_by_test_id("user-result").first.wait_for()
     await alice.screenshot(path=str(out / "new-conversation.png"))
-    await alice.keyboard.press("Escape")
+    await alice.get_by_role("button", name="Close").click()
 
     dan = await signed_in_page(browser, server, pairs["dan"], dark=True)
     await dan.get_by_test_id("message-item").last.wait_for()
@@ -226,6 +226,10 @@ async def shoot(browser: Browser, server: LiveServer, out: Path) -> None:
     await mobile.get_by_test_id("message-item").last.wait_for()
     await mobile.wait_for_timeout(300)
     await mobile.screenshot(path=str(out / "mobile-chat.png"))
+    await mobile.goto(f"{server.http_url}/#/orders")
+    await mobile.get_by_test_id("order-row").first.wait_for()
+    await mobile.wait_for_timeout(1800)  # the rows' arrival flash fades
+    await mobile.screenshot(path=str(out / "mobile-orders.png"))
     await phone.close()
     await bob.context.close()
     await alice.context.close()

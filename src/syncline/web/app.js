@@ -46,6 +46,8 @@ function mount(name, factory, route) {
 
 function render() {
   const route = parse(location.hash);
+  // A dialog belongs to the screen it was opened on.
+  for (const dialog of document.querySelectorAll('dialog[open]')) dialog.close();
   const signedIn = load() !== null;
   showShell(signedIn);
   for (const link of document.querySelectorAll('[data-nav]')) {

@@ -257,11 +257,11 @@ export class OrdersView {
     return h(
       'tr',
       { 'data-testid': 'order-row', 'data-id': order.id, 'data-status': order.status },
-      h('td', { class: 'num' }, String(order.id)),
-      h('td', { 'data-testid': 'order-customer-cell' }, order.customer_name),
-      h('td', {}, order.product_name),
-      h('td', {}, select),
-      h('td', {}, h('time', { datetime: order.updated_at, title: fullTime(order.updated_at) }, shortTime(order.updated_at))),
+      h('td', { class: 'num cell-id' }, String(order.id)),
+      h('td', { class: 'cell-customer', 'data-testid': 'order-customer-cell' }, order.customer_name),
+      h('td', { class: 'cell-product' }, order.product_name),
+      h('td', { class: 'cell-status' }, select),
+      h('td', { class: 'cell-updated' }, h('time', { datetime: order.updated_at, title: fullTime(order.updated_at) }, shortTime(order.updated_at))),
       h('td', { class: 'actions' }, remove),
     );
   }
