@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from syncline.bench import histogram
 from syncline.bench.chat import check_chat_api, default_script, k6_binary
 from syncline.bench.server import Target, started_server
 from syncline.errors import SynclineError
@@ -96,6 +97,8 @@ def test_fanout_against_its_own_server_prints_json_and_writes_charts(tmp_path: P
         assert step["deliveries"] == step["rows"] * 4
         assert step["latency_ms"]["count"] == step["deliveries"]
         assert step["commit_ms"]["count"] == step["rows"]
+        hdr = histogram.merge([step["latency_hdr"].encode()])
+        assert hdr.get_total_count() == step["deliveries"]
         assert (
             0 < step["latency_ms"]["p50"] <= step["latency_ms"]["p99"] <= step["latency_ms"]["max"]
         )

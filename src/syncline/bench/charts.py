@@ -52,6 +52,8 @@ def latency_chart(
         ax.axhline(bound_ms, color="red", linestyle="--", linewidth=1, label=f"{bound_ms:g} ms")
     ax.set_xscale("log")
     ax.set_xlim(1.0, _nines(_TOP))
+    # Log latency too: a light step's milliseconds and a saturated step's seconds both show.
+    ax.set_yscale("log")
     ax.xaxis.set_major_locator(FixedLocator([_nines(p) for p in _PERCENTILE_TICKS]))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{100 - 100 / x:g}%"))
     ax.xaxis.set_minor_locator(FixedLocator([]))

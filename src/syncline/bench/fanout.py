@@ -84,6 +84,8 @@ class StepResult:
         if self.server_cpu_s is not None:
             data["server_cpu_s"] = round(self.server_cpu_s, 2)
         data["accounting"] = self.tally.as_dict()
+        # The whole distribution, HDR-encoded (base64): charts can be redrawn from the JSON.
+        data["latency_hdr"] = histogram.encode(self.hist).decode()
         return data
 
 
