@@ -227,3 +227,37 @@ async def test_a_phone_shows_the_list_then_the_room(pages: Pages) -> None:
     await expect(messages_with(ann, "from my phone")).to_have_attribute("data-state", "confirmed")
     await ann.get_by_role("link", name="Back to the chats").click()
     await expect(general.get_by_test_id("room-preview")).to_have_text("You: from my phone")
+
+
+async def test_a_dropped_connection_shows_reconnecting_and_misses_nothing(
+    pages: Pages, web_server: LiveServer
+) -> None:
+    ann, pair = await pages.signed_in("ann")
+    room = await general_id(ann)
+    await ann.evaluate(
+        """async () => {
+            const realtime = await import('/web/app/realtime.js');
+            window.statuses = [];
+            realtime.onStatus((status) => window.statuses.push(status));
+        }"""
+    )
+    gateway = web_server.runtime.gateway
+    assert gateway is not None
+    # The server goes away for a moment (3001 shutdown: the client reconnects) while a
+    # message is written.
+    for conn in list(gateway.connections):
+        conn.close(3001)
+    await api(
+        web_server,
+        "POST",
+        f"/api/rooms/{room}/messages",
+        pair["access_token"],
+        json={"body": "written during the drop"},
+    )
+    await wait_connected(ann)
+    await expect(messages_with(ann, "written during the drop")).to_have_count(1)
+    statuses = await ann.evaluate("window.statuses")
+    assert statuses[0] == "connected"
+    assert "reconnecting" in statuses
+    assert statuses[-1] == "connected"
+    await expect(ann.get_by_test_id("connection-status")).to_have_text("Connected")
