@@ -5,19 +5,18 @@
 import { request } from '../api.js';
 import { MessageStore, seenMarkers } from '../chat/messages.js';
 import * as directory from '../chat/directory.js';
-import { displayName, h, replace, shortTime } from '../dom.js';
+import { h, replace, shortTime } from '../dom.js';
 import { memberItem, memberName, messageElement, roomAvatar, roomItem, roomTitle, typingText } from '../chat/elements.js';
 import * as realtime from '../realtime.js';
 import { redirect } from '../router.js';
 import { currentUser } from '../session.js';
 import { confirm, toast } from '../ui.js';
+import { TypingTracker } from '../chat/typing.js';
 import * as dialogs from './chat-dialogs.js';
 
 const PAGE = 50;
 const CATCH_UP_PAGES = 20; // ×100 messages fetched after a gap, then the newest page wins
 const MAX_BODY = 4000;
-const TYPING_SHOWN_MS = 5000;
-const TYPING_SEND_EVERY_MS = 2500;
 const LIVE_ROOMS = 200;
 const GROUP_WINDOW_MS = 5 * 60 * 1000; // consecutive messages of one author share a header
 const narrow = window.matchMedia('(max-width: 760px)');
@@ -36,9 +35,7 @@ export class ChatView {
     this.rooms = new Map();
     this.activeId = null;
     this.nodes = new Map(); // message key → element of the open room
-    this.typing = new Map(); // user id → {name, until}
-    this.typingMode = 'rpc'; // falls back to a client publish when the RPC is not there
-    this.lastTypingSent = 0;
+    this.typing = new TypingTracker(this.me, () => this.renderTyping());
     this.retryQueue = new Set(); // 'roomId:clientMsgId' of sends that failed for the network
     this.loadingOlder = false;
     this.ready = false;
@@ -71,13 +68,12 @@ export class ChatView {
     window.addEventListener('online', onOnline);
     const onNarrow = () => this.update(this.route);
     narrow.addEventListener('change', onNarrow);
-    this.typingTimer = setInterval(() => this.expireTyping(), 1000);
     this.cleanups.push(() => {
       document.removeEventListener('visibilitychange', onVisible);
       window.removeEventListener('focus', onVisible);
       window.removeEventListener('online', onOnline);
       narrow.removeEventListener('change', onNarrow);
-      clearInterval(this.typingTimer);
+      this.typing.stop();
       clearTimeout(this.readTimer);
     });
     this.loadRooms().then(() => {
@@ -157,7 +153,7 @@ export class ChatView {
     this.input.addEventListener('keydown', (event) => this.onComposerKey(event));
     this.input.addEventListener('input', () => {
       this.autosize();
-      if (this.input.value.trim()) this.sendTyping();
+      if (this.input.value.trim() && this.activeId !== null) this.typing.send(this.activeId);
     });
     this.composer = h(
       'form',
@@ -329,7 +325,7 @@ export class ChatView {
     }
     this.unwatchTyping?.();
     this.unwatchTyping = null;
-    this.typing.clear();
+    this.typing.reset();
     this.activeId = id;
     this.nodes.clear();
     replace(this.messageList);
@@ -344,7 +340,7 @@ export class ChatView {
     // Typing events are ephemeral (no history, no recovery): watched only for the open room.
     this.unwatchTyping = realtime.watch(
       `typing:${id}`,
-      { publication: (pub) => this.onTyping(id, pub) },
+      { publication: (pub) => id === this.activeId && this.typing.note(pub) },
       { recoverable: false },
     );
     this.render();
@@ -464,7 +460,7 @@ export class ChatView {
       const lastRead = entry.room.last_read_message_id ?? 0;
       if (row.id > lastRead) entry.room.unread_count = (entry.room.unread_count ?? 0) + 1;
     }
-    if (fresh) this.clearTyping(row.user_id);
+    if (fresh && id === this.activeId) this.typing.clear(row.user_id);
     if (id === this.activeId) this.scheduleRead();
   }
 
@@ -551,65 +547,10 @@ export class ChatView {
 
   // -- typing -------------------------------------------------------------------------------
 
-  onTyping(id, pub) {
-    if (id !== this.activeId) return;
-    const data = pub.data ?? {};
-    const userId = Number(data.user_id ?? pub.info?.user);
-    if (!userId || userId === this.me) return;
-    const known = directory.lookup(userId);
-    const name =
-      (known && displayName(known)) ||
-      data.username ||
-      pub.info?.conn_info?.display_name ||
-      pub.info?.conn_info?.username ||
-      'Someone';
-    if (data.typing === false) this.typing.delete(userId);
-    else this.typing.set(userId, { name, until: Date.now() + TYPING_SHOWN_MS });
-    this.renderTyping();
-  }
-
-  clearTyping(userId) {
-    if (this.typing.delete(Number(userId))) this.renderTyping();
-  }
-
-  expireTyping() {
-    const now = Date.now();
-    let changed = false;
-    for (const [id, t] of this.typing) {
-      if (t.until <= now) {
-        this.typing.delete(id);
-        changed = true;
-      }
-    }
-    if (changed) this.renderTyping();
-  }
-
   renderTyping() {
-    const text = typingText([...this.typing.values()].map((t) => t.name));
+    const text = typingText(this.typing.names());
     this.typingLine.textContent = text;
     this.typingLine.classList.toggle('active', Boolean(text));
-  }
-
-  async sendTyping() {
-    const id = this.activeId;
-    const now = Date.now();
-    if (id === null || now - this.lastTypingSent < TYPING_SEND_EVERY_MS) return;
-    if (realtime.getStatus() !== 'connected') return;
-    this.lastTypingSent = now;
-    if (this.typingMode === 'rpc') {
-      try {
-        await realtime.rpc('chat.typing', { room_id: id });
-        return;
-      } catch (err) {
-        if (err?.code !== 108) return; // rate limited or offline: skip this one
-        this.typingMode = 'publish'; // no such RPC method on this server
-      }
-    }
-    try {
-      await realtime.subscription(`typing:${id}`)?.publish({ typing: true });
-    } catch {
-      // ephemeral: a lost typing event is harmless
-    }
   }
 
   // -- sending, editing, deleting ------------------------------------------------------------
@@ -648,7 +589,7 @@ export class ChatView {
     entry.store.addPending({ client_msg_id: clientMsgId, room_id: id, user_id: this.me, body });
     this.input.value = '';
     this.autosize();
-    this.lastTypingSent = 0;
+    this.typing.sent();
     this.render();
     this.scrollToBottom(true);
     this.deliver(id, clientMsgId);
