@@ -65,6 +65,9 @@ OutOption = Annotated[
 ]
 DropOption = Annotated[int, typer.Option("--drop-every", hidden=True)]
 DupOption = Annotated[int, typer.Option("--dup-every", hidden=True)]
+# Test hook: how long a step waits for deliveries that stopped coming (a deliberate drop never
+# arrives, and a test need not wait the default seconds for it).
+DrainOption = Annotated[float, typer.Option("--drain-idle", hidden=True)]
 
 
 @dataclass
@@ -232,6 +235,7 @@ def fanout(
     out: OutOption = None,
     drop_every: DropOption = 0,
     dup_every: DupOption = 0,
+    drain_idle: DrainOption = 3.0,
 ) -> None:
     """N subscribers of one channel, rows committed at R/s: deliveries/s, latency, accounting."""
     from syncline.bench.fanout import FanoutOptions
@@ -257,6 +261,7 @@ def fanout(
         payload=payload,
         drop_every=drop_every,
         dup_every=dup_every,
+        drain_idle_s=drain_idle,
         via=via,
         batch=batch,
     )

@@ -132,6 +132,8 @@ def test_injected_loss_and_duplicates_are_reported_and_fail_the_run(server: Targ
         "7",
         "--dup-every",
         "5",
+        "--drain-idle",
+        "0.5",
         "--json",
     )
     assert proc.returncode == 1

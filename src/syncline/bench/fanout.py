@@ -40,6 +40,7 @@ class FanoutOptions:
     ramp_retries: int = 1  # a breach is confirmed by holding the same rate again
     payload: int = 64
     drop_every: int = 0
+    drain_idle_s: float = DRAIN_IDLE_S
     dup_every: int = 0
     via: str = "rows"  # rows | publish (syncline.publish() in SQL) | http (server API)
     batch: int = 1  # publications per transaction with via=publish
@@ -130,9 +131,14 @@ class FanoutResult:
 
 
 def _wait_for(
-    pool: ClientPool, run: int, expected: int, progress: Progress | None, task: TaskID | None
+    pool: ClientPool,
+    run: int,
+    expected: int,
+    idle_s: float,
+    progress: Progress | None,
+    task: TaskID | None,
 ) -> None:
-    """Until every delivery of `run` arrived, or none arrived for DRAIN_IDLE_S."""
+    """Until every delivery of `run` arrived, or none arrived for `idle_s`."""
     got, last_change = -1, time.monotonic()
     deadline = time.monotonic() + DRAIN_MAX_S
     while time.monotonic() < deadline:
@@ -143,7 +149,7 @@ def _wait_for(
             return
         if now_got != got:
             got, last_change = now_got, time.monotonic()
-        elif time.monotonic() - last_change > DRAIN_IDLE_S:
+        elif time.monotonic() - last_change > idle_s:
             return
         pool.pump(0.05)
 
@@ -179,7 +185,8 @@ def _step(
     assert written is not None
     if progress is not None and write_task is not None:
         progress.update(write_task, completed=written.rows)
-    _wait_for(pool, run, written.rows * subscribers, progress, deliver_task)
+    expected = written.rows * subscribers
+    _wait_for(pool, run, expected, options.drain_idle_s, progress, deliver_task)
     report = pool.report(run, written.rows)
     server_cpu_after = _cpu_seconds(target.pid)
     deliveries = report.tally.received - report.tally.duplicated
