@@ -172,7 +172,7 @@ def _fanout_body(
             files = [
                 charts.latency_chart(
                     common.out / f"{command}-latency.png",
-                    _labelled(result.steps),
+                    _labelled(result.steps, with_commit=command == "latency"),
                     f"{command}: commit → client, {options.subscribers:,} subscriber(s)",
                     options.p99_bound_ms if options.ramp else None,
                 )
@@ -195,14 +195,17 @@ def _fanout_body(
     return body
 
 
-def _labelled(steps: list[Any]) -> list[tuple[str, Any]]:
-    """One legend entry per step; a rate held again (ramp retry) says so."""
+def _labelled(steps: list[Any], with_commit: bool = False) -> list[tuple[str, Any]]:
+    """One legend entry per step (a rate held again says so), and the writer's commits."""
     seen: dict[float, int] = {}
     out = []
     for step in steps:
         seen[step.rate] = seen.get(step.rate, 0) + 1
         again = f" (try {seen[step.rate]})" if seen[step.rate] > 1 else ""
         out.append((f"{step.rate:g} rows/s{again}", step.hist))
+        if with_commit and step.commit_hist is not None:
+            # The part of the latency spent in INSERT + COMMIT (WAL flush), before capture.
+            out.append((f"{step.rate:g} rows/s: the writer's commit", step.commit_hist))
     return out
 
 

@@ -54,6 +54,9 @@ def latency_chart(
     ax.set_xlim(1.0, _nines(_TOP))
     # Log latency too: a light step's milliseconds and a saturated step's seconds both show.
     ax.set_yscale("log")
+    plain = FuncFormatter(lambda y, _: f"{y:g}")
+    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_minor_formatter(plain)
     ax.xaxis.set_major_locator(FixedLocator([_nines(p) for p in _PERCENTILE_TICKS]))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{100 - 100 / x:g}%"))
     ax.xaxis.set_minor_locator(FixedLocator([]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
@@ -75,9 +75,13 @@ class StepResult:
     # The writer's INSERT+COMMIT round trip (WAL flush included): the part of the latency
     # spent before capture can see the row at all.
     commit_ms: dict[str, float | int] = field(default_factory=dict)
+    commit_hist: HdrHistogram | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
-        data = {k: v for k, v in asdict(self).items() if k not in ("hist", "tally")}
+        skip = ("hist", "commit_hist", "tally")
+        data = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in skip}
+        data["commit_ms"] = dict(self.commit_ms)
+        data["latency_ms"] = dict(self.latency_ms)
         data["offered_rate"] = round(self.offered_rate, 1)
         data["write_seconds"] = round(self.write_seconds, 3)
         data["deliveries_per_s"] = round(self.deliveries_per_s, 1)
@@ -188,6 +192,7 @@ def _step(
     expected = written.rows * subscribers
     _wait_for(pool, run, expected, options.drain_idle_s, progress, deliver_task)
     report = pool.report(run, written.rows)
+    commits = histogram.merge([written.commit_hist])
     server_cpu_after = _cpu_seconds(target.pid)
     deliveries = report.tally.received - report.tally.duplicated
     return StepResult(
@@ -205,7 +210,8 @@ def _step(
         server_cpu_s=None
         if server_cpu is None or server_cpu_after is None
         else server_cpu_after - server_cpu,
-        commit_ms=histogram.summary_ms(histogram.merge([written.commit_hist])),
+        commit_ms=histogram.summary_ms(commits),
+        commit_hist=commits,
     )
 
 
