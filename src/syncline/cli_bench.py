@@ -171,7 +171,7 @@ def _fanout_body(
         if common.out is not None:
             files = [
                 charts.latency_chart(
-                    common.out / f"{command}-latency.png",
+                    common.out / ("latency.png" if command == "latency" else "fanout-latency.png"),
                     _labelled(result.steps, with_commit=command == "latency"),
                     f"{command}: commit → client, {options.subscribers:,} subscriber(s)",
                     options.p99_bound_ms if options.ramp else None,

@@ -164,7 +164,7 @@ def test_latency_with_one_subscriber(server: Target, tmp_path: Path) -> None:
     (step,) = result["steps"]
     assert step["subscribers"] == 1
     assert step["latency_ms"]["count"] == step["rows"] == 20
-    assert_png(tmp_path / "latency-latency.png")
+    assert_png(tmp_path / "latency.png")
 
 
 def test_connections_reports_rss_and_connect_rate(server: Target, tmp_path: Path) -> None:
