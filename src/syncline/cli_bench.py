@@ -112,6 +112,7 @@ def _run(
                 token=common.token,
                 jwt_secret=common.jwt_secret,
                 pid=common.pid,
+                needs_database=command != "chat",
             )
 
     try:
@@ -456,7 +457,7 @@ def chat(
         scenarios, users, ladder_scale, message_interval, post_rate, post_seconds, script
     )
     # The chat needs no database access from here: k6 speaks HTTP and WebSocket only.
-    common = _common(url, "unused", "unused", None, None, capture, as_json, out)
+    common = _common(url, None, None, None, None, capture, as_json, out)
 
     def body(target: Any, progress: Progress) -> dict[str, Any]:
         import tempfile

@@ -2,35 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from syncline import __version__, metrics
+from syncline import __version__
 from syncline.api.auth_deps import build_auth_service
 from syncline.api.context import AppContext
 from syncline.api.errors import install_error_handlers
+from syncline.api.headers import SecurityHeadersMiddleware
 from syncline.api.limits import BodyLimitMiddleware
 from syncline.api.routes import auth, health, info, server, users
 from syncline.api.routes import messages as chat_messages
 from syncline.api.routes import orders as order_routes
 from syncline.api.routes import rooms as chat_rooms
 from syncline.api.services import install_app_errors
-
-_SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Cross-Origin-Opener-Policy": "same-origin",
-}
-# /docs loads Swagger UI from its CDN-free bundle inline; everything else is same-origin only.
-_CSP = (
-    "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; frame-ancestors 'none'"
-)
 
 # The web UI (index.html, app.js and its modules, styles.css, syncline-client.js): static files
 # shipped in the package, no build step. index.html is served at / so the hash routes work.
@@ -59,20 +48,8 @@ def create_app(context: AppContext) -> FastAPI:
             allow_headers=["Authorization", "Content-Type"],
         )
 
-    @app.middleware("http")
-    async def security_headers(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        # Label by route template (/api/rooms/{id}), not the raw path: bounded cardinality.
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics.HTTP_REQUESTS.labels(request.method, path, str(response.status_code)).inc()
-        for key, value in _SECURITY_HEADERS.items():
-            response.headers.setdefault(key, value)
-        if not request.url.path.startswith(("/docs", "/redoc")):
-            response.headers.setdefault("Content-Security-Policy", _CSP)
-        return response
+    # Outermost: every answer, errors and CORS preflights included, gets the headers.
+    app.add_middleware(SecurityHeadersMiddleware)
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

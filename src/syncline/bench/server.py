@@ -102,15 +102,25 @@ def remote_target(
     token: str | None,
     jwt_secret: str | None,
     pid: int | None,
+    needs_database: bool = True,
 ) -> Target:
-    """A running Syncline; it needs the rule bench_events → bench (see RULE_TOML)."""
-    if database_url is None:
-        raise SynclineError("--url needs --database-url (the writer inserts rows there)")
-    if token is None and jwt_secret is None:
-        raise SynclineError("--url needs --token or --jwt-secret (to connect the clients)")
+    """A running Syncline; it needs the rule bench_events → bench (see RULE_TOML).
+
+    The chat benchmark speaks only HTTP and WebSocket: it needs neither database nor token.
+    """
+    if needs_database:
+        if database_url is None:
+            raise SynclineError("--url needs --database-url (the writer inserts rows there)")
+        if token is None and jwt_secret is None:
+            raise SynclineError("--url needs --token or --jwt-secret (to connect the clients)")
     ws_url = websocket_url(http_url)
-    prepare_table(database_url)
-    target = Target(http_url.rstrip("/"), ws_url, database_url, jwt_secret, token, pid)
+    if needs_database and database_url is not None:
+        try:
+            prepare_table(database_url)
+        except psycopg.Error as error:
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else "unknown"
+            raise SynclineError(f"cannot use --database-url: {reason}") from None
+    target = Target(http_url.rstrip("/"), ws_url, database_url or "", jwt_secret, token, pid)
     # `--via http` against a server started elsewhere: its key, as `syncline publish` finds it.
     target.api_key = os.environ.get("SYNCLINE_API_KEY")
     return target

@@ -16,6 +16,28 @@ Conn = AsyncConnection[Any]
 COLUMNS = "id, room_id, user_id, body, client_msg_id, created_at, edited_at, deleted_at"
 
 
+# The common case in one statement (one round trip, its own transaction): insert if the author
+# is a member, holding the membership row (FOR SHARE) so a concurrent leave waits for it.
+_SEND_IF_MEMBER = f"""
+WITH member AS (
+    SELECT 1 FROM room_members WHERE room_id = %(room_id)s AND user_id = %(user_id)s FOR SHARE
+)
+INSERT INTO messages (room_id, user_id, body, client_msg_id)
+SELECT %(room_id)s, %(user_id)s, %(body)s, %(client_msg_id)s WHERE EXISTS (SELECT FROM member)
+ON CONFLICT (user_id, client_msg_id) WHERE client_msg_id IS NOT NULL DO NOTHING
+RETURNING {COLUMNS}
+"""
+
+
+async def send_if_member(
+    conn: Conn, room_id: int, user_id: int, body: str, client_msg_id: str | None
+) -> Row | None:
+    """The new message; None when the author is not a member or client_msg_id repeats (the
+    caller then takes `send`, which tells the two apart)."""
+    params = {"room_id": room_id, "user_id": user_id, "body": body}
+    return await fetch_one(conn, _SEND_IF_MEMBER, {**params, "client_msg_id": client_msg_id})
+
+
 async def send(
     conn: Conn, room_id: int, user_id: int, body: str, client_msg_id: str | None
 ) -> tuple[Row, bool]:

@@ -141,6 +141,10 @@ class ChatService:
         self, room_id: int, user_id: int, body: str, client_msg_id: str | None = None
     ) -> tuple[Message, bool]:
         """(message, True if it was stored now; False for a repeated client_msg_id)."""
+        async with self.pool.connection() as conn:
+            row = await messages.send_if_member(conn, room_id, user_id, body, client_msg_id)
+        if row is not None:
+            return message_model(row), True
         async with self._tx() as conn:
             row, created = await messages.send(conn, room_id, user_id, body, client_msg_id)
         return message_model(row), created
