@@ -4,33 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import psycopg
-import pytest
 
 from syncline.db import migrate
 from syncline.db.embedded import EmbeddedPostgres
 from syncline.engine.memory import MemoryEngine
 
-from helpers.capture_harness import MODES, Capture, Received, sql
+from helpers.capture_harness import Capture, Received, sql
 from helpers.live_server import drop_slot
-
-
-@pytest.fixture(params=MODES)
-async def capture(request: pytest.FixtureRequest, schema_url: str) -> AsyncIterator[Capture]:
-    received = Received()
-    engine = MemoryEngine()
-    engine.subscribe_fanout(received)
-    cap = Capture(schema_url, request.param, engine, received)
-    await cap.start()
-    try:
-        yield cap
-    finally:
-        await cap.stop()
-        await engine.close()
-        await drop_slot(schema_url, cap.slot)
 
 
 async def test_row_changes_arrive_in_commit_order_with_payloads(capture: Capture) -> None:

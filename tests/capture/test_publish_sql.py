@@ -3,30 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
 
-from syncline.engine.memory import MemoryEngine
-
-from helpers.capture_harness import MODES, Capture, Received, sql
-from helpers.live_server import drop_slot
-
-
-@pytest.fixture(params=MODES)
-async def capture(request: pytest.FixtureRequest, schema_url: str) -> AsyncIterator[Capture]:
-    received = Received()
-    engine = MemoryEngine()
-    engine.subscribe_fanout(received)
-    cap = Capture(schema_url, request.param, engine, received)
-    await cap.start()
-    try:
-        yield cap
-    finally:
-        await cap.stop()
-        await engine.close()
-        await drop_slot(schema_url, cap.slot)
+from helpers.capture_harness import Capture, sql
 
 
 async def test_publication_arrives_between_its_transactions_rows(capture: Capture) -> None:
