@@ -39,9 +39,7 @@ class Received:
     def data(self, channel: str) -> list[Any]:
         return [payload for _, payload in self.pubs.get(channel, [])]
 
-    async def wait_for(
-        self, channel: str, count: int, timeout: float = 15.0
-    ) -> list[Any]:
+    async def wait_for(self, channel: str, count: int, timeout: float = 15.0) -> list[Any]:
         deadline = asyncio.get_running_loop().time() + timeout
         while len(self.pubs.get(channel, [])) < count:
             if asyncio.get_running_loop().time() > deadline:
