@@ -1,0 +1,1 @@
+"""Capture against a real PostgreSQL, for each source."""
