@@ -18,8 +18,10 @@ import pytest
 
 from syncline.db import migrate
 from syncline.db.embedded import EmbeddedPostgres, ServerInfo, free_port
+from syncline.engine.memory import MemoryEngine
 
-from helpers.live_server import LiveServer, start_live_server, stop_live_server
+from helpers.capture_harness import MODES, Capture, Received
+from helpers.live_server import LiveServer, drop_slot, start_live_server, stop_live_server
 
 
 @pytest.fixture(scope="session")
@@ -179,3 +181,19 @@ async def live_server(schema_url: str) -> AsyncIterator[LiveServer]:
         yield server
     finally:
         await stop_live_server(server)
+
+
+@pytest.fixture(params=MODES)
+async def capture(request: pytest.FixtureRequest, schema_url: str) -> AsyncIterator[Capture]:
+    """One capture source per parameter (logical, trigger, poll) running into a MemoryEngine."""
+    received = Received()
+    engine = MemoryEngine()
+    engine.subscribe_fanout(received)
+    cap = Capture(schema_url, request.param, engine, received)
+    await cap.start()
+    try:
+        yield cap
+    finally:
+        await cap.stop()
+        await engine.close()
+        await drop_slot(schema_url, cap.slot)

@@ -1,1 +1,0 @@
-"""Capture against a real PostgreSQL, for each source."""
