@@ -239,7 +239,7 @@ def fanout(
     out: OutOption = None,
     drop_every: DropOption = 0,
     dup_every: DupOption = 0,
-    drain_idle: DrainOption = 3.0,
+    drain_idle: DrainOption = 10.0,
 ) -> None:
     """N subscribers of one channel, rows committed at R/s: deliveries/s, latency, accounting."""
     from syncline.bench.fanout import FanoutOptions

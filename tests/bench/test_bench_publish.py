@@ -50,7 +50,9 @@ def test_publications_are_delivered_and_accounted(server: Target, via: str, batc
 
 
 def test_injected_loss_is_caught_with_publish(server: Target) -> None:
-    proc = fanout(server, "--rate", "30", "--via", "publish", "--drop-every", "7")
+    proc = fanout(
+        server, "--rate", "30", "--via", "publish", "--drop-every", "7", "--drain-idle", "1"
+    )
     assert proc.returncode == 1
     assert json.loads(proc.stdout)["result"]["lost"] > 0
 

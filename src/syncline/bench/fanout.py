@@ -19,7 +19,7 @@ from syncline.errors import SynclineError
 
 WARMUP_TIMEOUT_S = 30.0
 # After the writer stops, deliveries still in flight get this long without progress to arrive.
-DRAIN_IDLE_S = 3.0
+DRAIN_IDLE_S = 10.0
 DRAIN_MAX_S = 120.0
 # A step whose writer reached less than this share of the asked rate says so and ends a ramp.
 WRITER_SHORTFALL = 0.9
