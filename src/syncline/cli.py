@@ -17,8 +17,8 @@ import typer
 from rich.console import Console
 
 from syncline import __version__
-from syncline.db import migrate
 from syncline.db.embedded import EmbeddedPostgres, ServerInfo, pg_binary
+from syncline.db.migrate_child import upgrade_in_child
 from syncline.errors import SynclineError
 from syncline.keys import api_key, jwt_secret
 from syncline.logs import configure_logging, get_logger
@@ -155,7 +155,7 @@ def up(
         runtime = Runtime(settings, secret, api_key(settings))
         runtime.bind()
         with _database(settings) as (url, info):
-            migrate.upgrade(url)
+            upgrade_in_child(url)
             ready = runtime.run(url, on_ready=lambda ep: _print_banner(settings, ep, info))
             with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
                 runner.run(ready)
@@ -201,6 +201,8 @@ def migrate_command(
     """Upgrade the database schema to the newest version (or print its SQL)."""
 
     def body() -> None:
+        from syncline.db import migrate
+
         if sql:
             sys.stdout.write(migrate.upgrade_sql())
             return

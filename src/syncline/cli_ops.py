@@ -39,7 +39,6 @@ from syncline.core.rules import (
     default_rules,
     required_replica_identity,
 )
-from syncline.db import migrate
 from syncline.db.embedded import EmbeddedPostgres, ServerInfo
 from syncline.errors import ConfigError, SynclineError
 from syncline.keys import JWT_KEY_FILE, jwt_secret
@@ -683,6 +682,8 @@ def _doctor(config: Path | None) -> None:
         )
     c = _Check()
     asyncio.run(_doctor_checks(url, settings, c))
+    from syncline.db import migrate  # Alembic loads only for the commands that need it
+
     try:
         current, head = migrate.current_revision(url), migrate.head_revision()
     except Exception as error:

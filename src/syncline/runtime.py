@@ -17,7 +17,7 @@ from syncline.api.context import AppContext
 from syncline.apps.chat.realtime import ChatRealtime
 from syncline.capture.pipeline import Pipeline
 from syncline.capture.service import CaptureService
-from syncline.db import migrate
+from syncline.db.head import HEAD_REVISION
 from syncline.engine.memory import MemoryEngine
 from syncline.errors import SynclineError
 from syncline.gateway.auth import TokenVerifier
@@ -227,7 +227,7 @@ class Runtime:
             log.info("stopped")
 
     def _add_database_checks(self, pool: AsyncConnectionPool) -> None:
-        head = migrate.head_revision()
+        head = HEAD_REVISION
 
         async def database() -> str | None:
             async with pool.connection() as conn:
