@@ -103,6 +103,13 @@ class Settings(BaseSettings):
     rate_limit_register_ip: str = Field("5/minute", description="registrations per client IP")
     rate_limit_reset_ip: str = Field("10/hour", description="mails requested per client IP")
     rate_limit_reset_account: str = Field("3/hour", description="mails per account and kind")
+    session_check_ttl: float = Field(
+        2.0,
+        ge=0,
+        le=60,
+        description="seconds a session found live is trusted without asking PostgreSQL again"
+        " (a revocation by another process takes effect within it; 0: ask every time)",
+    )
     max_request_body: int = Field(
         64 * 1024, ge=1024, le=64 * 1024 * 1024, description="bytes; larger requests get 413"
     )

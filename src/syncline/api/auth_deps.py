@@ -9,7 +9,7 @@ from fastapi import Depends, Request
 
 from syncline.api.context import AppContext, get_context
 from syncline.api.errors import ApiError
-from syncline.apps.auth.service import AuthService, ClientInfo, session_is_live
+from syncline.apps.auth.service import AuthService, ClientInfo
 from syncline.apps.auth.tokens import AccessClaims, AccessTokenError, decode_access_token
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -22,8 +22,8 @@ async def current_user(
     """The caller's claims; 401 unauthorized, token_expired or session_revoked otherwise.
 
     A valid signature is not enough: the token's session must still be live, so signing out
-    or revoking a session takes effect at once, not when the token expires. That costs one
-    primary-key lookup per request.
+    or revoking a session takes effect at once, not when the token expires (within
+    `session_check_ttl` when another process revoked it: live answers are cached that long).
     """
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -38,7 +38,8 @@ async def current_user(
         session_id = uuid.UUID(claims.session_id)
     except ValueError:
         raise ApiError(401, "unauthorized", "invalid access token: bad sid", _CHALLENGE) from None
-    if not await session_is_live(context.pool, session_id, claims.user_id):
+    auth: AuthService = request.app.state.auth
+    if not await auth.session_is_live(session_id, claims.user_id):
         raise ApiError(401, "session_revoked", "this session was signed out or revoked", _CHALLENGE)
     return claims
 

@@ -14,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from syncline.api.errors import ApiError
 from syncline.apps.auth import mail_texts as mails
+from syncline.apps.auth.live_sessions import LiveSessionCache
 from syncline.apps.auth.mail import Mail, Mailer
 from syncline.apps.auth.passwords import AsyncHasher, WeakPassword, check_password_strength
 from syncline.apps.auth.passwords import needs_rehash as _needs_rehash
@@ -140,6 +141,7 @@ class AuthService:
         self.limiter = limiter if limiter is not None else RateLimiter(settings)
         self.mailer = mailer if mailer is not None else Mailer(pool, settings)
         self._hasher = hasher if hasher is not None else AsyncHasher()
+        self.live_sessions = LiveSessionCache(settings.session_check_ttl)
 
     # -- registration and sign-in -------------------------------------------------------------
 
@@ -303,6 +305,8 @@ class AuthService:
                     user_id=row["user_id"],
                     ip=client.ip,
                 )
+        if outcome is RefreshOutcome.REUSED:
+            self.live_sessions.revoked()
         messages = {
             RefreshOutcome.UNKNOWN: "unknown refresh token",
             RefreshOutcome.REUSED: "this refresh token was already used; the session is revoked",
@@ -345,6 +349,18 @@ class AuthService:
 
     # -- sessions -------------------------------------------------------------------------------
 
+    async def session_is_live(self, session_id: uuid.UUID, user_id: int) -> bool:
+        """True while the session is neither revoked nor expired; cached briefly (see
+        live_sessions) because every authenticated request asks."""
+        cache = self.live_sessions
+        if cache.is_live(session_id, user_id):
+            return True
+        generation = cache.generation
+        live = await session_is_live(self._pool, session_id, user_id)
+        if live:
+            cache.remember(session_id, user_id, generation)
+        return live
+
     async def logout(self, user_id: int, session_id: uuid.UUID) -> None:
         """Revoke the caller's session (its access token stops working at once)."""
         await self.revoke_session(user_id, session_id)
@@ -370,7 +386,8 @@ class AuthService:
                 " WHERE id = %s AND user_id = %s",
                 (session_id, user_id),
             )
-            return cur.rowcount == 1
+        self.live_sessions.revoked()
+        return cur.rowcount == 1
 
     # -- passwords ------------------------------------------------------------------------------
 
@@ -408,6 +425,7 @@ class AuthService:
                 (user_id, session_id),
             )
             await self._spend_email_tokens(conn, user_id, "reset_password")
+        self.live_sessions.revoked()
         log.info("password changed", user_id=user_id)
 
     async def request_password_reset(self, email: str, client: ClientInfo) -> None:
@@ -468,6 +486,7 @@ class AuthService:
                 " WHERE user_id = %s AND revoked_at IS NULL",
                 (user_id,),
             )
+        self.live_sessions.revoked()
         log.info("password reset", user_id=user_id)
         return _user(user_row)
 
