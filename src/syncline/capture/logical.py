@@ -110,8 +110,9 @@ class LogicalSource:
         finally:
             self._problem = self._problem or "stopped"
             heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await heartbeat
+            # wait(), not `await heartbeat` under suppress(CancelledError): a cancellation of
+            # this task arriving here must still propagate.
+            await asyncio.wait({heartbeat})
             if pgconn is not None:
                 pgconn.finish()
 
@@ -187,13 +188,15 @@ class LogicalSource:
             if state == pq.PollingStatus.READING:
                 loop.add_reader(fd, _wake, waiter)
                 try:
-                    await asyncio.wait_for(waiter, 30)
+                    async with asyncio.timeout(30):
+                        await waiter
                 finally:
                     loop.remove_reader(fd)
             else:
                 loop.add_writer(fd, _wake, waiter)
                 try:
-                    await asyncio.wait_for(waiter, 30)
+                    async with asyncio.timeout(30):
+                        await waiter
                 finally:
                     loop.remove_writer(fd)
         pgconn.nonblocking = 1
@@ -290,8 +293,11 @@ class LogicalSource:
         fd = pgconn.socket
         loop.add_reader(fd, _wake, waiter)
         try:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancellation
+            # that lands as the socket turns readable, and the stream would never stop.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(waiter, timeout)
+                async with asyncio.timeout(timeout):
+                    await waiter
         finally:
             loop.remove_reader(fd)
 

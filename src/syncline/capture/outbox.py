@@ -135,8 +135,11 @@ class OutboxSource:
                     backoff = min(backoff * 2, BACKOFF_MAX_S)
                     continue
                 self._wake.clear()
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                # cancellation that lands as the wait completes, and stop would never return.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._interval)
+                    async with asyncio.timeout(self._interval):
+                        await self._wake.wait()
         except psycopg.Error as err:
             self._problem = f"database error: {err}"
             raise CaptureError(f"{self.name} capture failed: {err}") from None
