@@ -33,6 +33,8 @@ export class ChatView {
     this.me = Number(currentUser()?.id);
     /** @type {Map<number, {room: any, store: MessageStore, members: Map<number, any>, presence: Map<string, number>, detailLoaded: boolean, unwatch: (() => void) | null}>} */
     this.rooms = new Map();
+    /** @type {Set<number>} rooms whose detail reload is scheduled */
+    this.pendingDetail = new Set();
     this.activeId = null;
     this.nodes = new Map(); // message key → element of the open room
     this.typing = new TypingTracker(this.me, () => this.renderTyping());
@@ -355,6 +357,16 @@ export class ChatView {
     this.scheduleRead();
   }
 
+  /** Reloads a room's detail once, shortly: several joins at once cost one request. */
+  reloadDetailSoon(id) {
+    if (this.pendingDetail.has(id)) return;
+    this.pendingDetail.add(id);
+    setTimeout(() => {
+      this.pendingDetail.delete(id);
+      this.loadDetail(id);
+    }, 200);
+  }
+
   async loadDetail(id) {
     try {
       const detail = await request('GET', `/api/rooms/${id}`);
@@ -520,6 +532,9 @@ export class ChatView {
     if (joined) {
       entry.presence.set(info.client, Number(info.user));
       if (info.conn_info) directory.remember({ id: info.user, ...info.conn_info });
+      // Someone present who is not in our member list joined between our REST read of the
+      // room and our subscription (their membership row was published before we listened).
+      if (entry.detailLoaded && !entry.members.has(Number(info.user))) this.reloadDetailSoon(id);
     } else {
       entry.presence.delete(info.client);
     }
