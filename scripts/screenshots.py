@@ -26,19 +26,8 @@ from syncline.db import migrate  # noqa: E402
 from syncline.db.embedded import EmbeddedPostgres  # noqa: E402
 
 from helpers.live_server import LiveServer, start_live_server, stop_live_server  # noqa: E402
+from web.ui import CHROMIUM, CHROMIUM_ARGS  # noqa: E402  (the browser tests' launch settings)
 
-CHROMIUM = "/usr/bin/chromium"
-# Without the background-networking flags Chromium dials out at start, which a closed
-# network refuses (and which a screenshot run has no use for anyway).
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PASSWORD = "Tq8-harbor-Lumen-42"
 DESKTOP: ViewportSize = {"width": 1280, "height": 800}
 PHONE: ViewportSize = {"width": 390, "height": 780}
