@@ -14,9 +14,12 @@ from psycopg_pool import AsyncConnectionPool
 
 from syncline.api.app import create_app
 from syncline.api.context import AppContext
+from syncline.apps.auth.live_sessions import LiveSessionCache
+from syncline.apps.auth.session_guard import SessionGuard
 from syncline.apps.chat.realtime import ChatRealtime
 from syncline.capture.pipeline import Pipeline
 from syncline.capture.service import CaptureService
+from syncline.control.memory import MemoryControlBus
 from syncline.db.head import HEAD_REVISION
 from syncline.engine.memory import MemoryEngine
 from syncline.errors import SynclineError
@@ -81,6 +84,7 @@ class Runtime:
         # Invalid namespaces or rules fail here, before anything is started.
         self.sync = build_sync_config(settings)
         self.engine = MemoryEngine()
+        self.control = MemoryControlBus()
         self.capture: CaptureService | None = None
         self.gateway: Gateway | None = None
         self.rpc = RpcRegistry()
@@ -144,6 +148,10 @@ class Runtime:
         if self.settings.host in ("127.0.0.1", "localhost"):
             origins.add(endpoints.http_url.replace(self.settings.host, "localhost"))
             origins.add(endpoints.http_url.replace(self.settings.host, "127.0.0.1"))
+        # One session cache for the HTTP API and the gateway: a revocation here forgets both;
+        # a revocation in another process reaches this one over the control bus.
+        session_guard = SessionGuard(pool, LiveSessionCache(self.settings.session_check_ttl))
+        unsubscribe_guard = self.control.subscribe(session_guard.on_control)
         gateway = Gateway(
             self.settings,
             self.engine,
@@ -152,6 +160,8 @@ class Runtime:
             pool,
             rpc=self.rpc,
             allowed_origins=origins,
+            sessions=session_guard,
+            control=self.control,
         )
         self.gateway = gateway
         chat = ChatRealtime(self.rpc, gateway, pool)
@@ -187,6 +197,8 @@ class Runtime:
             gateway=gateway,
             engine=self.engine,
             api_key=self.api_key,
+            control=self.control,
+            session_guard=session_guard,
         )
         config = uvicorn.Config(
             create_app(context),
@@ -219,6 +231,8 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await capture_task
             await self.engine.close()
+            unsubscribe_guard()
+            await self.control.close()
             await chat.close()
             await pool.close()
             for sig in (signal.SIGINT, signal.SIGTERM):

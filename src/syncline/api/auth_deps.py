@@ -22,8 +22,9 @@ async def current_user(
     """The caller's claims; 401 unauthorized, token_expired or session_revoked otherwise.
 
     A valid signature is not enough: the token's session must still be live, so signing out
-    or revoking a session takes effect at once, not when the token expires (within
-    `session_check_ttl` when another process revoked it: live answers are cached that long).
+    or revoking a session takes effect at once, not when the token expires: in this process
+    directly, in others through the control bus (a revocation made by hand in SQL is seen
+    within `session_check_ttl`, how long live answers are cached).
     """
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -50,7 +51,14 @@ CurrentUser = Annotated[AccessClaims, Depends(current_user)]
 def build_auth_service(context: AppContext) -> AuthService:
     """The app's one AuthService (its rate-limit counters live as long as the app)."""
     link_base = context.settings.public_url or context.http_url
-    return AuthService(context.pool, context.settings, context.jwt_secret, link_base)
+    return AuthService(
+        context.pool,
+        context.settings,
+        context.jwt_secret,
+        link_base,
+        guard=context.session_guard,
+        control=context.control,
+    )
 
 
 def get_auth(request: Request) -> AuthService:

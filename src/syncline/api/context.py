@@ -15,6 +15,8 @@ from syncline.health import Readiness
 from syncline.settings import Settings
 
 if TYPE_CHECKING:
+    from syncline.apps.auth.session_guard import SessionGuard
+    from syncline.control.base import ControlBus
     from syncline.engine.base import ChannelLog
     from syncline.gateway.server import Gateway
 
@@ -34,6 +36,11 @@ class AppContext:
     # The running gateway and channel log (server API: presence, history, disconnect).
     gateway: Gateway | None = None
     engine: ChannelLog | None = None
+    # Commands to every process (revocations, disconnects); None: this process only.
+    control: ControlBus | None = None
+    # The process's one session-liveness cache, shared with the gateway; None: the auth
+    # service makes its own.
+    session_guard: SessionGuard | None = None
     # The server API's key; None turns the server API off.
     api_key: str | None = None
     node_id: str = field(default_factory=lambda: str(uuid.uuid4()))

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 import orjson
 
 # Tokens are short (a few hundred bytes); a megabyte "token" is an attack, not a credential.
 MAX_TOKEN_LENGTH = 8192
+# A session id is a UUID (36 characters); anything much longer is not one of ours.
+MAX_SESSION_ID_LENGTH = 64
 ALGORITHMS = ["HS256"]
 
 
@@ -29,6 +31,22 @@ class ConnectClaims:
     user: str
     expires_at: int | None  # Unix seconds; None: never
     info: bytes | None  # the `info` claim, encoded JSON (becomes conn_info)
+    # The `sid` claim: the sign-in session the token belongs to ("" for tokens without one).
+    session: str = ""
+
+
+class SessionCheck(Protocol):
+    """Whether a token's session is live (implemented by the auth application).
+
+    A token with a `sid` claim is only as good as its session: the gateway asks at connect,
+    refresh and before every command that reads or writes, and closes the connection when
+    the answer is no. Answers may be cached briefly; a revocation reaches every process over
+    the control bus at once.
+    """
+
+    async def token_session_expiry(self, user: str, session: str) -> int | None:
+        """The session's expiry in Unix seconds, or None when it is revoked or unknown."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +104,10 @@ class TokenVerifier:
         claims = self._decode(token)
         if "channel" in claims:
             raise TokenError("invalid token: a subscription token cannot connect")
-        return ConnectClaims(claims["sub"], self._expiry(claims), self._info(claims))
+        sid = claims.get("sid", "")
+        if not isinstance(sid, str) or len(sid) > MAX_SESSION_ID_LENGTH:
+            raise TokenError("invalid token: sid must be a short string")
+        return ConnectClaims(claims["sub"], self._expiry(claims), self._info(claims), sid)
 
     def subscription(self, token: str, *, channel: str, user: str, client: str) -> SubscribeClaims:
         """Claims of a subscription token for this channel, user and client; raises TokenError."""

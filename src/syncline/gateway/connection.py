@@ -49,6 +49,28 @@ MAX_PENDING_COMMANDS = 1024
 # After the server sends its close frame, how long the client has to read it: a client that
 # does not (a slow one, typically) is cut off, so its buffers and per-IP slot are released.
 CLOSE_GRACE_S = 3.0
+# The close reason (with 3500) when the token's sign-in session was revoked or has ended.
+SESSION_REVOKED_REASON = "session revoked"
+# What a session check returns when the gateway has no session checker: no limit.
+_NEVER = 2**62
+# Commands that read or write and so re-check the token's session (connect and refresh check
+# their own token; unsubscribe always succeeds; pong and send carry nothing to authorize).
+_SESSION_CHECKED = (
+    p.SubscribeCommand,
+    p.PublishCommand,
+    p.PresenceCommand,
+    p.PresenceStatsCommand,
+    p.HistoryCommand,
+    p.RpcCommand,
+    p.SubRefreshCommand,
+)
+
+
+def _earliest(expires_at: int | None, session_expiry: int) -> int | None:
+    """A connection lasts no longer than its token nor its session."""
+    if session_expiry >= _NEVER:
+        return expires_at
+    return session_expiry if expires_at is None else min(expires_at, session_expiry)
 
 
 @dataclass(slots=True, eq=False)
@@ -88,6 +110,7 @@ class Connection(WSListener):
         "next_ping_at",
         "opened_at",
         "ping_sent_at",
+        "session",
         "subs",
         "transport",
         "user",
@@ -99,6 +122,7 @@ class Connection(WSListener):
         self.ip = ""
         self.client = ""
         self.user = ""
+        self.session = ""  # the token's `sid`: its sign-in session, checked while connected
         self.conn_info: bytes | None = None
         self.connected = False
         self.closing = False
@@ -206,6 +230,13 @@ class Connection(WSListener):
             # Go closes a session that sends anything before a successful connect.
             self.close(DisconnectCode.BAD_REQUEST)
             return
+        # Every read and write goes through the session check, as REST requests do.
+        if (
+            self.session
+            and isinstance(command, _SESSION_CHECKED)
+            and await self._session_expiry(command.id) is None
+        ):
+            return
         if isinstance(command, p.SubscribeCommand):
             await self._subscribe(command)
         elif isinstance(command, p.UnsubscribeCommand):
@@ -219,7 +250,7 @@ class Connection(WSListener):
         elif isinstance(command, p.RpcCommand):
             await self._rpc(command)
         elif isinstance(command, p.RefreshCommand):
-            self._refresh(command)
+            await self._refresh(command)
         elif isinstance(command, p.SubRefreshCommand):
             self._sub_refresh(command)
         # SendCommand: no handler, no reply (the protocol's fire-and-forget message).
@@ -265,7 +296,7 @@ class Connection(WSListener):
     def _error(self, command_id: int, code: int, message: str | None = None) -> None:
         self.queue(wire.encode_error(command_id, code, message))
 
-    def close(self, code: int, *, flush: bool = True) -> None:
+    def close(self, code: int, *, flush: bool = True, reason: str | None = None) -> None:
         """Close with a protocol code and its plain-text reason (idempotent)."""
         if self.transport is None or self.closing:
             return
@@ -273,7 +304,8 @@ class Connection(WSListener):
             self.flush()
         self.closing = True
         self.closed_at = time.monotonic()
-        reason = DisconnectCode(code).reason
+        if reason is None:
+            reason = DisconnectCode(code).reason
         self.transport.send_close(WSCloseCode(code), reason.encode())
         self.transport.disconnect(graceful=True)
 
@@ -330,6 +362,12 @@ class Connection(WSListener):
                 self.close(DisconnectCode.INVALID_TOKEN)
                 return
             self.user, self.expires_at, self.conn_info = claims.user, claims.expires_at, claims.info
+            self.session = claims.session
+            if self.session:
+                session_expiry = await self._session_expiry(cmd.id)
+                if session_expiry is None:
+                    return
+                self.expires_at = _earliest(self.expires_at, session_expiry)
         elif not gw.settings.allow_anonymous:
             self._error(cmd.id, ErrorCode.UNAUTHORIZED)
             self.close(DisconnectCode.INVALID_TOKEN)
@@ -569,7 +607,7 @@ class Connection(WSListener):
             self._error(cmd.id, ErrorCode.NOT_AVAILABLE)
             return
         try:
-            data = await handler(RpcContext(self.user, self.client), cmd.data)
+            data = await handler(RpcContext(self.user, self.client, self.conn_info), cmd.data)
         except RpcError as err:
             self._error(cmd.id, err.code, err.message)
             return
@@ -579,7 +617,7 @@ class Connection(WSListener):
             return
         self._reply(cmd.id, "rpc", wire.rpc_result(data))
 
-    def _refresh(self, cmd: p.RefreshCommand) -> None:
+    async def _refresh(self, cmd: p.RefreshCommand) -> None:
         try:
             claims = self.gw.tokens.connection(cmd.token)
         except TokenError as err:
@@ -588,7 +626,16 @@ class Connection(WSListener):
         if claims.user != self.user:
             self.close(DisconnectCode.INVALID_TOKEN)
             return
-        self.expires_at = claims.expires_at
+        expires_at = claims.expires_at
+        # A refreshed token may belong to a new sign-in of the same user: it is the new
+        # token's session that must be live from now on.
+        self.session = claims.session
+        if self.session:
+            session_expiry = await self._session_expiry(cmd.id)
+            if session_expiry is None:
+                return
+            expires_at = _earliest(expires_at, session_expiry)
+        self.expires_at = expires_at
         ttl = self.gw.tokens.ttl(self.expires_at)
         self._reply(
             cmd.id, "refresh", wire.refresh_result(expires=self.expires_at is not None, ttl=ttl)
@@ -649,6 +696,30 @@ class Connection(WSListener):
             if self.ping_sent_at is None:
                 self.ping_sent_at = now
             self.queue(wire.PING)
+
+    async def _session_expiry(self, command_id: int) -> int | None:
+        """The session's expiry if it is live; else the connection is closed (3500) and None.
+
+        A failing check (database down) refuses the command with a temporary error instead:
+        a sign-in is not revoked because PostgreSQL restarts.
+        """
+        sessions = self.gw.sessions
+        if sessions is None:
+            return _NEVER
+        session = self.session
+        try:
+            expiry = await sessions.token_session_expiry(self.user, session)
+        except Exception as err:
+            log.warning("session check failed", client=self.client, error=str(err))
+            self._error(command_id, ErrorCode.INTERNAL)
+            return None
+        if self.closing:
+            return None
+        if expiry is None:
+            log.info("refused a revoked session", user=self.user, session=session, ip=self.ip)
+            self.close(DisconnectCode.INVALID_TOKEN, reason=SESSION_REVOKED_REASON)
+            return None
+        return expiry
 
     def revoke(self, channel: str) -> None:
         """Membership lost: the server unsubscribes the client (no automatic resubscribe)."""

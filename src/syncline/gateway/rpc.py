@@ -13,6 +13,9 @@ class RpcContext:
 
     user: str
     client: str
+    # The connection token's `info` claim (encoded JSON): what presence and pushes show of
+    # the caller, stamped by the server, never taken from the call's data.
+    conn_info: bytes | None = None
 
 
 class RpcError(Exception):

@@ -23,11 +23,13 @@ from picows import (
 from psycopg_pool import AsyncConnectionPool
 
 from syncline import metrics
+from syncline.control.base import ControlBus
 from syncline.core.codes import DisconnectCode
+from syncline.core.control import ControlCommand, DisconnectUser, SessionsRevoked, UnsubscribeUser
 from syncline.core.namespaces import Deny, Namespace, NamespaceRegistry, NeedsMembershipCheck
 from syncline.engine.base import ChannelLog
-from syncline.gateway.auth import TokenVerifier
-from syncline.gateway.connection import Connection
+from syncline.gateway.auth import SessionCheck, TokenVerifier
+from syncline.gateway.connection import SESSION_REVOKED_REASON, Connection
 from syncline.gateway.hub import Hub
 from syncline.gateway.presence import PresenceRegistry
 from syncline.gateway.rpc import RpcRegistry
@@ -59,6 +61,8 @@ class Gateway:
         *,
         rpc: RpcRegistry | None = None,
         allowed_origins: set[str] | None = None,
+        sessions: SessionCheck | None = None,
+        control: ControlBus | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -66,6 +70,9 @@ class Gateway:
         self.tokens = tokens
         self.pool = pool
         self.rpc = rpc or RpcRegistry()
+        # Checks the sign-in session behind tokens with a `sid`; None: such tokens are not
+        # checked (a gateway without the auth application).
+        self.sessions = sessions
         self.hub = Hub()
         self.presence = PresenceRegistry()
         self.connections: set[Connection] = set()
@@ -80,6 +87,7 @@ class Gateway:
         self._server: asyncio.Server | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._unsubscribe_fanout = engine.subscribe_fanout(self.hub)
+        self._unsubscribe_control = control.subscribe(self.on_control) if control else None
         self._namespaces: dict[str, Namespace | Deny] = {}
         self._membership_tables = {
             ns.name: {t.lower() for t in _TABLE_IN_QUERY.findall(ns.membership_query or "")}
@@ -111,6 +119,8 @@ class Gateway:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._ticker
         self._unsubscribe_fanout()
+        if self._unsubscribe_control is not None:
+            self._unsubscribe_control()
         if self._server is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), 5)
@@ -207,6 +217,39 @@ class Gateway:
     async def _recheck(self, channel: str) -> None:
         for conn in list(self.hub.channels.get(channel, {})):
             if not await conn.still_allowed(channel):
+                conn.revoke(channel)
+                conn.flush()
+
+    # -- control-bus commands (from any process) --------------------------------------------
+
+    def on_control(self, command: ControlCommand) -> None:
+        """Carry out a control-bus command for this process's connections."""
+        if isinstance(command, SessionsRevoked):
+            self.close_sessions(command.user, set(command.sessions))
+        elif isinstance(command, DisconnectUser):
+            self.disconnect_user(command.user, command.code, command.reason, command.client)
+        elif isinstance(command, UnsubscribeUser):
+            self.unsubscribe_user(command.user, command.channel, command.client)
+
+    def close_sessions(self, user: str, sessions: set[str]) -> None:
+        """Close (3500 "session revoked") every connection whose token is of these sessions,
+        including one whose connect is still being checked (its user and session are set
+        before the check, so it cannot slip through between the check and the revocation)."""
+        for conn in list(self.connections):
+            if conn.session in sessions and conn.user == user:
+                conn.close(DisconnectCode.INVALID_TOKEN, reason=SESSION_REVOKED_REASON)
+
+    def disconnect_user(self, user: str, code: int, reason: str = "", client: str = "") -> None:
+        if not reason:
+            known = code in DisconnectCode._value2member_map_
+            reason = DisconnectCode(code).reason if known else "force disconnect"
+        for conn in list(self.connections):
+            if conn.connected and conn.user == user and (not client or conn.client == client):
+                conn.close(code, reason=reason)
+
+    def unsubscribe_user(self, user: str, channel: str, client: str = "") -> None:
+        for conn in list(self.hub.channels.get(channel, {})):
+            if conn.user == user and (not client or conn.client == client):
                 conn.revoke(channel)
                 conn.flush()
 

@@ -27,7 +27,9 @@ from syncline.api.server_models import (
     PublishRequest,
     UnsubscribeRequest,
 )
-from syncline.core.codes import DisconnectCode
+from syncline.control.base import ControlBus
+from syncline.core.codes import DisconnectCode, check_close_reason
+from syncline.core.control import DisconnectUser, UnsubscribeUser
 from syncline.core.log import ClientInfo, LogError, StreamPosition
 from syncline.core.namespaces import Deny
 from syncline.gateway.server import Gateway
@@ -69,6 +71,12 @@ def _gateway(context: AppContext) -> Gateway:
     if context.gateway is None:
         raise ApiError(503, "unavailable", "the gateway is not running")
     return context.gateway
+
+
+def _control(context: AppContext) -> ControlBus:
+    if context.control is None:
+        raise ApiError(503, "unavailable", "the gateway is not running")
+    return context.control
 
 
 def _check_channel(gateway: Gateway, channel: str) -> None:
@@ -165,23 +173,24 @@ async def channels(body: ChannelsRequest, context: Context) -> Response:
 
 @router.post("/unsubscribe", summary="Unsubscribe a user's clients from a channel")
 async def unsubscribe(body: UnsubscribeRequest, context: Context) -> Response:
-    gateway = _gateway(context)
-    for conn in list(gateway.hub.channels.get(body.channel, {})):
-        if conn.user == body.user and (not body.client or conn.client == body.client):
-            conn.revoke(body.channel)
-            conn.flush()
+    # Over the control bus: every process unsubscribes its own connections of the user.
+    await _control(context).publish(UnsubscribeUser(body.user, body.channel, body.client or ""))
     return _reply({})
 
 
 @router.post("/disconnect", summary="Close every connection of a user (or one client)")
 async def disconnect(body: DisconnectRequest, context: Context) -> Response:
-    gateway = _gateway(context)
     code = (
         DisconnectCode(body.disconnect.code) if body.disconnect else DisconnectCode.FORCE_DISCONNECT
     )
-    for conn in list(gateway.connections):
-        if conn.user == body.user and (not body.client or conn.client == body.client):
-            conn.close(code)
+    reason = body.disconnect.reason if body.disconnect else ""
+    if reason:
+        try:
+            check_close_reason(reason)
+        except ValueError as err:
+            raise ApiError(422, "invalid_input", f"disconnect.reason: {err}") from None
+    command = DisconnectUser(body.user, int(code), reason, body.client or "")
+    await _control(context).publish(command)
     return _reply({})
 
 

@@ -28,7 +28,10 @@ from syncline.apps.auth.refresh import (
     new_token,
     token_hash,
 )
+from syncline.apps.auth.session_guard import SessionGuard
 from syncline.apps.auth.tokens import issue_access_token
+from syncline.control.base import ControlBus
+from syncline.core.control import MAX_SESSIONS_PER_COMMAND, SessionsRevoked
 from syncline.logs import get_logger
 from syncline.settings import Settings
 
@@ -81,6 +84,8 @@ class Issued:
     refresh_token: str
     session_id: uuid.UUID
     user: UserRecord
+    # Sessions revoked to make room for this one (past MAX_ACTIVE_SESSIONS).
+    evicted: tuple[uuid.UUID, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,18 +114,6 @@ def _taken(err: errors.UniqueViolation) -> ApiError:
     return ApiError(409, "email_taken", "an account with this email address exists")
 
 
-async def session_is_live(pool: AsyncConnectionPool, session_id: uuid.UUID, user_id: int) -> bool:
-    """True while the session is neither revoked nor expired (one primary-key probe)."""
-    async with pool.connection() as conn:
-        cur = await conn.execute(
-            "SELECT revoked_at IS NULL AND expires_at > now() FROM auth_sessions"
-            " WHERE id = %s AND user_id = %s",
-            (session_id, user_id),
-        )
-        row = await cur.fetchone()
-    return bool(row and row[0])
-
-
 class AuthService:
     """Every account operation, over the shared connection pool."""
 
@@ -134,6 +127,8 @@ class AuthService:
         limiter: RateLimiter | None = None,
         mailer: Mailer | None = None,
         hasher: AsyncHasher | None = None,
+        guard: SessionGuard | None = None,
+        control: ControlBus | None = None,
     ) -> None:
         self._pool = pool
         self._secret = jwt_secret
@@ -141,7 +136,26 @@ class AuthService:
         self.limiter = limiter if limiter is not None else RateLimiter(settings)
         self.mailer = mailer if mailer is not None else Mailer(pool, settings)
         self._hasher = hasher if hasher is not None else AsyncHasher()
-        self.live_sessions = LiveSessionCache(settings.session_check_ttl)
+        self.guard = (
+            guard
+            if guard is not None
+            else SessionGuard(pool, LiveSessionCache(settings.session_check_ttl))
+        )
+        self.live_sessions = self.guard.cache
+        self._control = control
+
+    async def _revoked(
+        self, user_id: int, sessions: list[uuid.UUID] | tuple[uuid.UUID, ...]
+    ) -> None:
+        """After a revocation committed: forget live answers here, and tell every process
+        (theirs too, and their gateways close the sessions' connections)."""
+        self.live_sessions.revoked()
+        if self._control is None or not sessions:
+            return
+        ids = [str(s) for s in sessions]
+        for start in range(0, len(ids), MAX_SESSIONS_PER_COMMAND):
+            chunk = tuple(ids[start : start + MAX_SESSIONS_PER_COMMAND])
+            await self._control.publish(SessionsRevoked(str(user_id), chunk))
 
     # -- registration and sign-in -------------------------------------------------------------
 
@@ -182,6 +196,7 @@ class AuthService:
                 mail_id, mail = await self._verification_mail(conn, user)
         except errors.UniqueViolation as err:
             raise _taken(err) from None
+        await self._revoked(user.id, issued.evicted)
         self.mailer.deliver_soon(mail_id, mail)
         log.info("account registered", user_id=user.id, username=user.username)
         return issued
@@ -209,7 +224,10 @@ class AuthService:
                 await conn.execute(
                     "UPDATE users SET password_hash = %s WHERE id = %s", (new_hash, user.id)
                 )
-            return await self._start_session(conn, user, client)
+            issued = await self._start_session(conn, user, client)
+        if issued.evicted:
+            await self._revoked(user.id, issued.evicted)
+        return issued
 
     async def _start_session(
         self, conn: AsyncConnection[Any], user: UserRecord, client: ClientInfo
@@ -232,18 +250,19 @@ class AuthService:
             (token_hash(refresh), session_id),
         )
         await conn.execute("UPDATE users SET last_seen_at = now() WHERE id = %s", (user.id,))
-        await conn.execute(
+        cur = await conn.execute(
             "UPDATE auth_sessions SET revoked_at = now() WHERE id IN ("
             " SELECT id FROM auth_sessions WHERE user_id = %s AND revoked_at IS NULL"
-            " ORDER BY last_used_at DESC OFFSET %s)",
+            " ORDER BY last_used_at DESC OFFSET %s) RETURNING id",
             (user.id, MAX_ACTIVE_SESSIONS),
         )
+        evicted = tuple(row[0] for row in await cur.fetchall())
         await conn.execute(
             "DELETE FROM auth_sessions WHERE user_id = %s"
             " AND (revoked_at < now() - %s OR expires_at < now() - %s)",
             (user.id, DEAD_SESSION_RETENTION, DEAD_SESSION_RETENTION),
         )
-        return Issued(self._access_token(user, session_id), refresh, session_id, user)
+        return Issued(self._access_token(user, session_id), refresh, session_id, user, evicted)
 
     def _access_token(self, user: UserRecord, session_id: uuid.UUID) -> str:
         return issue_access_token(
@@ -306,7 +325,8 @@ class AuthService:
                     ip=client.ip,
                 )
         if outcome is RefreshOutcome.REUSED:
-            self.live_sessions.revoked()
+            assert row is not None
+            await self._revoked(row["user_id"], (row["session_id"],))
         messages = {
             RefreshOutcome.UNKNOWN: "unknown refresh token",
             RefreshOutcome.REUSED: "this refresh token was already used; the session is revoked",
@@ -352,14 +372,7 @@ class AuthService:
     async def session_is_live(self, session_id: uuid.UUID, user_id: int) -> bool:
         """True while the session is neither revoked nor expired; cached briefly (see
         live_sessions) because every authenticated request asks."""
-        cache = self.live_sessions
-        if cache.is_live(session_id, user_id):
-            return True
-        generation = cache.generation
-        live = await session_is_live(self._pool, session_id, user_id)
-        if live:
-            cache.remember(session_id, user_id, generation)
-        return live
+        return await self.guard.is_live(session_id, user_id)
 
     async def logout(self, user_id: int, session_id: uuid.UUID) -> None:
         """Revoke the caller's session (its access token stops working at once)."""
@@ -386,7 +399,7 @@ class AuthService:
                 " WHERE id = %s AND user_id = %s",
                 (session_id, user_id),
             )
-        self.live_sessions.revoked()
+        await self._revoked(user_id, (session_id,) if cur.rowcount == 1 else ())
         return cur.rowcount == 1
 
     # -- passwords ------------------------------------------------------------------------------
@@ -419,13 +432,14 @@ class AuthService:
                 "UPDATE users SET password_hash = %s, updated_at = now() WHERE id = %s",
                 (new_hash, user_id),
             )
-            await conn.execute(
+            cur = await conn.execute(
                 "UPDATE auth_sessions SET revoked_at = now()"
-                " WHERE user_id = %s AND id <> %s AND revoked_at IS NULL",
+                " WHERE user_id = %s AND id <> %s AND revoked_at IS NULL RETURNING id",
                 (user_id, session_id),
             )
+            others = [row[0] for row in await cur.fetchall()]
             await self._spend_email_tokens(conn, user_id, "reset_password")
-        self.live_sessions.revoked()
+        await self._revoked(user_id, others)
         log.info("password changed", user_id=user_id)
 
     async def request_password_reset(self, email: str, client: ClientInfo) -> None:
@@ -481,12 +495,13 @@ class AuthService:
             )
             user_row = await users.fetchone()
             assert user_row is not None
-            await conn.execute(
+            cur = await conn.execute(
                 "UPDATE auth_sessions SET revoked_at = now()"
-                " WHERE user_id = %s AND revoked_at IS NULL",
+                " WHERE user_id = %s AND revoked_at IS NULL RETURNING id",
                 (user_id,),
             )
-        self.live_sessions.revoked()
+            revoked = [row[0] for row in await cur.fetchall()]
+        await self._revoked(user_id, revoked)
         log.info("password reset", user_id=user_id)
         return _user(user_row)
 

@@ -14,6 +14,8 @@ from syncline.apps.chat.presence import user_id_of
 from syncline.apps.chat.service import ChatService
 from syncline.apps.chat.typing import TypingLimiter, typing_channel
 from syncline.apps.errors import AppError
+from syncline.apps.inputs import describe
+from syncline.core.codes import ErrorCode
 from syncline.core.log import ClientInfo
 from syncline.core.namespaces import Deny
 from syncline.gateway.rpc import RpcContext, RpcError, RpcRegistry
@@ -32,13 +34,13 @@ def _fail(err: AppError) -> RpcError:
 
 
 def _parse(model: type[M], data: Any) -> M:
+    # Malformed arguments are the protocol's 107 bad request (the SDKs know it), with the
+    # REST code and the field in the message; not an application error code.
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = ".".join(str(p) for p in first["loc"])
-        detail = f"{where}: {first['msg']}" if where else str(first["msg"])
-        raise RpcError(400, f"invalid_input: {detail}") from None
+        detail = describe(exc.errors(include_url=False)[0])
+        raise RpcError(ErrorCode.BAD_REQUEST, f"invalid_input: {detail}") from None
 
 
 def _caller(ctx: RpcContext) -> int:
@@ -100,7 +102,7 @@ def register_chat_rpc(
         event = {"type": "typing", "user_id": user_id, "username": username}
         # The same road as a client's publish into a typing channel: fanned out to the
         # room's typing subscribers, no offset, no history, nothing in PostgreSQL.
-        info = ClientInfo(ctx.user, ctx.client)
+        info = ClientInfo(ctx.user, ctx.client, ctx.conn_info)
         await gateway.engine.publish_ephemeral(channel, orjson.dumps(event), info)
         return {}
 

@@ -32,17 +32,17 @@ export class TypingTracker {
   }
 
   /**
-   * A publication of typing:{room_id}: the RPC's {type: 'typing', user_id, username}, or a
-   * client publication {typing: true|false} whose sender is in `info`.
+   * A publication of typing:{room_id}: the RPC's {type: 'typing', …}, or a client publication
+   * {typing: true|false}. Who is typing comes only from `info`, which the server stamps from
+   * the sender's token: a member can put any user_id or name in `data`, never in `info`.
    */
   note(pub) {
     const data = pub.data ?? {};
-    const userId = Number(data.user_id ?? pub.info?.user);
+    const userId = Number(pub.info?.user);
     if (!userId || userId === this.me) return;
     const known = directory.lookup(userId);
     const name =
       (known && displayName(known)) ||
-      data.username ||
       pub.info?.conn_info?.display_name ||
       pub.info?.conn_info?.username ||
       'Someone';

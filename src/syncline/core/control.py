@@ -1,0 +1,118 @@
+"""Control-bus commands between Syncline processes, and their one wire format.
+
+A command is an instruction that every process with connections must carry out for its own
+clients: a session was revoked, a user is to be disconnected or unsubscribed. The same bytes
+travel over the in-process bus and over Redis pub/sub, so a command is encoded and decoded
+here only (sans-I/O, as Synapse's replication commands are). Unknown kinds are refused on
+decode, never guessed at: a newer node's command is dropped with a clear error by an older one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+# Bounds on what one command may carry: a user has at most a few hundred live sessions, and a
+# command that names more is a bug, not a revocation to carry out partly.
+MAX_SESSIONS_PER_COMMAND = 1000
+MAX_FIELD_LENGTH = 1024
+
+
+class ControlDecodeError(ValueError):
+    """Bytes that are not a command this version understands."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionsRevoked:
+    """Sessions of ``user`` were revoked (committed): refuse them, close their connections."""
+
+    user: str
+    sessions: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DisconnectUser:
+    """Close the connections of ``user`` (only ``client`` when set) with ``code``."""
+
+    user: str
+    code: int
+    reason: str = ""
+    client: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class UnsubscribeUser:
+    """Unsubscribe the connections of ``user`` (only ``client`` when set) from ``channel``."""
+
+    user: str
+    channel: str
+    client: str = ""
+
+
+ControlCommand = SessionsRevoked | DisconnectUser | UnsubscribeUser
+
+_KINDS: dict[type[Any], str] = {
+    SessionsRevoked: "sessions_revoked",
+    DisconnectUser: "disconnect",
+    UnsubscribeUser: "unsubscribe",
+}
+
+
+def encode(command: ControlCommand) -> bytes:
+    """One command as compact JSON: ``{"kind": …, …fields}``."""
+    if isinstance(command, SessionsRevoked):
+        body: dict[str, Any] = {"user": command.user, "sessions": list(command.sessions)}
+    elif isinstance(command, DisconnectUser):
+        body = {
+            "user": command.user,
+            "code": command.code,
+            "reason": command.reason,
+            "client": command.client,
+        }
+    else:
+        body = {"user": command.user, "channel": command.channel, "client": command.client}
+    return orjson.dumps({"kind": _KINDS[type(command)], **body})
+
+
+def _text(body: dict[str, Any], key: str, *, required: bool = True) -> str:
+    value = body.get(key, None if required else "")
+    if not isinstance(value, str) or len(value) > MAX_FIELD_LENGTH:
+        raise ControlDecodeError(f"{key} must be a string of at most {MAX_FIELD_LENGTH} chars")
+    return value
+
+
+def decode(data: bytes) -> ControlCommand:
+    """The command ``data`` encodes; raises ControlDecodeError for anything else."""
+    try:
+        body = orjson.loads(data)
+    except orjson.JSONDecodeError as err:
+        raise ControlDecodeError(f"not JSON: {err}") from None
+    if not isinstance(body, dict):
+        raise ControlDecodeError("a command is a JSON object")
+    kind = body.get("kind")
+    if kind == "sessions_revoked":
+        sessions = body.get("sessions")
+        if (
+            not isinstance(sessions, list)
+            or len(sessions) > MAX_SESSIONS_PER_COMMAND
+            or not all(isinstance(s, str) and len(s) <= MAX_FIELD_LENGTH for s in sessions)
+        ):
+            raise ControlDecodeError("sessions must be a list of strings")
+        return SessionsRevoked(_text(body, "user"), tuple(sessions))
+    if kind == "disconnect":
+        code = body.get("code")
+        if not isinstance(code, int) or isinstance(code, bool) or not 3000 <= code < 5000:
+            raise ControlDecodeError("code must be an integer in 3000-4999")
+        return DisconnectUser(
+            _text(body, "user"),
+            code,
+            _text(body, "reason", required=False),
+            _text(body, "client", required=False),
+        )
+    if kind == "unsubscribe":
+        return UnsubscribeUser(
+            _text(body, "user"), _text(body, "channel"), _text(body, "client", required=False)
+        )
+    raise ControlDecodeError(f"unknown command kind {kind!r}")
