@@ -1,0 +1,57 @@
+"""The control-bus wire format: every command round-trips; anything else is refused."""
+
+from __future__ import annotations
+
+import pytest
+
+from syncline.core import control
+from syncline.core.control import (
+    MAX_SESSIONS_PER_COMMAND,
+    ControlDecodeError,
+    DisconnectUser,
+    SessionsRevoked,
+    UnsubscribeUser,
+)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        SessionsRevoked("7", ("0b1c2d3e-0000-4000-8000-000000000000",)),
+        SessionsRevoked("7", ()),
+        DisconnectUser("7", 3503, "force disconnect", "client-1"),
+        DisconnectUser("", 4000),
+        UnsubscribeUser("7", "room:1", ""),
+        UnsubscribeUser("ü", "chat:ö", "c"),
+    ],
+)
+def test_every_command_round_trips(command: control.ControlCommand) -> None:
+    assert control.decode(control.encode(command)) == command
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"[]",
+        b"not json",
+        b'{"kind": "reboot"}',
+        b'{"kind": "sessions_revoked", "user": "7"}',
+        b'{"kind": "sessions_revoked", "user": "7", "sessions": [1]}',
+        b'{"kind": "sessions_revoked", "user": 7, "sessions": []}',
+        b'{"kind": "disconnect", "user": "7", "code": 1000}',
+        b'{"kind": "disconnect", "user": "7", "code": true}',
+        b'{"kind": "disconnect", "user": "7", "code": "3503"}',
+        b'{"kind": "unsubscribe", "user": "7"}',
+        b'{"kind": "unsubscribe", "user": "7", "channel": "' + b"x" * 2000 + b'"}',
+    ],
+)
+def test_anything_else_is_refused(data: bytes) -> None:
+    with pytest.raises(ControlDecodeError):
+        control.decode(data)
+
+
+def test_a_command_naming_too_many_sessions_is_refused() -> None:
+    many = SessionsRevoked("7", tuple(str(i) for i in range(MAX_SESSIONS_PER_COMMAND + 1)))
+    with pytest.raises(ControlDecodeError):
+        control.decode(control.encode(many))
