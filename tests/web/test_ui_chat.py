@@ -4,10 +4,15 @@ messages are edited and deleted, groups and direct rooms are made, joined and le
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
+import secrets
 
+import websockets
 from playwright.async_api import Page, expect
 
+from helpers.accounts import register_user
 from helpers.live_server import LiveServer
 from web.ui import Pages, api, messages_with, wait_connected
 
@@ -261,3 +266,35 @@ async def test_a_dropped_connection_shows_reconnecting_and_misses_nothing(
     assert "reconnecting" in statuses
     assert statuses[-1] == "connected"
     await expect(ann.get_by_test_id("connection-status")).to_have_text("Connected")
+
+
+async def test_a_member_cannot_show_someone_else_as_typing(pages: Pages) -> None:
+    """Who is typing comes from the server-stamped `info`, never from a publication's data."""
+    ann, ann_pair = await pages.signed_in("ann")
+    ben, _ = await pages.signed_in("ben")
+    room = await general_id(ben)
+    carl = await register_user(
+        pages.server.http_url, f"carl_{secrets.token_hex(3)}", display_name="Carl"
+    )
+    async with websockets.connect(pages.server.ws_url) as ws:
+        await ws.send(json.dumps({"id": 1, "connect": {"token": carl["access_token"]}}))
+        await ws.send(json.dumps({"id": 2, "subscribe": {"channel": f"typing:{room}"}}))
+        forged = {
+            "type": "typing",
+            "user_id": ann_pair["user"]["id"],
+            "username": ann_pair["user"]["username"],
+            "typing": True,
+        }
+        await ws.send(
+            json.dumps({"id": 3, "publish": {"channel": f"typing:{room}", "data": forged}})
+        )
+        replies: dict[int, dict[str, object]] = {}
+        while 3 not in replies:
+            for line in str(await asyncio.wait_for(ws.recv(), 5)).split("\n"):
+                reply = json.loads(line)
+                if "id" in reply:
+                    replies[reply["id"]] = reply
+        assert "error" not in replies[3], replies[3]
+        # Ben sees the publisher, Carl, as typing: never Ann, whom the data names.
+        await expect(ben.get_by_test_id("typing-indicator")).to_have_text("Carl is typing…")
+    await expect(ann.get_by_test_id("typing-indicator")).not_to_have_text("Ann is typing…")
