@@ -21,6 +21,8 @@ from syncline.capture.pipeline import Pipeline
 from syncline.capture.service import CaptureService
 from syncline.control.memory import MemoryControlBus
 from syncline.db.head import HEAD_REVISION
+from syncline.db.pool import make_pool
+from syncline.db.supervisor import PostgresSupervisor
 from syncline.engine.memory import MemoryEngine
 from syncline.errors import SynclineError
 from syncline.gateway.auth import TokenVerifier
@@ -29,12 +31,16 @@ from syncline.gateway.server import Gateway
 from syncline.health import Readiness
 from syncline.logs import get_logger
 from syncline.settings import Settings
+from syncline.shutdown import Deadline
 from syncline.sync_config import build_sync_config
 
 log = get_logger(__name__)
 
 # How long a new pool may take to hand out its first connection before start-up fails.
 POOL_OPEN_TIMEOUT_S = 10.0
+# Of shutdown_timeout, what draining HTTP requests may not use: capture, the engine and the
+# pool close after it (at most a quarter of the whole).
+CLOSE_RESERVE_S = 1.0
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -121,9 +127,15 @@ class Runtime:
         self._stop.set()
 
     async def run(
-        self, database_url: str, on_ready: Callable[[Endpoints], None] | None = None
+        self,
+        database_url: str,
+        on_ready: Callable[[Endpoints], None] | None = None,
+        *,
+        supervisor: PostgresSupervisor | None = None,
     ) -> None:
-        """Run until SIGINT/SIGTERM or request_stop(), then drain and close everything."""
+        """Run until SIGINT/SIGTERM or request_stop(), then drain and close everything
+        within shutdown_timeout. With a `supervisor` (embedded PostgreSQL), run it too, and
+        stop with its error if it gives up on the server."""
         endpoints = self.bind()
         assert self._http_socket is not None
         loop = asyncio.get_running_loop()
@@ -131,13 +143,7 @@ class Runtime:
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
 
-        pool = AsyncConnectionPool(
-            database_url,
-            min_size=1,
-            max_size=self.settings.db_pool_size,
-            open=False,
-            kwargs={"autocommit": True},
-        )
+        pool = make_pool(database_url, self.settings.db_pool_size)
         try:
             await pool.open(wait=True, timeout=POOL_OPEN_TIMEOUT_S)
         except Exception as err:
@@ -186,6 +192,17 @@ class Runtime:
             return capture.problem()
 
         self.readiness.add("capture", capture_check)
+        watched: asyncio.Task[None] | None = None
+        if supervisor is not None:
+            # Back from a restart: capture reconnects now rather than after its backoff.
+            supervisor.on_restart(capture.retry_now)
+            watched = asyncio.create_task(supervisor.run(), name="postgres-supervisor")
+            sup = supervisor
+
+            async def postgres_check() -> str | None:
+                return sup.problem()
+
+            self.readiness.add("postgres", postgres_check)
 
         context = AppContext(
             settings=self.settings,
@@ -200,13 +217,19 @@ class Runtime:
             control=self.control,
             session_guard=session_guard,
         )
+        reserve = min(CLOSE_RESERVE_S, self.settings.shutdown_timeout / 4)
         config = uvicorn.Config(
             create_app(context),
             log_config=None,
             access_log=False,
             lifespan="off",
-            timeout_graceful_shutdown=int(self.settings.shutdown_timeout),
+            timeout_graceful_shutdown=max(1, int(self.settings.shutdown_timeout - reserve)),
             server_header=False,
+            # uvicorn would believe X-Forwarded-For from loopback by default: then anything on
+            # the machine could pick the address the per-IP limits count. Only configured
+            # proxies are believed.
+            proxy_headers=bool(self.settings.trusted_proxies),
+            forwarded_allow_ips=list(self.settings.trusted_proxies),
         )
         server = _Server(config)
         serve = asyncio.create_task(server.serve(sockets=[self._http_socket]))
@@ -219,26 +242,33 @@ class Runtime:
             if on_ready is not None:
                 on_ready(endpoints)
             stop = asyncio.create_task(self._stop.wait())
-            await asyncio.wait({serve, stop}, return_when=asyncio.FIRST_COMPLETED)
+            waits = {serve, stop} if watched is None else {serve, stop, watched}
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
             stop.cancel()
             log.info("shutting down")
         finally:
-            await gateway.stop()
+            # Every step gets what is left of shutdown_timeout, whatever the database does.
+            deadline = Deadline(self.settings.shutdown_timeout)
+            await deadline.step("gateway", gateway.stop())
             server.should_exit = True
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(serve, self.settings.shutdown_timeout + 1)
-            capture_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await capture_task
-            await self.engine.close()
+            await deadline.finish("http", serve, reserve=reserve)
+            await deadline.cancel("capture", capture_task)
+            if watched is not None and not watched.done():
+                await deadline.cancel("postgres supervisor", watched)
+            await deadline.step("engine", self.engine.close())
             unsubscribe_guard()
-            await self.control.close()
-            await chat.close()
-            await pool.close()
+            await deadline.step("control", self.control.close())
+            await deadline.step("chat", chat.close())
+            self.readiness.close()
+            await deadline.step("pool", pool.close(timeout=deadline.remaining()))
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
             log.info("stopped")
+        if watched is not None and watched.done() and not watched.cancelled():
+            error = watched.exception()
+            if error is not None:
+                raise error
 
     def _add_database_checks(self, pool: AsyncConnectionPool) -> None:
         head = HEAD_REVISION

@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(10, ge=1, le=200)
     shutdown_timeout: float = Field(10.0, gt=0, le=300, description="seconds to drain on stop")
     cors_origins: list[str] = Field(default_factory=list)
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For"
+        " is believed; none by default, so no local process can pose as another client",
+    )
     allow_anonymous: bool = Field(False, description="accept connections without a token")
     personal_channel: str = Field(
         "user:{sub}", description="server-side subscription of every connection ('' for none)"

@@ -51,6 +51,7 @@ async def limited_server(schema_url: str) -> AsyncIterator[LiveServer]:
         schema_url,
         rate_limit_login_ip="2/minute",
         public_url="https://chat.example.test/",
+        trusted_proxies=["127.0.0.1"],
     )
     try:
         yield server
@@ -65,7 +66,7 @@ async def test_proxy_forwarded_addresses_and_public_links(limited_server: LiveSe
     async with httpx.AsyncClient(base_url=limited_server.http_url) as client:
 
         async def attempt(ip: str) -> int:
-            # uvicorn trusts X-Forwarded-For from loopback (a local reverse proxy).
+            # This server trusts X-Forwarded-For from loopback (a local reverse proxy).
             response = await client.post(
                 "/api/auth/login", json=body, headers={"X-Forwarded-For": ip}
             )
@@ -84,3 +85,27 @@ async def test_proxy_forwarded_addresses_and_public_links(limited_server: LiveSe
         row = await cur.fetchone()
     assert row is not None
     assert "https://chat.example.test/#/reset?token=" in row[0]
+
+
+async def test_forwarded_addresses_are_ignored_unless_the_proxy_is_trusted(
+    schema_url: str,
+) -> None:
+    """By default no proxy is trusted: a local process cannot choose the address its login
+    attempts are counted under."""
+    server = await start_live_server(schema_url, rate_limit_login_ip="2/minute")
+    try:
+        username = f"noprox{secrets.token_hex(3)}"
+        await register_user(server.http_url, username)
+        body = {"username": username, "password": "wrong-password-1"}
+        async with httpx.AsyncClient(base_url=server.http_url) as client:
+            codes = [
+                (
+                    await client.post(
+                        "/api/auth/login", json=body, headers={"X-Forwarded-For": f"203.0.113.{i}"}
+                    )
+                ).status_code
+                for i in range(3)
+            ]
+        assert codes == [401, 401, 429]
+    finally:
+        await stop_live_server(server)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import websockets
 from centrifuge import (
     Client,
     ClientEventHandler,
@@ -225,15 +227,25 @@ async def test_an_expiring_token_is_refreshed(live_server: LiveServer) -> None:
 async def test_an_expired_token_at_connect_makes_the_sdk_fetch_a_new_one(
     live_server: LiveServer,
 ) -> None:
-    tokens = [live_server.token("4", ttl=-10), live_server.token("4")]
+    expired, fresh = live_server.token("4", ttl=-10), live_server.token("4")
+    handed_out: list[str] = []
 
     async def get_token() -> str:
-        return tokens.pop(0) if len(tokens) > 1 else tokens[0]
+        token = expired if not handed_out else fresh
+        handed_out.append(token)
+        return token
 
     client = Client(live_server.ws_url, get_token=get_token)
     await client.connect()
     await client.ready(timeout=5)
+    # The expired token was refused (error 109, "token expired"): the SDK asked for another
+    # one and connected with it, not with the first.
+    assert handed_out == [expired, fresh]
     await client.disconnect()
+    async with websockets.connect(live_server.ws_url) as ws:
+        await ws.send(json.dumps({"id": 1, "connect": {"token": expired}}))
+        reply = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    assert reply == {"id": 1, "error": {"code": 109, "message": "token expired"}}
 
 
 async def test_a_channel_the_user_may_not_see_is_refused(live_server: LiveServer) -> None:

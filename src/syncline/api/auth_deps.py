@@ -72,9 +72,10 @@ Auth = Annotated[AuthService, Depends(get_auth)]
 def client_info(request: Request) -> ClientInfo:
     """The caller's address and user agent.
 
-    The address is the TCP peer's, or X-Forwarded-For's when the peer is a trusted proxy:
-    uvicorn trusts loopback by default, other proxies are listed in FORWARDED_ALLOW_IPS.
-    Without that, behind a remote proxy every client would share the proxy's rate limits.
+    The address is the TCP peer's, or X-Forwarded-For's when the peer is one of the
+    `trusted_proxies` (none by default). Behind a proxy that is not listed, every client
+    shares the proxy's rate limits; with loopback trusted by default, any local process could
+    choose the address it is counted under.
     """
     host = request.client.host if request.client else ""
     return ClientInfo(ip=host, user_agent=request.headers.get("user-agent", "")[:MAX_USER_AGENT])
