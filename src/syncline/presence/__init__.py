@@ -1,0 +1,1 @@
+"""Presence: who is in a channel, across every Syncline process (memory or Redis)."""
