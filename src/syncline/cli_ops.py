@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from syncline.apps.sync import app_rules
 from syncline.capture import setup
 from syncline.capture.choose import ServerCapabilities, capabilities, choose
 from syncline.capture.service import LEADER_LOCK_KEY
@@ -36,7 +37,6 @@ from syncline.core.rules import (
     ALL_COLUMNS,
     ReplicaIdentity,
     Rule,
-    default_rules,
     required_replica_identity,
 )
 from syncline.db.embedded import EmbeddedPostgres, ServerInfo
@@ -320,7 +320,7 @@ def sync_list(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     def body() -> None:
         settings = _settings(config)
         rules = list(_sync_config(settings).rules.rules)
-        n_defaults = len(default_rules())
+        n_defaults = len(app_rules())
         url = _running_url(settings)
         mode, states, note = None, None, None
         if url is None:

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
+from syncline.apps.sync import app_namespaces, app_rules
 from syncline.core import namespaces as ns
-from syncline.core.rules import RuleSet, default_rules, load_rules
+from syncline.core.rules import RuleSet, load_rules
 from syncline.errors import ConfigError
 from syncline.settings import Settings
 
@@ -23,8 +24,8 @@ class SyncConfig:
 def build_sync_config(settings: Settings) -> SyncConfig:
     """Defaults plus the configured namespaces and rules; one clear error if they are invalid."""
     try:
-        registry = ns.load_namespaces(settings.namespaces)
-        rules = [*default_rules(), *load_rules(settings.rules)]
+        registry = ns.load_namespaces(settings.namespaces, defaults=app_namespaces())
+        rules = [*app_rules(), *load_rules(settings.rules)]
         return SyncConfig(registry, RuleSet(rules, registry))
     except (ns.ConfigError, ValueError, ValidationError) as err:
         text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())

@@ -9,12 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from syncline.apps.chat.sync import ROOM_MEMBERSHIP_QUERY
+from syncline.apps.sync import app_namespaces
 from syncline.core.codes import ErrorCode
 from syncline.core.namespaces import (
     ALLOW,
     NEEDS_TOKEN,
     PARAM_CHARS,
-    ROOM_MEMBERSHIP_QUERY,
     Action,
     ChannelTemplate,
     ConfigError,
@@ -25,11 +26,11 @@ from syncline.core.namespaces import (
     NeedsMembershipCheck,
     authorize,
     authorize_subscribe,
-    default_namespaces,
     load_namespaces,
 )
 
-REGISTRY = load_namespaces({})
+# The chat's and the orders dashboard's namespaces are plain data the core is tested with.
+REGISTRY = load_namespaces({}, defaults=app_namespaces())
 
 
 def ns(name: str = "", **options: Any) -> Namespace:
@@ -38,7 +39,7 @@ def ns(name: str = "", **options: Any) -> Namespace:
 
 def config_problems(config: dict[str, Any]) -> str:
     with pytest.raises(ConfigError) as info:
-        load_namespaces(config, include_defaults=False)
+        load_namespaces(config)
     return str(info.value)
 
 
@@ -214,7 +215,7 @@ def test_every_problem_is_reported_at_once() -> None:
 
 
 def test_default_namespaces_serve_the_chat_and_the_orders_dashboard() -> None:
-    by_name = {n.name: n for n in default_namespaces()}
+    by_name = {n.name: n for n in app_namespaces()}
     assert set(by_name) == {"", "room", "user", "typing"}
     default, room, user, typing = by_name[""], by_name["room"], by_name["user"], by_name["typing"]
     assert (default.subscribe, default.history_size, default.history_ttl) == (
@@ -232,13 +233,15 @@ def test_default_namespaces_serve_the_chat_and_the_orders_dashboard() -> None:
 
 
 def test_configured_namespace_replaces_the_builtin_one_whole() -> None:
-    registry = load_namespaces({"room": {"subscribe": "public"}, "news": {}})
+    registry = load_namespaces(
+        {"room": {"subscribe": "public"}, "news": {}}, defaults=app_namespaces()
+    )
     room = registry.get("room")
     assert room is not None
     assert room.subscribe == "public"
     assert room.history_size == 0
     assert {n.name for n in registry} == {"", "room", "user", "typing", "news"}
-    alone = load_namespaces({"news": {}}, include_defaults=False)
+    alone = load_namespaces({"news": {}})
     assert [n.name for n in alone] == ["news"]
     assert alone.resolve("orders") == Deny(
         ErrorCode.UNKNOWN_CHANNEL, "no default namespace is configured"

@@ -8,18 +8,19 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from syncline.apps.chat.sync import MESSAGE_COLUMNS
+from syncline.apps.sync import app_namespaces
+from syncline.apps.sync import app_rules as default_rules
 from syncline.core.changes import Change, CommitPosition, Lsn, Op, Row
 from syncline.core.namespaces import PARAM_CHARS, ConfigError, load_namespaces
 from syncline.core.rules import (
     DENIED_COLUMNS,
-    MESSAGE_COLUMNS,
     ReplicaIdentity,
     Routed,
     RoutingError,
     RoutingReason,
     Rule,
     RuleSet,
-    default_rules,
     format_commit_time,
     load_rules,
     required_replica_identity,
@@ -27,7 +28,8 @@ from syncline.core.rules import (
     validate_rules,
 )
 
-REGISTRY = load_namespaces({})
+# The applications' namespaces and rules are plain data the core is tested with.
+REGISTRY = load_namespaces({}, defaults=app_namespaces())
 DEFAULTS = RuleSet(default_rules(), REGISTRY)
 POSITION = CommitPosition(0x16B374D848, 3)
 COMMIT_US = 1_700_000_000_123_456
@@ -430,7 +432,7 @@ def test_rule_that_does_not_fit_the_namespaces_is_refused(
 
 
 def test_default_namespace_missing_refuses_a_rule_for_orders() -> None:
-    registry = load_namespaces({"room": {}}, include_defaults=False)
+    registry = load_namespaces({"room": {}})
     with pytest.raises(ConfigError, match="no namespace 'default' is configured"):
         RuleSet(default_rules(), registry)
 

@@ -445,17 +445,18 @@ def describe_errors(where: str, exc: ValidationError, model: type[BaseModel]) ->
 
 
 def load_namespaces(
-    config: Mapping[str, Any], *, include_defaults: bool = True
+    config: Mapping[str, Any], *, defaults: Iterable[Namespace] = ()
 ) -> NamespaceRegistry:
     """Build the registry from the ``[namespaces]`` table of syncline.toml.
 
-    Each key names a namespace; ``default`` is the namespace of channels without ':'. With
-    ``include_defaults`` the built-in namespaces are kept, and a configured one replaces the
-    built-in one of its name as a whole (options are not merged). ConfigError lists problems.
+    Each key names a namespace; ``default`` is the namespace of channels without ':'.
+    ``defaults`` are the namespaces the applications register (the core knows none); a
+    configured namespace replaces the default one of its name as a whole (options are not
+    merged). ConfigError lists problems.
     """
     if not isinstance(config, Mapping):
         raise ConfigError("namespaces", ["[namespaces] must be a table of namespace tables"])
-    result = {ns.name: ns for ns in default_namespaces()} if include_defaults else {}
+    result = {ns.name: ns for ns in defaults}
     problems: list[str] = []
     for key, body in config.items():
         where = f"namespaces.{key}"
@@ -470,27 +471,3 @@ def load_namespaces(
     if problems:
         raise ConfigError("namespaces", problems)
     return NamespaceRegistry(result.values())
-
-
-ROOM_MEMBERSHIP_QUERY = (
-    "SELECT 1 FROM public.room_members WHERE room_id = %(room_id)s AND user_id = %(user)s"
-)
-
-
-def default_namespaces() -> list[Namespace]:
-    """Namespaces that make the chat and the orders dashboard work out of the box."""
-    recoverable = {"recover": True, "allow_history": True}
-    members = {"subscribe": "membership", "membership_query": ROOM_MEMBERSHIP_QUERY}
-    presence = {"presence": True, "allow_presence": True, "join_leave": True}
-    configs: list[dict[str, Any]] = [
-        # `orders` and every other channel without ':': any signed-in user.
-        {"history_size": 1000, "history_ttl": 3600} | recoverable,
-        {"name": "room", "channel_pattern": "room:{room_id}", **members, **presence}
-        | {"history_size": 1000, "history_ttl": 86400}
-        | recoverable,
-        {"name": "user", "subscribe": "personal", "history_size": 300, "history_ttl": 86400}
-        | recoverable,
-        # Typing indicators: published by clients, never stored, room members only.
-        {"name": "typing", "channel_pattern": "typing:{room_id}", "allow_publish": True} | members,
-    ]
-    return [Namespace.model_validate(config) for config in configs]

@@ -481,19 +481,3 @@ class RuleSet:
 def route(change: Change, rules: RuleSet) -> list[Routed | RoutingError]:
     """The publications of ``change`` under ``rules``, and the ones that couldn't be made."""
     return rules.route(change)
-
-
-MESSAGE_COLUMNS: tuple[str, ...] = ("id", "room_id", "user_id", "body", "client_msg_id")
-MESSAGE_COLUMNS += ("created_at", "edited_at", "deleted_at")
-ROOM_MEMBER_COLUMNS = ("room_id", "user_id", "role", "last_read_message_id", "joined_at")
-ORDER_COLUMNS = ("id", "customer_name", "product_name", "status", "created_at", "updated_at")
-
-
-def default_rules() -> list[Rule]:
-    """Rules for the chat and orders tables (created by their migrations, not here)."""
-    return [
-        Rule(table="messages", channel="room:{room_id}", columns=MESSAGE_COLUMNS),
-        Rule(table="room_members", channel="room:{room_id}", columns=ROOM_MEMBER_COLUMNS),
-        Rule(table="room_members", channel="user:{user_id}", columns=ROOM_MEMBER_COLUMNS),
-        Rule(table="orders", channel="orders", columns=ORDER_COLUMNS),
-    ]
