@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import signal
 import socket
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -26,10 +27,10 @@ from syncline.db.supervisor import PostgresSupervisor
 from syncline.engine.memory import MemoryEngine
 from syncline.errors import SynclineError
 from syncline.gateway.auth import TokenVerifier
-from syncline.gateway.rpc import RpcRegistry
 from syncline.gateway.server import Gateway
 from syncline.health import Readiness
 from syncline.logs import get_logger
+from syncline.rpc import RpcRegistry
 from syncline.settings import Settings
 from syncline.shutdown import Deadline
 from syncline.sync_config import build_sync_config
@@ -97,6 +98,7 @@ class Runtime:
         self._gateway_socket: socket.socket | None = None
         self.readiness = Readiness()
         self._stop = asyncio.Event()
+        self._stop_requested_at: float | None = None
         self._http_socket: socket.socket | None = None
         self._endpoints: Endpoints | None = None
 
@@ -124,7 +126,17 @@ class Runtime:
 
     def request_stop(self) -> None:
         """Begin a graceful shutdown (safe to call from a signal handler)."""
+        if self._stop_requested_at is None:
+            self._stop_requested_at = time.monotonic()
         self._stop.set()
+
+    def shutdown_time_left(self) -> float:
+        """Seconds of shutdown_timeout not yet used since the stop was asked for (all of it
+        if it was not): what stopping the embedded PostgreSQL may take after run() returns."""
+        if self._stop_requested_at is None:
+            return self.settings.shutdown_timeout
+        used = time.monotonic() - self._stop_requested_at
+        return max(self.settings.shutdown_timeout - used, 0.0)
 
     async def run(
         self,
@@ -132,10 +144,12 @@ class Runtime:
         on_ready: Callable[[Endpoints], None] | None = None,
         *,
         supervisor: PostgresSupervisor | None = None,
+        shutdown_reserve: float = 0.0,
     ) -> None:
         """Run until SIGINT/SIGTERM or request_stop(), then drain and close everything
-        within shutdown_timeout. With a `supervisor` (embedded PostgreSQL), run it too, and
-        stop with its error if it gives up on the server."""
+        within shutdown_timeout, less `shutdown_reserve` kept for what the caller stops after
+        (the embedded PostgreSQL). With a `supervisor`, run it too, and stop with its error if
+        it gives up on the server."""
         endpoints = self.bind()
         assert self._http_socket is not None
         loop = asyncio.get_running_loop()
@@ -217,13 +231,15 @@ class Runtime:
             control=self.control,
             session_guard=session_guard,
         )
-        reserve = min(CLOSE_RESERVE_S, self.settings.shutdown_timeout / 4)
+        reserve = min(CLOSE_RESERVE_S, (self.settings.shutdown_timeout - shutdown_reserve) / 4)
         config = uvicorn.Config(
             create_app(context),
             log_config=None,
             access_log=False,
             lifespan="off",
-            timeout_graceful_shutdown=max(1, int(self.settings.shutdown_timeout - reserve)),
+            timeout_graceful_shutdown=max(
+                1, int(self.settings.shutdown_timeout - shutdown_reserve - reserve)
+            ),
             server_header=False,
             # uvicorn would believe X-Forwarded-For from loopback by default: then anything on
             # the machine could pick the address the per-IP limits count. Only configured
@@ -248,7 +264,7 @@ class Runtime:
             log.info("shutting down")
         finally:
             # Every step gets what is left of shutdown_timeout, whatever the database does.
-            deadline = Deadline(self.settings.shutdown_timeout)
+            deadline = Deadline(self.settings.shutdown_timeout - shutdown_reserve)
             await deadline.step("gateway", gateway.stop())
             server.should_exit = True
             await deadline.finish("http", serve, reserve=reserve)

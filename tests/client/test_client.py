@@ -22,7 +22,7 @@ from syncline.client import (
 )
 from syncline.client import client as client_module
 from syncline.client.subscription import State
-from syncline.gateway.rpc import RpcContext
+from syncline.rpc import RpcContext
 
 from helpers.live_server import LiveServer, start_live_server, stop_live_server
 

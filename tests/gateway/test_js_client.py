@@ -13,7 +13,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from syncline.gateway.rpc import RpcContext
+from syncline.rpc import RpcContext
 
 from helpers.live_server import LiveServer
 from helpers.node import JS_DIR, NodeProcess, node_binary

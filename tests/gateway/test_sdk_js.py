@@ -12,7 +12,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from syncline.gateway.rpc import RpcContext, RpcError
+from syncline.rpc import RpcContext, RpcError
 
 from helpers.live_server import LiveServer
 from helpers.node import JS_DIR, NodeProcess, node_binary

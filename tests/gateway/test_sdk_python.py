@@ -23,7 +23,7 @@ from centrifuge import (
 )
 from centrifuge.exceptions import ReplyError
 
-from syncline.gateway.rpc import RpcContext, RpcError
+from syncline.rpc import RpcContext, RpcError
 
 from helpers.live_server import LiveServer, start_live_server, stop_live_server
 

@@ -9,11 +9,10 @@ from typing import Any, Protocol
 import jwt
 import orjson
 
-# Tokens are short (a few hundred bytes); a megabyte "token" is an attack, not a credential.
-MAX_TOKEN_LENGTH = 8192
+from syncline.core.tokens import ALGORITHMS, MAX_TOKEN_LENGTH
+
 # A session id is a UUID (36 characters); anything much longer is not one of ours.
 MAX_SESSION_ID_LENGTH = 64
-ALGORITHMS = ["HS256"]
 
 
 class TokenError(Exception):

@@ -35,8 +35,8 @@ from syncline.core.namespaces import (
     authorize,
 )
 from syncline.gateway.auth import TokenError
-from syncline.gateway.rpc import RpcContext, RpcError
 from syncline.logs import get_logger
+from syncline.rpc import RpcContext, RpcError
 
 if TYPE_CHECKING:
     from syncline.gateway.server import Gateway

@@ -32,8 +32,8 @@ from syncline.gateway.auth import SessionCheck, TokenVerifier
 from syncline.gateway.connection import SESSION_REVOKED_REASON, Connection
 from syncline.gateway.hub import Hub
 from syncline.gateway.presence import PresenceRegistry
-from syncline.gateway.rpc import RpcRegistry
 from syncline.logs import get_logger
+from syncline.rpc import RpcRegistry
 from syncline.settings import Settings
 
 log = get_logger(__name__)

@@ -8,7 +8,7 @@ from typing import Any
 
 import jwt
 
-from syncline.gateway.auth import ALGORITHMS, MAX_TOKEN_LENGTH
+from syncline.core.tokens import ALGORITHMS, MAX_TOKEN_LENGTH
 
 ACCESS_TOKEN_TTL_S = 15 * 60
 

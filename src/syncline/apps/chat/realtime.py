@@ -9,7 +9,7 @@ from psycopg_pool import AsyncConnectionPool
 from syncline.apps.chat.presence import LastSeenTracker, is_online
 from syncline.apps.chat.rpc import register_chat_rpc
 from syncline.apps.chat.service import ChatService
-from syncline.gateway.rpc import RpcRegistry
+from syncline.rpc import RpcRegistry
 
 if TYPE_CHECKING:
     from syncline.gateway.server import Gateway

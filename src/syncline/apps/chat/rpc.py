@@ -18,7 +18,7 @@ from syncline.apps.inputs import describe
 from syncline.core.codes import ErrorCode
 from syncline.core.log import ClientInfo
 from syncline.core.namespaces import Deny
-from syncline.gateway.rpc import RpcContext, RpcError, RpcRegistry
+from syncline.rpc import RpcContext, RpcError, RpcRegistry
 
 if TYPE_CHECKING:
     from syncline.gateway.server import Gateway

@@ -1,4 +1,7 @@
-"""RPC method routing: applications register handlers; the gateway calls them by name."""
+"""RPC method routing: applications register handlers by name and the gateway calls them.
+
+A neutral module, so that applications never import the gateway.
+"""
 
 from __future__ import annotations
 
