@@ -17,8 +17,15 @@ import typer
 from rich.console import Console
 
 from syncline import __version__
-from syncline.db.embedded import EmbeddedPostgres, ServerInfo, pg_binary
+from syncline.db.embedded import (
+    IMMEDIATE_STOP_TIMEOUT_S,
+    START_TIMEOUT_S,
+    EmbeddedPostgres,
+    ServerInfo,
+    pg_binary,
+)
 from syncline.db.migrate_child import upgrade_in_child
+from syncline.db.supervisor import PostgresSupervisor
 from syncline.errors import SynclineError
 from syncline.keys import api_key, jwt_secret
 from syncline.logs import configure_logging, get_logger
@@ -35,6 +42,12 @@ out = Console()
 err_console = Console(stderr=True)
 log = get_logger(__name__)
 T = TypeVar("T")
+# The embedded server's fast stop (a checkpoint) gets at least this even when shutdown_timeout
+# is spent; past it, an immediate stop (crash recovery on the next start, nothing lost).
+MIN_FAST_STOP_S = 0.5
+# Of shutdown_timeout, what `up` keeps for stopping the embedded server after everything else
+# (at most half of it): the whole shutdown fits in shutdown_timeout whatever the server does.
+EMBEDDED_STOP_RESERVE_S = MIN_FAST_STOP_S + IMMEDIATE_STOP_TIMEOUT_S
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", "-c", help="syncline.toml to read", show_default=False)
@@ -101,8 +114,11 @@ def _check_database(url: str) -> None:
 
 
 @contextmanager
-def _database(settings: Settings) -> Iterator[tuple[str, ServerInfo | None]]:
-    """The database URL to use: DATABASE_URL, or an embedded server started for the block."""
+def _database(
+    settings: Settings, stop_within: Callable[[], float] = lambda: START_TIMEOUT_S
+) -> Iterator[tuple[str, ServerInfo | None]]:
+    """The database URL to use: DATABASE_URL, or an embedded server started for the block
+    and stopped after it within `stop_within()` seconds (fast, else immediately)."""
     if settings.database_url is not None:
         url = settings.database_url.get_secret_value()
         _check_database(url)
@@ -114,7 +130,8 @@ def _database(settings: Settings) -> Iterator[tuple[str, ServerInfo | None]]:
         try:
             yield info.url(), info
         finally:
-            server.stop()
+            fast = max(stop_within() - IMMEDIATE_STOP_TIMEOUT_S, MIN_FAST_STOP_S)
+            server.stop(timeout=fast)
 
 
 @app.callback()
@@ -154,9 +171,20 @@ def up(
         secret = jwt_secret(settings)
         runtime = Runtime(settings, secret, api_key(settings))
         runtime.bind()
-        with _database(settings) as (url, info):
+        with _database(settings, runtime.shutdown_time_left) as (url, info):
             upgrade_in_child(url)
-            ready = runtime.run(url, on_ready=lambda ep: _print_banner(settings, ep, info))
+            # Embedded: restart the server if it dies; DATABASE_URL: the pool and capture
+            # reconnect by themselves when it is back.
+            supervisor, reserve = None, 0.0
+            if info is not None:
+                supervisor = PostgresSupervisor(EmbeddedPostgres(settings.data_dir))
+                reserve = min(EMBEDDED_STOP_RESERVE_S, settings.shutdown_timeout / 2)
+            ready = runtime.run(
+                url,
+                on_ready=lambda ep: _print_banner(settings, ep, info),
+                supervisor=supervisor,
+                shutdown_reserve=reserve,
+            )
             with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
                 runner.run(ready)
 

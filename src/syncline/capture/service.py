@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 
 import psycopg
@@ -27,6 +28,10 @@ LEADER_LOCK_KEY = 0x53594E4C  # "SYNL"
 # exponential backoff between these bounds; the slot or outbox keeps every change meanwhile.
 RETRY_MIN_S = 0.5
 RETRY_MAX_S = 15.0
+# Connecting to a server that accepts and never answers (hung) fails after this.
+CONNECT_TIMEOUT_S = 10
+# While another process holds the leader lock, ask for it this often.
+STANDBY_POLL_S = 1.0
 
 
 class CaptureService:
@@ -39,18 +44,47 @@ class CaptureService:
         self._sink = sink
         self._source: CaptureSource | None = None
         self.mode: str | None = None
+        # Set once a source streamed: later failures reconnect in its mode, never fall back.
+        self._streamed = False
+        # Why capture is not leading right now (database unreachable, standing by), if so.
+        self._outage: str | None = None
+        self._retry_now = asyncio.Event()
         self.ready = asyncio.Event()
 
     def problem(self) -> str | None:
+        if self._outage is not None:
+            return self._outage
         if self._source is None:
             return "not started"
         return self._source.problem()
 
+    def retry_now(self) -> None:
+        """Cut the current backoff short (the database is known to be back)."""
+        self._retry_now.set()
+
     async def run(self) -> None:
-        """Run until cancelled, as the only capturing process of the database."""
-        async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as lock:
-            await self._lead(lock)
-            await self._run()
+        """Run until cancelled, as the only capturing process of the database.
+
+        A database that goes away (restart, crash) takes the leader lock with it: capture
+        stops, reconnects with backoff, leads again and resumes from the slot (or outbox),
+        which kept every change; the channel log drops what it already has.
+        """
+        delay = RETRY_MIN_S
+        while True:
+            try:
+                async with await psycopg.AsyncConnection.connect(
+                    self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+                ) as lock:
+                    await self._lead(lock)
+                    self._outage = None
+                    delay = RETRY_MIN_S
+                    await self._run_while_leading(lock)
+            except (CaptureError, psycopg.Error, OSError) as err:
+                metrics.CAPTURE_UP.set(0)
+                self._outage = f"database unreachable: {_first_line(err)}"
+                log.error("capture lost the database; reconnecting", error=str(err), retry_in=delay)
+                await self._backoff(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
 
     async def _lead(self, conn: psycopg.AsyncConnection[TupleRow]) -> None:
         waited = False
@@ -61,12 +95,47 @@ class CaptureService:
                 return
             if not waited:
                 log.warning("another Syncline is capturing from this database; standing by")
+                self._outage = "standing by: another Syncline is capturing from this database"
                 waited = True
-            await asyncio.sleep(1.0)
+            await asyncio.sleep(STANDBY_POLL_S)
+
+    async def _run_while_leading(self, lock: psycopg.AsyncConnection[TupleRow]) -> None:
+        """Capture until the lock's connection is lost; then raise (capture must lead again)."""
+        capture = asyncio.create_task(self._run(), name="capture-source")
+        watch = asyncio.create_task(self._watch_lock(lock), name="capture-leader-lock")
+        try:
+            done, _ = await asyncio.wait({capture, watch}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            capture.cancel()
+            watch.cancel()
+            # wait(), not gather(): a cancellation of this task arriving here still propagates.
+            await asyncio.wait({capture, watch})
+        for task in done:
+            task.result()
+        raise CaptureError("capture stopped")
+
+    async def _watch_lock(self, conn: psycopg.AsyncConnection[TupleRow]) -> None:
+        """Raise once the leader lock's connection is gone (the lock is gone with it).
+
+        An idle connection has nothing to read until its server goes away (end of stream or a
+        FATAL message), so this notices a restart at once and sends nothing meanwhile.
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            waiter: asyncio.Future[None] = loop.create_future()
+            fd = conn.pgconn.socket
+            loop.add_reader(fd, _wake, waiter)
+            try:
+                await waiter
+            finally:
+                loop.remove_reader(fd)
+            try:
+                await conn.execute("SELECT 1")
+            except psycopg.Error as err:
+                raise CaptureError(f"lost the leader lock's connection: {err}") from None
 
     async def _run(self) -> None:
-        mode = await self._initial_mode()
-        streamed = False
+        mode = self.mode if self._streamed and self.mode else await self._initial_mode()
         delay = RETRY_MIN_S
         while True:
             source = self._make(mode)
@@ -78,12 +147,15 @@ class CaptureService:
                     await source.run(self._sink)
                 finally:
                     watcher.cancel()
-                streamed = streamed or self.ready.is_set()
+                self._streamed = self._streamed or self.ready.is_set()
                 raise CaptureError(f"{mode} capture stopped")
             except (CaptureError, psycopg.Error) as err:
                 metrics.CAPTURE_UP.set(0)
-                streamed = streamed or self.ready.is_set()
-                if not streamed and mode in FALLBACK:
+                self._streamed = self._streamed or self.ready.is_set()
+                if not self._streamed and mode in FALLBACK:
+                    if not await self._reachable():
+                        # An outage is no reason to change the source: reconnect as we were.
+                        raise
                     next_mode = FALLBACK[mode]
                     log.warning(
                         "capture source failed at start; falling back",
@@ -94,8 +166,25 @@ class CaptureService:
                     mode = next_mode
                     continue
                 log.error("capture failed; retrying", mode=mode, error=str(err), retry_in=delay)
-                await asyncio.sleep(delay * (0.5 + random.random()))  # noqa: S311
+                await self._backoff(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
+
+    async def _backoff(self, delay: float) -> None:
+        """Sleep about `delay` (jittered), or less if retry_now() is called meanwhile."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay * (0.5 + random.random())):  # noqa: S311
+                await self._retry_now.wait()
+        self._retry_now.clear()
+
+    async def _reachable(self) -> bool:
+        try:
+            async with await psycopg.AsyncConnection.connect(
+                self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+            ) as conn:
+                await conn.execute("SELECT 1")
+        except psycopg.Error:
+            return False
+        return True
 
     async def _watch_ready(self, source: CaptureSource) -> None:
         while source.problem() is not None:  # noqa: ASYNC110  (sources expose no event)
@@ -104,7 +193,9 @@ class CaptureService:
         self.ready.set()
 
     async def _initial_mode(self) -> str:
-        async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
+        async with await psycopg.AsyncConnection.connect(
+            self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+        ) as conn:
             caps = await capabilities(conn)
         mode, why = choose(self._settings.capture, caps)
         log.info("capture mode chosen", mode=mode, why=why)
@@ -134,3 +225,14 @@ class CaptureService:
                 await setup.record_mode(conn, mode)
         except psycopg.Error as err:
             raise CaptureError(f"{mode} capture setup failed: {err}") from None
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    # A reader callback can fire again before it is removed.
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

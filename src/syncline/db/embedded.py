@@ -9,10 +9,13 @@ run, so the server runs as a system user that owns only the cluster directory.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib.util
 import os
 import pwd
 import secrets
+import signal
 import socket
 import stat
 import subprocess
@@ -33,6 +36,20 @@ SUPERUSER = "postgres"
 DATABASE = "syncline"
 # Start-up is ~0.1 s on a warm cache and ~1 s on a first start; a minute means something is wrong.
 START_TIMEOUT_S = 60
+# A stop that asked for "fast" and did not get it within its time falls back to "immediate"
+# (no checkpoint; crash recovery replays the WAL on the next start, nothing committed is lost),
+# which gets this long before we stop waiting for the server at all.
+IMMEDIATE_STOP_TIMEOUT_S = 1.0
+# Shutdown modes as pg_ctl sends them: smart waits for clients, fast disconnects them and
+# checkpoints, immediate exits at once.
+STOP_SIGNALS = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
+STOP_POLL_S = 0.02
+# How often a restart looks whether pg_ctl is done (it is 0.1 to 1 s after it started).
+PG_CTL_POLL_S = 0.02
+# After the postmaster died, its children notice within milliseconds and exit; one busy in a
+# query may take longer. We SIGKILL them (they would die anyway) and wait this long, in steps.
+LEFTOVER_WAIT_S = 5.0
+LEFTOVER_POLL_S = 0.02
 # Settings every embedded cluster runs with; capture needs logical decoding and a few senders.
 SERVER_SETTINGS = {
     "wal_level": "logical",
@@ -150,26 +167,111 @@ class EmbeddedPostgres:
         self._create_database(info)
         return info
 
-    def stop(self, *, mode: str = "fast") -> None:
-        """Stop the server cleanly (checkpoint, then exit); no-op if it is not running."""
-        if not self.is_running():
+    def stop(self, *, mode: str = "fast", timeout: float = START_TIMEOUT_S) -> None:
+        """Stop the server (fast: checkpoint, then exit) within `timeout` seconds, else
+        immediately; no-op if it is not running. A server that ignores both is left running
+        (and said so): a stop never waits longer than `timeout` + IMMEDIATE_STOP_TIMEOUT_S.
+
+        The signals pg_ctl would send, sent by us: pg_ctl waits in whole seconds, and the
+        stop of `syncline up` has what is left of shutdown_timeout, a fraction of one.
+        """
+        pid = self.postmaster_pid()
+        if pid is None:
             return
-        self._pg_ctl(["stop", "-w", "-m", mode, "-t", str(START_TIMEOUT_S)])
+        if self._signal_and_wait(pid, STOP_SIGNALS[mode], timeout):
+            return
+        if mode != "immediate":
+            log.warning("embedded PostgreSQL did not stop in time; stopping it immediately")
+            if self._signal_and_wait(pid, STOP_SIGNALS["immediate"], IMMEDIATE_STOP_TIMEOUT_S):
+                return
+        log.error("embedded PostgreSQL did not stop; leaving it running", pid=pid)
 
     def is_running(self) -> bool:
         """True if the postmaster of this data dir is alive."""
-        pid_file = self.pgdata / "postmaster.pid"
+        return self.postmaster_pid() is not None
+
+    def postmaster_pid(self) -> int | None:
+        """The pid of this data dir's live postmaster, or None (dead, a zombie, or a reused pid)."""
+        pid = self._pid_in_file()
+        if pid is None or not _alive(pid):
+            return None
+        cwd = _cwd(pid)
+        # Every PostgreSQL process works in its data dir: another cwd means the pid was reused.
+        return pid if cwd is None or cwd == self.pgdata else None
+
+    def clear_after_crash(self) -> None:
+        """Make a data dir whose postmaster died startable again: end its leftover children,
+        and remove the lock files when they name a process that is gone but not yet reaped.
+
+        PostgreSQL refuses to start while a process of the old server is attached to its shared
+        memory, or while the pid in postmaster.pid or the socket's lock file answers kill(0) (a
+        zombie does). Blocks for
+        at most LEFTOVER_WAIT_S; does nothing while the postmaster lives.
+        """
+        if self.postmaster_pid() is not None:
+            return
+        leftovers = self.processes()
+        if leftovers:
+            log.warning("ending leftover processes of the dead PostgreSQL", pids=leftovers)
+            for child in leftovers:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(child, signal.SIGKILL)
+        deadline = time.monotonic() + LEFTOVER_WAIT_S
+        while (leftovers := self.processes()) and time.monotonic() < deadline:
+            time.sleep(LEFTOVER_POLL_S)
+        pid = self._pid_in_file()
+        if pid is None or leftovers or self.postmaster_pid() is not None:
+            return
+        if _state(pid) == "Z":
+            # Reap it if it is ours to reap (we are PID 1 in a container); else init will.
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, os.WNOHANG)
+        if _state(pid) is not None and _proc_available():
+            # An unreaped zombie, or a reused pid: PostgreSQL would take it for a live server.
+            # Nothing is left of the old one (checked above), so the lock file is stale.
+            log.info("removing the dead postmaster's lock files", pid=pid)
+            for lock in self.socket_dir.glob(".s.PGSQL.*.lock"):
+                with contextlib.suppress(OSError, ValueError):
+                    if int(lock.read_text().split("\n", 1)[0]) == pid:
+                        lock.unlink()
+            (self.pgdata / "postmaster.pid").unlink(missing_ok=True)
+
+    async def restart(self) -> None:
+        """Start the server again after a crash, on its remembered port (clients' URLs stay
+        valid). PostgreSQL's crash recovery runs first; pg_ctl waits for connections."""
+        self._check_version()
+        port = int((self.data_dir / "postgres.port").read_text().strip())
+        started = time.monotonic()
+        argv = [str(pg_binary("pg_ctl")), "-D", str(self.pgdata), *self._start_args(port)]
+        # Popen and a poll, not asyncio's subprocesses: uvloop's cannot switch user and group.
+        # pg_ctl says a few lines (the server logs to its file), so the pipes cannot fill up.
+        proc = subprocess.Popen(  # noqa: ASYNC220  (spawning is quick; the wait is not blocking)
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd=self.data_dir,
+            **self._who(),  # type: ignore[call-overload]
+        )
         try:
-            pid = int(pid_file.read_text().split("\n", 1)[0])
-        except (OSError, ValueError):
-            return False
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+            while proc.poll() is None:  # noqa: ASYNC110  (no event for a child's exit)
+                await asyncio.sleep(PG_CTL_POLL_S)
+        except BaseException:
+            # Cancelled (shutting down): pg_ctl only waits; the postmaster it forked carries
+            # on and the caller's stop() ends it.
+            proc.kill()
+            raise
+        finally:
+            out, err = proc.communicate()
+        if proc.returncode != 0:
+            raise SynclineError(f"pg_ctl failed: {self._tail(err or out, proc.returncode)}")
+        log.info(
+            "embedded PostgreSQL started", port=port, seconds=round(time.monotonic() - started, 3)
+        )
+
+    @property
+    def log_file(self) -> Path:
+        """The server's own log (crash recovery, why a start failed)."""
+        return self.pgdata / "server.log"
 
     # -- steps ----------------------------------------------------------------------------
 
@@ -264,23 +366,15 @@ class EmbeddedPostgres:
         except (OSError, ValueError, IndexError):
             return None
 
-    def _start_server(self, port: int) -> None:
+    def _start_args(self, port: int) -> list[str]:
         settings = {**SERVER_SETTINGS, "wal_level": self.wal_level, "port": str(port)}
         settings["unix_socket_directories"] = str(self.socket_dir)
         options = " ".join(f"-c {key}={value}" for key, value in settings.items())
+        return ["start", "-w", "-t", str(START_TIMEOUT_S), "-l", str(self.log_file), "-o", options]
+
+    def _start_server(self, port: int) -> None:
         started = time.monotonic()
-        self._pg_ctl(
-            [
-                "start",
-                "-w",
-                "-t",
-                str(START_TIMEOUT_S),
-                "-l",
-                str(self.pgdata / "server.log"),
-                "-o",
-                options,
-            ]
-        )
+        self._pg_ctl(self._start_args(port))
         log.info(
             "embedded PostgreSQL started", port=port, seconds=round(time.monotonic() - started, 3)
         )
@@ -299,23 +393,99 @@ class EmbeddedPostgres:
     def _pg_ctl(self, args: list[str]) -> None:
         self._run([str(pg_binary("pg_ctl")), "-D", str(self.pgdata), *args], what="pg_ctl")
 
-    def _run(self, argv: list[str], *, what: str) -> None:
+    def _who(self) -> dict[str, object]:
         # Drop the group too: a process left in group root gets the root-group bits of our
         # directories (often none) instead of the o+x we granted.
-        who: dict[str, object] = {}
-        if self._run_as is not None:
-            who = {"user": self._run_as.pw_uid, "group": self._run_as.pw_gid, "extra_groups": []}
+        if self._run_as is None:
+            return {}
+        return {"user": self._run_as.pw_uid, "group": self._run_as.pw_gid, "extra_groups": []}
+
+    def _run(self, argv: list[str], *, what: str) -> None:
         result = subprocess.run(
             argv,
             capture_output=True,
             text=True,
             check=False,
             cwd=self.data_dir,
-            **who,  # type: ignore[call-overload]
+            **self._who(),  # type: ignore[call-overload]
         )
         if result.returncode != 0:
-            detail = (result.stderr or result.stdout).strip().splitlines()
-            tail = detail[-1] if detail else f"exit {result.returncode}"
-            log_file = self.pgdata / "server.log"
-            hint = f" (see {log_file})" if log_file.exists() else ""
-            raise SynclineError(f"{what} failed: {tail}{hint}")
+            raise SynclineError(
+                f"{what} failed: {self._tail(result.stderr or result.stdout, result.returncode)}"
+            )
+
+    def _tail(self, output: str | bytes, returncode: int | None) -> str:
+        text = output.decode(errors="replace") if isinstance(output, bytes) else output
+        detail = text.strip().splitlines()
+        tail = detail[-1] if detail else f"exit {returncode}"
+        hint = f" (see {self.log_file})" if self.log_file.exists() else ""
+        return f"{tail}{hint}"
+
+    def _signal_and_wait(self, pid: int, sig: signal.Signals, timeout: float) -> bool:
+        """Signal the postmaster; True once it is gone (it removes its lock file last)."""
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        deadline = time.monotonic() + timeout
+        while self.postmaster_pid() == pid:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(STOP_POLL_S)
+        return True
+
+    def _pid_in_file(self) -> int | None:
+        try:
+            return int((self.pgdata / "postmaster.pid").read_text().split("\n", 1)[0])
+        except (OSError, ValueError):
+            return None
+
+    def processes(self) -> list[int]:
+        """Every process of this cluster (each works in its data dir), live or left over from
+        a dead postmaster (Linux; elsewhere none are known)."""
+        if not _proc_available():
+            return []
+        pids = (int(entry.name) for entry in os.scandir("/proc") if entry.name.isdigit())
+        return [pid for pid in pids if pid != os.getpid() and _cwd(pid) == self.pgdata]
+
+
+def _proc_available() -> bool:
+    return os.path.isdir("/proc/self")
+
+
+def _state(pid: int) -> str | None:
+    """The process's state letter (Z: zombie); None if there is no such process, "" if the
+    system does not say (no /proc)."""
+    if not _proc_available():
+        return "" if _alive_by_signal(pid) else None
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # "pid (comm) S ...": comm may hold spaces and parentheses; the state follows the last ")".
+    return stat_line.rsplit(")", 1)[-1].split()[0]
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie (a zombie answers kill(0) but is dead)."""
+    return _state(pid) not in (None, "Z")
+
+
+def _alive_by_signal(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _cwd(pid: int) -> Path | None:
+    """The process's working directory, or None if it cannot be read (gone, not ours, no /proc)."""
+    try:
+        return Path(os.readlink(f"/proc/{pid}/cwd"))
+    except OSError:
+        return None
