@@ -1,1 +1,5 @@
-"""Channel log engines: offsets, epochs, bounded history and fan-out (memory, later Redis)."""
+"""Channel log engines: offsets, epochs, bounded history and fan-out (memory and Redis)."""
+
+from syncline.engine.factory import open_engine
+
+__all__ = ["open_engine"]

@@ -57,6 +57,15 @@ class EngineClosedError(RuntimeError):
     """The engine was closed; no further appends or reads."""
 
 
+class EngineUnavailableError(ConnectionError):
+    """The engine's store (Redis) cannot be reached or did not answer in time.
+
+    An append that raises this may or may not have happened: a caller may retry one that
+    carries a commit position (a repeat is dropped), and should not blindly retry one without.
+    The memory engine never raises it.
+    """
+
+
 class AppendRequest(NamedTuple):
     """One item of ``append_batch``; the same fields as the arguments of ``append``.
 
