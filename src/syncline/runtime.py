@@ -18,6 +18,7 @@ from syncline.api.context import AppContext
 from syncline.apps.auth.live_sessions import LiveSessionCache
 from syncline.apps.auth.session_guard import SessionGuard
 from syncline.apps.chat.realtime import ChatRealtime
+from syncline.capture.membership import MembershipWatch
 from syncline.capture.pipeline import Pipeline
 from syncline.capture.service import CaptureService
 from syncline.control.memory import MemoryControlBus
@@ -192,8 +193,9 @@ class Runtime:
             return gateway.problem()
 
         self.readiness.add("gateway", gateway_check)
+        membership = MembershipWatch(self.sync.registry, self.control)
         pipeline = Pipeline(
-            self.sync.rules, self.sync.registry, self.engine, on_routed=gateway.note_change
+            self.sync.rules, self.sync.registry, self.engine, on_routed=membership.on_routed
         )
         self.capture = CaptureService(database_url, self.settings, self.sync.rules, pipeline)
         capture_task = asyncio.create_task(self.capture.run(), name="capture")
@@ -271,6 +273,7 @@ class Runtime:
             await deadline.cancel("capture", capture_task)
             if watched is not None and not watched.done():
                 await deadline.cancel("postgres supervisor", watched)
+            await deadline.step("membership", membership.close())
             await deadline.step("engine", self.engine.close())
             unsubscribe_guard()
             await deadline.step("control", self.control.close())

@@ -9,6 +9,7 @@ from syncline.core.control import (
     MAX_SESSIONS_PER_COMMAND,
     ControlDecodeError,
     DisconnectUser,
+    RecheckChannel,
     SessionsRevoked,
     UnsubscribeUser,
 )
@@ -23,6 +24,7 @@ from syncline.core.control import (
         DisconnectUser("", 4000),
         UnsubscribeUser("7", "room:1", ""),
         UnsubscribeUser("ü", "chat:ö", "c"),
+        RecheckChannel("room:42"),
     ],
 )
 def test_every_command_round_trips(command: control.ControlCommand) -> None:
@@ -43,6 +45,7 @@ def test_every_command_round_trips(command: control.ControlCommand) -> None:
         b'{"kind": "disconnect", "user": "7", "code": true}',
         b'{"kind": "disconnect", "user": "7", "code": "3503"}',
         b'{"kind": "unsubscribe", "user": "7"}',
+        b'{"kind": "recheck"}',
         b'{"kind": "unsubscribe", "user": "7", "channel": "' + b"x" * 2000 + b'"}',
     ],
 )

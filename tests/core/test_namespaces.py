@@ -391,3 +391,23 @@ def test_default_registry_decisions_for_the_chat() -> None:
     assert authorize_subscribe(orders, "orders", "7") is ALLOW
     assert_decision(authorize_subscribe(orders, "orders", None), DENIED)
     assert_decision(authorize(room, Action.PUBLISH, "room:42", "7", subscribed=True), DENIED)
+
+
+@pytest.mark.parametrize(
+    ("channel", "table", "op", "expected"),
+    [
+        ("room:1", "room_members", "delete", True),
+        ("room:1", "ROOM_MEMBERS", "update", True),
+        ("room:1", "room_members", "truncate", True),
+        ("room:1", "room_members", "insert", False),  # an insert only adds members
+        ("room:1", "messages", "delete", False),  # not a table the membership query reads
+        ("typing:1", "room_members", "delete", True),
+        ("orders", "room_members", "delete", False),  # no membership query
+        ("user:7", "room_members", "delete", False),  # personal: no query
+        ("nope:1", "room_members", "delete", False),  # no such namespace
+    ],
+)
+def test_changes_that_may_remove_a_member_are_recognised(
+    channel: str, table: str, op: str, expected: bool
+) -> None:
+    assert REGISTRY.may_revoke_membership(channel, table, op) is expected

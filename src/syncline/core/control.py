@@ -51,12 +51,21 @@ class UnsubscribeUser:
     client: str = ""
 
 
-ControlCommand = SessionsRevoked | DisconnectUser | UnsubscribeUser
+@dataclass(frozen=True, slots=True)
+class RecheckChannel:
+    """A membership row of ``channel``'s namespace changed (committed): re-check its
+    subscribers, and unsubscribe (2000) those no longer allowed."""
+
+    channel: str
+
+
+ControlCommand = SessionsRevoked | DisconnectUser | UnsubscribeUser | RecheckChannel
 
 _KINDS: dict[type[Any], str] = {
     SessionsRevoked: "sessions_revoked",
     DisconnectUser: "disconnect",
     UnsubscribeUser: "unsubscribe",
+    RecheckChannel: "recheck",
 }
 
 
@@ -71,8 +80,10 @@ def encode(command: ControlCommand) -> bytes:
             "reason": command.reason,
             "client": command.client,
         }
-    else:
+    elif isinstance(command, UnsubscribeUser):
         body = {"user": command.user, "channel": command.channel, "client": command.client}
+    else:
+        body = {"channel": command.channel}
     return orjson.dumps({"kind": _KINDS[type(command)], **body})
 
 
@@ -115,4 +126,6 @@ def decode(data: bytes) -> ControlCommand:
         return UnsubscribeUser(
             _text(body, "user"), _text(body, "channel"), _text(body, "client", required=False)
         )
+    if kind == "recheck":
+        return RecheckChannel(_text(body, "channel"))
     raise ControlDecodeError(f"unknown command kind {kind!r}")

@@ -375,13 +375,23 @@ def authorize_subscribe(namespace: Namespace, channel: str, user: str | None) ->
     return authorize(namespace, Action.SUBSCRIBE, channel, user)
 
 
+_TABLE_IN_QUERY = re.compile(r"\b(?:from|join)\s+(?:\w+\.)?(\w+)", re.IGNORECASE)
+# Row operations after which a member may no longer be one (an insert only adds members).
+_MEMBERSHIP_LOSING_OPS = frozenset({"delete", "update", "truncate"})
+
+
+def membership_tables(namespace: Namespace) -> frozenset[str]:
+    """The tables (lower-case, schema dropped) that ``namespace``'s membership query reads."""
+    return frozenset(t.lower() for t in _TABLE_IN_QUERY.findall(namespace.membership_query or ""))
+
+
 class NamespaceRegistry:
     """The configured namespaces; resolves a channel name to its namespace.
 
     A gateway resolves the channel (a Deny is its error reply), then calls ``authorize``.
     """
 
-    __slots__ = ("_default", "_max_length", "_named")
+    __slots__ = ("_default", "_max_length", "_membership_tables", "_named")
 
     def __init__(self, namespaces: Iterable[Namespace]) -> None:
         self._default: Namespace | None = None
@@ -394,6 +404,7 @@ class NamespaceRegistry:
             else:
                 self._named[ns.name] = ns
         self._max_length = max((ns.max_channel_length for ns in self), default=0)
+        self._membership_tables = {ns.name: membership_tables(ns) for ns in self}
 
     def __contains__(self, name: object) -> bool:
         return self._default is not None if name == DEFAULT_NAMESPACE else name in self._named
@@ -405,6 +416,16 @@ class NamespaceRegistry:
 
     def get(self, name: str) -> Namespace | None:
         return self._default if name == DEFAULT_NAMESPACE else self._named.get(name)
+
+    def may_revoke_membership(self, channel: str, table: str, op: str) -> bool:
+        """Whether a captured ``op`` on ``table``, published in ``channel``, may have removed
+        a member of it: then its subscribers must be re-checked."""
+        if op not in _MEMBERSHIP_LOSING_OPS:
+            return False
+        namespace = self.resolve(channel)
+        if not isinstance(namespace, Namespace):
+            return False
+        return table.lower() in self._membership_tables.get(namespace.name, ())
 
     def resolve(self, channel: str) -> Namespace | Deny:
         """The namespace of ``channel``, or why it is not a valid channel name."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
+import logging
 import socket
 import time
 from collections import Counter
@@ -18,18 +18,25 @@ from picows import (
     WSUpgradeRequest,
     WSUpgradeResponse,
     WSUpgradeResponseWithListener,
-    ws_create_server,
 )
 from psycopg_pool import AsyncConnectionPool
 
 from syncline import metrics
 from syncline.control.base import ControlBus
 from syncline.core.codes import DisconnectCode
-from syncline.core.control import ControlCommand, DisconnectUser, SessionsRevoked, UnsubscribeUser
+from syncline.core.control import (
+    ControlCommand,
+    DisconnectUser,
+    RecheckChannel,
+    SessionsRevoked,
+    UnsubscribeUser,
+)
 from syncline.core.namespaces import Deny, Namespace, NamespaceRegistry, NeedsMembershipCheck
 from syncline.engine.base import ChannelLog
 from syncline.gateway.auth import SessionCheck, TokenVerifier
+from syncline.gateway import upgrade
 from syncline.gateway.connection import SESSION_REVOKED_REASON, Connection
+from syncline.gateway.frames import PicowsLog
 from syncline.gateway.hub import Hub
 from syncline.gateway.presence import PresenceRegistry
 from syncline.logs import get_logger
@@ -45,7 +52,6 @@ TICK_S = 1.0
 # picows starts every connection with a 16 KiB read buffer; client frames are small (a
 # command is ~200 bytes) and the buffer grows when one is not, so idle connections keep 2 KiB.
 READ_BUFFER_INIT_SIZE = 2048
-_TABLE_IN_QUERY = re.compile(r"\b(?:from|join)\s+(?:\w+\.)?(\w+)", re.IGNORECASE)
 
 
 class Gateway:
@@ -89,23 +95,23 @@ class Gateway:
         self._unsubscribe_fanout = engine.subscribe_fanout(self.hub)
         self._unsubscribe_control = control.subscribe(self.on_control) if control else None
         self._namespaces: dict[str, Namespace | Deny] = {}
-        self._membership_tables = {
-            ns.name: {t.lower() for t in _TABLE_IN_QUERY.findall(ns.membership_query or "")}
-            for ns in registry
-        }
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self, sock: socket.socket) -> None:
-        self._server = await ws_create_server(
+        # picows's ws_create_server, with a guard in front of its protocol that answers an
+        # oversized request head with 431 (picows itself would just drop the connection).
+        make_protocol = upgrade.protocol_factory(
             self._route,
-            sock=sock,
+            logger=PicowsLog(logging.getLogger("picows.syncline.gateway.ws")),
+            handshake_timeout=self.settings.connect_timeout,
             max_frame_size=self.settings.max_frame_size,
-            websocket_handshake_timeout=self.settings.connect_timeout,
-            enable_auto_pong=True,
             read_buffer_init_size=READ_BUFFER_INIT_SIZE,
-            logger_name="syncline.gateway.ws",
         )
+        make_protocol()  # a picows whose protocol takes other arguments fails here
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(make_protocol, sock=sock)
         self._ticker = asyncio.create_task(self._tick_loop(), name="gateway-ticker")
 
     async def stop(self) -> None:
@@ -142,7 +148,8 @@ class Gateway:
             return WSUpgradeResponseWithListener(
                 WSUpgradeResponse.create_error_response(403, b"origin not allowed"), None
             )
-        return Connection(self)
+        # picows would upgrade versions 7 and 8 too, whose framing we do not speak.
+        return upgrade.refuse_version(request) or Connection(self)
 
     def _origin_allowed(self, origin: str) -> bool:
         return origin.rstrip("/").lower() in self._origins
@@ -202,18 +209,6 @@ class Gateway:
             task = asyncio.get_running_loop().create_task(self.engine.unlisten(channel))
             task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
-    def note_change(self, channel: str, table: str, op: str) -> None:
-        """A captured change: if it touches the membership table of the channel's namespace,
-        re-check its subscribers (a removed member is unsubscribed by the server)."""
-        if op not in ("delete", "update", "truncate") or channel not in self.hub.channels:
-            return
-        namespace = self.resolve(channel)
-        if isinstance(namespace, Deny) or table.lower() not in self._membership_tables.get(
-            namespace.name, ()
-        ):
-            return
-        asyncio.get_running_loop().create_task(self._recheck(channel))
-
     async def _recheck(self, channel: str) -> None:
         for conn in list(self.hub.channels.get(channel, {})):
             if not await conn.still_allowed(channel):
@@ -230,6 +225,10 @@ class Gateway:
             self.disconnect_user(command.user, command.code, command.reason, command.client)
         elif isinstance(command, UnsubscribeUser):
             self.unsubscribe_user(command.user, command.channel, command.client)
+        elif isinstance(command, RecheckChannel) and command.channel in self.hub.channels:
+            task = asyncio.get_running_loop().create_task(self._recheck(command.channel))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     def close_sessions(self, user: str, sessions: set[str]) -> None:
         """Close (3500 "session revoked") every connection whose token is of these sessions,
