@@ -151,6 +151,9 @@ def up(
     gateway_port: Annotated[int | None, typer.Option(help="WebSocket port [8001]")] = None,
     data_dir: DataDirOption = None,
     capture: Annotated[CaptureMode | None, typer.Option(help="auto|logical|trigger|poll")] = None,
+    engine: Annotated[
+        str | None, typer.Option(help="memory, or a redis:// URL shared by every node [memory]")
+    ] = None,
     log_level: LogLevelOption = None,
 ) -> None:
     """Run everything: PostgreSQL (embedded unless DATABASE_URL), migrations, API, UI."""
@@ -165,6 +168,7 @@ def up(
             gateway_port=gateway_port,
             data_dir=data_dir,
             capture=capture,
+            engine=engine,
             log_level=log_level,
         )
         # Reserve the ports and check the key first: a taken port or a missing key costs nothing.

@@ -25,7 +25,7 @@ from syncline.control.memory import MemoryControlBus
 from syncline.db.head import HEAD_REVISION
 from syncline.db.pool import make_pool
 from syncline.db.supervisor import PostgresSupervisor
-from syncline.engine.memory import MemoryEngine
+from syncline.engine import open_engine
 from syncline.errors import SynclineError
 from syncline.gateway.auth import TokenVerifier
 from syncline.gateway.server import Gateway
@@ -91,7 +91,7 @@ class Runtime:
         self.api_key = api_key
         # Invalid namespaces or rules fail here, before anything is started.
         self.sync = build_sync_config(settings)
-        self.engine = MemoryEngine()
+        self.engine = open_engine(settings.engine)
         self.control = MemoryControlBus()
         self.capture: CaptureService | None = None
         self.gateway: Gateway | None = None

@@ -62,6 +62,11 @@ class Settings(BaseSettings):
         None, description="HS256 key for access tokens; generated in embedded mode"
     )
     api_key: SecretStr | None = Field(None, description="server API key; unset: server API off")
+    engine: str = Field(
+        "memory",
+        description="channel log, presence and control bus: 'memory' (one process) or a"
+        " redis:// or rediss:// URL (shared by every process; ?cluster=true for Redis Cluster)",
+    )
     capture: CaptureMode = "auto"
     poll_interval: float = Field(0.25, gt=0, le=60, description="poll capture interval, seconds")
     slot_name: str = Field("syncline", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
@@ -152,6 +157,13 @@ class Settings(BaseSettings):
                     "must be like '10/minute' or '5/minute;100/hour' ('' for no limit)"
                 ) from None
         return value.strip()
+
+    @field_validator("engine")
+    @classmethod
+    def _engine_url(cls, value: str) -> str:
+        if value != "memory" and not value.startswith(("redis://", "rediss://")):
+            raise ValueError("must be 'memory' or a redis:// or rediss:// URL")
+        return value
 
     @field_validator("public_url")
     @classmethod
