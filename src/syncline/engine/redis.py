@@ -387,11 +387,14 @@ class RedisEngine:
             return False  # CONFIG disabled (managed Redis): assume the worst
         except _UNAVAILABLE as err:
             raise EngineUnavailableError(str(err)) from err
-        durable = bool(
-            config.get(b"appendonly") == b"yes" and config.get(b"appendfsync") == b"always"
-        )
+        values = {_text(k): _text(v) for k, v in config.items()}
+        durable = values.get("appendonly") == "yes" and values.get("appendfsync") == "always"
         logger.info("redis_engine_durability", durable=durable)
         return durable
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 class _StandaloneRouter:
