@@ -34,7 +34,9 @@ from syncline.core.namespaces import (
     NeedsToken,
     authorize,
 )
+from syncline.gateway import sendq
 from syncline.gateway.auth import TokenError
+from syncline.gateway.frames import Fragments, FrameError, check_utf8, valid_close_code
 from syncline.logs import get_logger
 from syncline.rpc import RpcContext, RpcError
 
@@ -46,8 +48,9 @@ log = get_logger(__name__)
 SERVER_VERSION = f"syncline/{__version__}"
 # A command list waiting to run: a client that floods commands is closed, not buffered.
 MAX_PENDING_COMMANDS = 1024
-# After the server sends its close frame, how long the client has to read it: a client that
-# does not (a slow one, typically) is cut off, so its buffers and per-IP slot are released.
+# After the server sends its close frame, how long the client may read nothing: one that
+# reads nothing for this long (a slow one, typically) is cut off, so its buffers and per-IP
+# slot are released; one that reads gets to the close frame, however much was ahead of it.
 CLOSE_GRACE_S = 3.0
 # The close reason (with 3500) when the token's sign-in session was revoked or has ended.
 SESSION_REVOKED_REASON = "session revoked"
@@ -94,10 +97,12 @@ class Connection(WSListener):
 
     # Ten thousand idle connections are ten thousand of these: no per-instance __dict__.
     __slots__ = (
-        "_fragments",
         "_inbox",
+        "_message",
         "_out",
         "_out_size",
+        "_paused",
+        "_unsent",
         "_worker",
         "client",
         "closed_at",
@@ -136,7 +141,9 @@ class Connection(WSListener):
         self._out_size = 0
         self._inbox: deque[p.Command] | None = None  # made on the first command
         self._worker: asyncio.Task[None] | None = None
-        self._fragments: list[bytes] = []
+        self._message: Fragments | None = None  # a fragmented message being received
+        self._paused = False  # the transport's buffer is over its high-water mark
+        self._unsent = 0  # after the close frame: what the client had still to read
 
     # -- picows callbacks -------------------------------------------------------------------
 
@@ -149,26 +156,71 @@ class Connection(WSListener):
             self.close(refused)
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if self.closing:
+            if frame.msg_type is WSMsgType.CLOSE:
+                transport.disconnect()  # the client's answer to our close frame
+            return
+        try:
+            data = self._message_of(transport, frame)
+        except FrameError as err:
+            log.info("closing on a WebSocket protocol error", client=self.client, why=err.why)
+            self.close(err.code.value, flush=False, reason=err.why)
+            return
+        if data is not None:
+            self._receive(data)
+
+    def _message_of(self, transport: WSTransport, frame: WSFrame) -> bytes | None:
+        """The message this frame completes, if any; control frames are answered here.
+
+        picows checks masking, opcodes, lengths and control frame sizes; the rest of RFC 6455
+        §5 is checked here. Raises FrameError for a frame that fails the connection.
+        """
+        if frame.rsv1 or frame.rsv2 or frame.rsv3:
+            # No extension is negotiated, so no reserved bit may be set (§5.2).
+            raise FrameError(WSCloseCode.PROTOCOL_ERROR, "reserved bit set")
         kind = frame.msg_type
-        if kind is WSMsgType.CLOSE:
-            transport.send_close(frame.get_close_code(), frame.get_close_message())
-            transport.disconnect()
-            return
-        if kind is WSMsgType.PING or kind is WSMsgType.PONG or self.closing:
-            return
-        if kind is WSMsgType.CONTINUATION or not frame.fin:
-            # Fragmented messages are rare (browsers don't fragment); reassemble, bounded.
-            self._fragments.append(frame.get_payload_as_bytes())
-            if sum(map(len, self._fragments)) > self.gw.settings.max_frame_size:
-                self.close(DisconnectCode.BAD_REQUEST)
-                return
-            if not frame.fin:
-                return
-            data: bytes = b"".join(self._fragments)
-            self._fragments.clear()
+        if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
+            if self._message is not None:
+                raise FrameError(WSCloseCode.PROTOCOL_ERROR, "new message inside a fragmented one")
+            if frame.fin:
+                data = frame.get_payload_as_bytes()
+                if kind is WSMsgType.TEXT:
+                    check_utf8(data)
+                return data
+            self._message = Fragments(text=kind is WSMsgType.TEXT)
+        elif kind is WSMsgType.CONTINUATION:
+            if self._message is None:
+                raise FrameError(WSCloseCode.PROTOCOL_ERROR, "continuation without a message")
+        elif kind is WSMsgType.PING:
+            transport.send_pong(frame.get_payload_as_bytes())
+            return None
+        elif kind is WSMsgType.CLOSE:
+            self._answer_close(transport, frame)
+            return None
         else:
-            data = frame.get_payload_as_bytes()
-        self._receive(data)
+            return None  # a pong nobody asked for
+        message = self._message.add(
+            frame.get_payload_as_bytes(),
+            fin=bool(frame.fin),
+            max_size=self.gw.settings.max_frame_size,
+        )
+        if message is not None:
+            self._message = None
+        return message
+
+    def _answer_close(self, transport: WSTransport, frame: WSFrame) -> None:
+        """The client closes: echo its code and close TCP at once, as a server should (§7.1.1).
+
+        picows has refused a one-byte payload, a reason that is not UTF-8 and most reserved
+        codes; 0, 1006 and codes from 5000 up reach us.
+        """
+        code = frame.get_close_code() if frame.payload_size >= 2 else WSCloseCode.OK
+        if not valid_close_code(code.value):
+            raise FrameError(WSCloseCode.PROTOCOL_ERROR, f"invalid close code {code.value}")
+        self.closing = True
+        self.closed_at = time.monotonic()
+        transport.send_close(code)
+        transport.disconnect()
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self.closing = True
@@ -263,29 +315,43 @@ class Connection(WSListener):
         self._out.append(data)
         self._out_size += len(data)
         if self._out_size > self.gw.settings.send_buffer:
-            # A burst (one capture batch is fanned out in a single loop turn) is no sign of a
-            # slow client: hand it to the transport now. flush() closes with 3008 if the
-            # transport is still backed up, i.e. if the client really is not reading.
-            self.flush()
+            if self._paused:
+                # The transport is backed up and so is this queue: the client is not reading.
+                self._slow()
+            else:
+                # A burst (one capture batch is fanned out in a single loop turn) is no sign
+                # of a slow client: hand it to the transport now.
+                self.flush()
             return
         self.gw.hub.mark_dirty(self)
 
     def flush(self) -> None:
+        # While the transport is backed up, frames wait here, where they are still whole
+        # and can be dropped: the transport only ever holds complete frames.
+        if not self._paused:
+            self._send_out()
+
+    def _send_out(self) -> None:
         if not self._out or self.transport is None or self.closing:
             return
         frame = b"\n".join(self._out) if len(self._out) > 1 else self._out[0]
         self._out.clear()
         self._out_size = 0
         self.transport.send(WSMsgType.TEXT, frame)
-        if (
-            self.transport.underlying_transport.get_write_buffer_size()
-            > self.gw.settings.send_buffer
-        ):
-            self._slow()
+
+    def pause_writing(self) -> None:
+        """picows: the transport's buffer went over its high-water mark (64 KiB)."""
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self.flush()
 
     def _slow(self) -> None:
         metrics.SLOW_DISCONNECTS.inc()
         log.info("disconnecting a slow client", client=self.client, ip=self.ip)
+        # Drop what is queued here; what the transport and the kernel hold (whole frames)
+        # stays, so the close frame is read right after the last complete one.
         self._out.clear()
         self._out_size = 0
         self.close(DisconnectCode.SLOW, flush=False)
@@ -297,17 +363,32 @@ class Connection(WSListener):
         self.queue(wire.encode_error(command_id, code, message))
 
     def close(self, code: int, *, flush: bool = True, reason: str | None = None) -> None:
-        """Close with a protocol code and its plain-text reason (idempotent)."""
+        """Close with a protocol code and its plain-text reason (idempotent).
+
+        The close frame is the last thing written. The client then has until it stops
+        reading for CLOSE_GRACE_S to get to it (tick), however much is ahead of it.
+        """
         if self.transport is None or self.closing:
             return
         if flush:
-            self.flush()
+            self._send_out()  # even into a backed-up transport: a reply goes before the close
         self.closing = True
-        self.closed_at = time.monotonic()
+        self._out.clear()
+        self._out_size = 0
         if reason is None:
             reason = DisconnectCode(code).reason
-        self.transport.send_close(WSCloseCode(code), reason.encode())
-        self.transport.disconnect(graceful=True)
+        transport = self.transport
+        transport.send_close(WSCloseCode(code), reason.encode())
+        underlying = transport.underlying_transport
+        if underlying.can_write_eof() and not underlying.is_closing():
+            # Half-close and go on reading until the client answers: closing the socket with
+            # input unread would reset the connection, and the reset destroys whatever the
+            # client has not read yet, the close frame included.
+            underlying.write_eof()
+        else:
+            transport.disconnect(graceful=True)
+        self.closed_at = time.monotonic()
+        self._unsent = sendq.unsent(underlying)
 
     # -- deliveries (called by the hub) -----------------------------------------------------
 
@@ -667,12 +748,13 @@ class Connection(WSListener):
     def tick(self, now: float, wall: float) -> None:
         settings = self.gw.settings
         if self.closing:
-            if (
-                self.transport is not None
-                and self.closed_at
-                and now - self.closed_at > CLOSE_GRACE_S
-            ):
-                self.transport.disconnect(graceful=False)
+            if self.transport is not None and self.closed_at:
+                unsent = sendq.unsent(self.transport.underlying_transport)
+                if unsent < self._unsent:
+                    # The client is reading its way to the close frame: more time.
+                    self._unsent, self.closed_at = unsent, now
+                elif now - self.closed_at > CLOSE_GRACE_S:
+                    self.transport.disconnect(graceful=False)
             return
         if not self.connected:
             if now - self.opened_at > settings.connect_timeout:

@@ -33,8 +33,8 @@ from syncline.core.control import (
 )
 from syncline.core.namespaces import Deny, Namespace, NamespaceRegistry, NeedsMembershipCheck
 from syncline.engine.base import ChannelLog
-from syncline.gateway.auth import SessionCheck, TokenVerifier
 from syncline.gateway import upgrade
+from syncline.gateway.auth import SessionCheck, TokenVerifier
 from syncline.gateway.connection import SESSION_REVOKED_REASON, Connection
 from syncline.gateway.frames import PicowsLog
 from syncline.gateway.hub import Hub

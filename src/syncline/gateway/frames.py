@@ -1,0 +1,76 @@
+"""RFC 6455 rules that picows leaves to the application: fragments, UTF-8, close codes, logs."""
+
+from __future__ import annotations
+
+import codecs
+import logging
+from typing import Any
+
+from picows import WSCloseCode
+
+# Close codes a peer may send (RFC 6455 §7.4.1 and the IANA registry): 1004-1006 and 1015 are
+# reserved for local use and never go on the wire, 1016-2999 are unassigned.
+_RECEIVABLE_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, *range(1007, 1015)})
+
+# picows's own messages for frames a client got wrong, which it logs at ERROR.
+_CLIENT_FAULTS = ("WS parser error",)
+
+
+class FrameError(Exception):
+    """A client frame that fails the WebSocket connection with ``code``."""
+
+    def __init__(self, code: WSCloseCode, why: str) -> None:
+        super().__init__(why)
+        self.code = code
+        self.why = why
+
+
+def valid_close_code(code: int) -> bool:
+    return code in _RECEIVABLE_CLOSE_CODES or 3000 <= code <= 4999
+
+
+def check_utf8(data: bytes) -> None:
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        raise FrameError(WSCloseCode.INVALID_TEXT, "invalid UTF-8 in a text message") from None
+
+
+class Fragments:
+    """A fragmented message being put together; browsers never fragment, so this is rare."""
+
+    __slots__ = ("_decoder", "_parts", "_size")
+
+    def __init__(self, text: bool) -> None:
+        self._parts: list[bytes] = []
+        self._size = 0
+        # Text is checked fragment by fragment, so bad UTF-8 fails before the message ends.
+        self._decoder = codecs.getincrementaldecoder("utf-8")() if text else None
+
+    def add(self, payload: bytes, *, fin: bool, max_size: int) -> bytes | None:
+        """Add a fragment; the whole message once ``fin`` is set."""
+        self._size += len(payload)
+        if self._size > max_size:
+            raise FrameError(WSCloseCode.MESSAGE_TOO_BIG, f"message over {max_size} bytes")
+        if self._decoder is not None:
+            try:
+                self._decoder.decode(payload, final=fin)
+            except UnicodeDecodeError:
+                raise FrameError(
+                    WSCloseCode.INVALID_TEXT, "invalid UTF-8 in a text message"
+                ) from None
+        self._parts.append(payload)
+        return b"".join(self._parts) if fin else None
+
+
+class PicowsLog(logging.LoggerAdapter[logging.Logger]):
+    """picows's logger, with the frame errors of clients at INFO instead of ERROR.
+
+    A client that sends garbage is not the operator's problem: one fuzzing client filled the
+    error log. Failures of our own (exceptions in callbacks) stay at ERROR.
+    """
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        if level >= logging.ERROR and isinstance(msg, str) and msg.startswith(_CLIENT_FAULTS):
+            level = logging.INFO
+        super().log(level, msg, *args, **kwargs)
