@@ -234,8 +234,9 @@ class Runtime:
             session_guard=session_guard,
         )
         reserve = min(CLOSE_RESERVE_S, (self.settings.shutdown_timeout - shutdown_reserve) / 4)
+        app = create_app(context)
         config = uvicorn.Config(
-            create_app(context),
+            app,
             log_config=None,
             access_log=False,
             lifespan="off",
@@ -278,6 +279,7 @@ class Runtime:
             unsubscribe_guard()
             await deadline.step("control", self.control.close())
             await deadline.step("chat", chat.close())
+            await deadline.step("auth", app.state.auth.close())
             self.readiness.close()
             await deadline.step("pool", pool.close(timeout=deadline.remaining()))
             for sig in (signal.SIGINT, signal.SIGTERM):

@@ -140,5 +140,6 @@ async def auth_api(
                 yield api
             finally:
                 await api.auth.mailer.drain()
+                await api.auth.close()
     finally:
         await pool.close()

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
 import time
 from typing import Any
 
 import pytest
+from limits.aio.storage import MemoryStorage, RedisClusterStorage, RedisStorage
 
-from syncline.apps.auth.ratelimit import RateLimited, RateLimiter, Rule
+from syncline.apps.auth.ratelimit import RateLimited, RateLimiter, Rule, storage_for
 from syncline.errors import ConfigError
 from syncline.settings import load_settings
 
@@ -63,3 +65,33 @@ def test_defaults_and_bad_settings() -> None:
     assert settings.rate_limit_reset_account == "3/hour"
     with pytest.raises(ConfigError, match="rate_limit_login_ip"):
         load_settings(None, rate_limit_login_ip="often")
+
+
+async def test_with_a_redis_engine_every_process_counts_the_same_attempts(redis_url: str) -> None:
+    """Two limiters over the engine's Redis, as two processes would have: one allowance."""
+    settings = load_settings(
+        None,
+        jwt_secret="k" * 40,
+        engine=f"{redis_url}?prefix=t{secrets.token_hex(3)}",
+        rate_limit_login_ip="3/minute",
+    )
+    first, second = RateLimiter(settings), RateLimiter(settings)
+    try:
+        ip = f"198.51.100.{secrets.randbelow(250)}"
+        await first.hit(Rule.LOGIN_IP, ip)
+        await second.hit(Rule.LOGIN_IP, ip)
+        await first.hit(Rule.LOGIN_IP, ip)
+        with pytest.raises(RateLimited) as refused:
+            await second.hit(Rule.LOGIN_IP, ip)
+        assert refused.value.retry_after >= 1
+        # Another address has its own allowance.
+        await second.hit(Rule.LOGIN_IP, "198.51.100.251")
+    finally:
+        await first.close()
+        await second.close()
+
+
+def test_the_storage_follows_the_engine_url() -> None:
+    assert isinstance(storage_for("memory"), MemoryStorage)
+    assert isinstance(storage_for("redis://127.0.0.1:1/0?prefix=x&durable=true"), RedisStorage)
+    assert isinstance(storage_for("redis://127.0.0.1:1/0?cluster=true"), RedisClusterStorage)

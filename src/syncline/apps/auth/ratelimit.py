@@ -6,15 +6,21 @@ import enum
 import math
 import time
 from dataclasses import dataclass
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from limits import RateLimitItem, parse_many
-from limits.aio.storage import MemoryStorage, Storage
+from limits.aio.storage import MemoryStorage, RedisClusterStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
 from syncline.settings import Settings
 
 # Account keys are what the client typed (folded); cap them so a key can't be a megabyte.
 MAX_KEY_LENGTH = 256
+# Redis keys of the counters are "<engine prefix>:limits:…", beside the engine's own keys.
+DEFAULT_KEY_PREFIX = "syncline"
+_TRUE = {"1", "true", "yes", "on"}
+# Query parameters of an engine URL that are the engine's, not redis-py's.
+_ENGINE_PARAMETERS = {"cluster", "prefix", "durable", "meta_ttl"}
 
 
 class Rule(enum.Enum):
@@ -41,16 +47,37 @@ class _Limits:
     items: tuple[RateLimitItem, ...]
 
 
+def storage_for(engine: str) -> Storage:
+    """Where the counters live: this process's memory, or the engine's Redis, so that every
+    process of a cluster counts the same attempts (redis-py, the client the engine uses)."""
+    if engine == "memory":
+        return MemoryStorage()
+    parts = urlsplit(engine)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    cluster = any(name == "cluster" and value.lower() in _TRUE for name, value in query)
+    # Only redis-py's own URL options go on; the engine's (prefix, durable…) are not for it.
+    kept = urlencode([(n, v) for n, v in query if n not in _ENGINE_PARAMETERS])
+    scheme = ("async+redis+cluster" if cluster else "async+redis") + (
+        "s" if parts.scheme == "rediss" and not cluster else ""
+    )
+    uri = urlunsplit(parts._replace(scheme=scheme, query=kept))
+    prefix = dict(query).get("prefix", DEFAULT_KEY_PREFIX) + ":limits"
+    if cluster:
+        return RedisClusterStorage(uri, implementation="redispy", key_prefix=prefix)
+    return RedisStorage(uri, implementation="redispy", key_prefix=prefix)
+
+
 class RateLimiter:
-    """Moving-window limits from the settings; in process memory (one server) for now.
+    """Moving-window limits from the settings, counted where `settings.engine` says.
 
     A moving window counts every attempt of the last minute/hour exactly, so a burst at a
-    window boundary can't double the allowance (a fixed window allows 2x there). Shared
-    storage (Redis) slots in as another `limits` storage when several servers share a load.
+    window boundary can't double the allowance (a fixed window allows 2x there). With a Redis
+    engine the counters are in Redis, shared by every process and node.
     """
 
     def __init__(self, settings: Settings, storage: Storage | None = None) -> None:
-        self._limiter = MovingWindowRateLimiter(storage if storage is not None else MemoryStorage())
+        self._storage = storage if storage is not None else storage_for(settings.engine)
+        self._limiter = MovingWindowRateLimiter(self._storage)
         self._rules = {
             rule: _Limits(
                 tuple(parse_many(value)) if (value := getattr(settings, rule.value)) else ()
@@ -73,6 +100,13 @@ class RateLimiter:
             if not await self._limiter.hit(item, rule.name, key):
                 # A concurrent attempt took the last slot between test and hit.
                 raise RateLimited(rule, await self._retry_after(item, rule, key))
+
+    async def close(self) -> None:
+        """Close the Redis connections of the counters (none in memory)."""
+        # `limits` has no close of its own; its redis-py bridge keeps the client it made.
+        client = getattr(getattr(self._storage, "bridge", None), "storage", None)
+        if client is not None:
+            await client.aclose()
 
     async def _retry_after(self, item: RateLimitItem, rule: Rule, key: str) -> int:
         stats = await self._limiter.get_window_stats(item, rule.name, key)

@@ -144,6 +144,10 @@ class AuthService:
         self.live_sessions = self.guard.cache
         self._control = control
 
+    async def close(self) -> None:
+        """Release what outlives requests (the rate limits' Redis connections)."""
+        await self.limiter.close()
+
     async def _revoked(
         self, user_id: int, sessions: list[uuid.UUID] | tuple[uuid.UUID, ...]
     ) -> None:
