@@ -1,0 +1,184 @@
+"""What only the Redis presence store promises: processes share it, dead ones leave no ghosts."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import cast
+
+import orjson
+import pytest
+import redis.asyncio as redis_asyncio
+from redis.crc import key_slot
+
+from syncline.core.log import ClientInfo
+from syncline.db.embedded import free_port
+from syncline.presence import DEFAULT_PRESENCE_TTL_S
+from syncline.presence import redis as presence_redis
+from syncline.presence.redis import (
+    PresenceUnavailableError,
+    RedisPresenceStore,
+    decode_info,
+    encode_info,
+    presence_keys,
+)
+
+TTL_S = 0.5
+
+
+@pytest.fixture
+def prefix() -> str:
+    return f"t{secrets.token_hex(6)}"
+
+
+@pytest.fixture
+async def stores(redis_url: str, prefix: str) -> AsyncIterator[Callable[[], RedisPresenceStore]]:
+    """Stores on the session's redis-server sharing one fresh prefix, as processes would."""
+    made: list[RedisPresenceStore] = []
+
+    def make() -> RedisPresenceStore:
+        store = RedisPresenceStore(redis_url, prefix=prefix)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        await store.close()
+
+
+@pytest.fixture
+async def raw(redis_url: str) -> AsyncIterator[redis_asyncio.Redis]:
+    client = redis_asyncio.Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+async def test_two_processes_see_each_others_clients(
+    stores: Callable[[], RedisPresenceStore],
+) -> None:
+    one, two = stores(), stores()
+    await one.add("room:1", ClientInfo("alice", "a-on-1"))
+    await two.add("room:1", ClientInfo("alice", "a-on-2"))
+    await two.add("room:1", ClientInfo("bob", "b-on-2"))
+    for store in (one, two):
+        assert set(await store.clients("room:1")) == {"a-on-1", "a-on-2", "b-on-2"}
+        assert await store.stats("room:1") == (3, 2)
+    await one.remove("room:1", "a-on-2")  # any process may remove any client
+    assert await two.stats("room:1") == (2, 2)
+
+
+async def test_a_dead_process_leaves_no_ghosts(
+    stores: Callable[[], RedisPresenceStore], raw: redis_asyncio.Redis, prefix: str
+) -> None:
+    alive, dying = stores(), stores()
+    await dying.add_many([("room:1", ClientInfo(f"u{n}", f"dead{n}")) for n in range(50)], TTL_S)
+    await alive.add("room:1", ClientInfo("u0", "alive"), TTL_S)
+    await dying.close()  # without removing anything: as if killed
+    assert await alive.stats("room:1") == (51, 50)
+    deadline = time.monotonic() + TTL_S * 0.6
+    while time.monotonic() < deadline:
+        await alive.add("room:1", ClientInfo("u0", "alive"), TTL_S)  # its periodic refresh
+        await asyncio.sleep(TTL_S / 5)
+    await asyncio.sleep(TTL_S * 0.5)
+    assert set(await alive.clients("room:1")) == {"alive"}
+    assert await alive.stats("room:1") == (1, 1)
+    # The alive process dies too: nobody reads the channel again, and its keys still go.
+    await alive.close()
+    keys = presence_keys(prefix, "room:1")
+    assert await raw.exists(*keys) == 3
+    await asyncio.sleep(TTL_S * presence_redis.KEY_TTL_FACTOR + 0.1)
+    assert await raw.exists(*keys) == 0
+
+
+async def test_add_many_of_a_thousand_clients_takes_a_few_round_trips(
+    stores: Callable[[], RedisPresenceStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = stores()
+    round_trips = 0
+    pipeline = RedisPresenceStore._pipeline
+
+    async def counted(self: RedisPresenceStore, calls: list[object]) -> None:
+        nonlocal round_trips
+        round_trips += 1
+        await pipeline(self, calls)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(RedisPresenceStore, "_pipeline", counted)
+    conn = b'{"name":"someone with a name","avatar":"https://example.test/a.png"}'
+    one_channel = [("big", ClientInfo(f"u{n % 700}", f"c{n}", conn)) for n in range(1000)]
+    own_channels = [(f"$online:u{n}", ClientInfo(f"u{n}", f"c{n}", conn)) for n in range(1000)]
+    for entries in (one_channel, own_channels):
+        round_trips = 0
+        started = time.perf_counter()
+        await store.add_many(entries)
+        elapsed = time.perf_counter() - started
+        assert round_trips == 1  # two scripts of 500 clients, pipelined
+        print(f"add_many of 1,000 clients: {elapsed * 1000:.1f} ms, {round_trips} round trips")
+    started = time.perf_counter()
+    assert await store.stats("big") == (1000, 700)
+    print(f"stats of 1,000 clients: {(time.perf_counter() - started) * 1000:.2f} ms")
+    assert len(await store.clients("big")) == 1000
+    await store.add_many(one_channel)  # the refresh: no change
+    assert await store.stats("big") == (1000, 700)
+    assert await store.stats("$online:u999") == (1, 1)
+
+
+async def test_a_flushed_script_cache_is_loaded_again(
+    stores: Callable[[], RedisPresenceStore], raw: redis_asyncio.Redis
+) -> None:
+    store = stores()
+    await store.add("room:1", ClientInfo("1", "c1"))
+    await raw.script_flush()
+    await store.add("room:1", ClientInfo("2", "c2"))
+    await raw.script_flush()
+    await store.add_many([("room:1", ClientInfo("3", "c3")), ("room:2", ClientInfo("3", "c3"))])
+    await raw.script_flush()
+    assert await store.stats("room:1") == (3, 3)
+
+
+async def test_the_keys_of_a_channel_share_a_slot_and_hold_json(
+    stores: Callable[[], RedisPresenceStore], raw: redis_asyncio.Redis, prefix: str
+) -> None:
+    for channel in ("room:1", "{x}y", "a}b{c", "", "ünï:🙂"):
+        slots = {key_slot(key.encode()) for key in presence_keys(prefix, channel)}
+        assert len(slots) == 1, channel
+    store = stores()
+    entry = ClientInfo("alice", "c1", b'{"name": "Ann"}', b'{"role":"admin"}')
+    await store.add("room:1", entry)
+    clients_key, expiry_key, users_key = presence_keys(prefix, "room:1")
+    stored = await raw.hget(clients_key, "c1")
+    assert isinstance(stored, bytes)
+    assert orjson.loads(stored) == {
+        "user": "alice",
+        "client": "c1",
+        "conn_len": len(b'{"name": "Ann"}'),
+        "conn_info": {"name": "Ann"},
+        "chan_info": {"role": "admin"},
+    }
+    assert decode_info(stored) == entry
+    assert await raw.hgetall(users_key) == {b'"alice"': b"1"}
+    expiries = cast(list[tuple[bytes, float]], await raw.zrange(expiry_key, 0, -1, withscores=True))
+    assert [member for member, _ in expiries] == [b"c1"]
+    seconds, micros = await raw.time()
+    now_ms = int(seconds) * 1000 + int(micros) // 1000
+    ttl_ms = DEFAULT_PRESENCE_TTL_S * 1000
+    assert 0 < expiries[0][1] - now_ms <= ttl_ms
+    assert 0 < await raw.pttl(clients_key) <= ttl_ms * presence_redis.KEY_TTL_FACTOR
+
+
+def test_a_stored_entry_that_is_not_ours_is_refused() -> None:
+    _, value = encode_info(ClientInfo("u", "c", b"[1]", b"{}"))
+    for bad in (b"", b"{}", b'{"user":"u"}', value + b"x", value.replace(b'_len":3', b'_len":99')):
+        with pytest.raises(ValueError, match="presence entry"):
+            decode_info(bad)
+
+
+async def test_an_unreachable_redis_raises_a_connection_error() -> None:
+    store = RedisPresenceStore(f"redis://127.0.0.1:{free_port()}/0")
+    try:
+        with pytest.raises(PresenceUnavailableError) as caught:
+            await store.stats("room:1")
+        assert isinstance(caught.value, ConnectionError)
+    finally:
+        await store.close()
