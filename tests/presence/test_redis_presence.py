@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import cast
 
 import orjson
@@ -15,7 +16,7 @@ from redis.crc import key_slot
 
 from syncline.core.log import ClientInfo
 from syncline.db.embedded import free_port
-from syncline.presence import DEFAULT_PRESENCE_TTL_S
+from syncline.presence import DEFAULT_PRESENCE_TTL_S, online_key, open_presence
 from syncline.presence import redis as presence_redis
 from syncline.presence.redis import (
     PresenceUnavailableError,
@@ -24,6 +25,8 @@ from syncline.presence.redis import (
     encode_info,
     presence_keys,
 )
+
+from helpers.redis_servers import RedisClusterServers, start_cluster
 
 TTL_S = 0.5
 
@@ -182,3 +185,39 @@ async def test_an_unreachable_redis_raises_a_connection_error() -> None:
         assert isinstance(caught.value, ConnectionError)
     finally:
         await store.close()
+
+
+# -- Redis Cluster ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServers]:
+    servers = start_cluster(Path(tmp_path_factory.mktemp("cluster")))
+    try:
+        yield servers
+    finally:
+        servers.stop()
+
+
+async def test_on_a_cluster_every_channel_works_from_its_own_slot(
+    cluster: RedisClusterServers, prefix: str
+) -> None:
+    one = open_presence(f"{cluster.url}&prefix={prefix}")
+    two = open_presence(f"{cluster.url}&prefix={prefix}")
+    try:
+        channels = [f"room:{n}" for n in range(200)] + ["{x}", "ünï:🙂", online_key("7")]
+        # Channels of every slot in one call: a script that mixed slots would fail CROSSSLOT.
+        entries = [(ch, ClientInfo(f"u{n % 2}", f"c{n}")) for ch in channels for n in range(3)]
+        await one.add_many(entries)
+        await one.add("room:0", ClientInfo("u9", "late"))
+        for channel in channels[1:]:
+            assert await two.stats(channel) == (3, 2)
+        assert await two.stats("room:0") == (4, 3)
+        await two.remove("room:0", "late")
+        assert set(await one.clients("room:0")) == {"c0", "c1", "c2"}
+        await one.add("room:expiring", ClientInfo("u1", "c1"), TTL_S)
+        await asyncio.sleep(TTL_S * 1.2)
+        assert await two.stats("room:expiring") == (0, 0)
+    finally:
+        await one.close()
+        await two.close()

@@ -33,7 +33,12 @@ from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.crc import key_slot
-from redis.exceptions import ClusterError, NoScriptError, TryAgainError
+from redis.exceptions import (
+    ClusterError,
+    NoScriptError,
+    RedisClusterException,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -67,7 +72,14 @@ RETRIES = 3
 RETRY_BACKOFF_BASE_S = 0.05
 RETRY_BACKOFF_CAP_S = 0.5
 
-_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError, ClusterError, TryAgainError, OSError)
+_UNAVAILABLE = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ClusterError,
+    TryAgainError,
+    RedisClusterException,
+    OSError,
+)
 
 # The user of a stored info is the JSON string right after '{"user":'. That string can hold
 # no unescaped '"', so the first ',"client":' after it is where it ends, whatever the client
