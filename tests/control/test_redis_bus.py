@@ -12,6 +12,7 @@ import redis.asyncio as redis_asyncio
 import structlog
 
 from syncline.control import MemoryControlBus, open_control_bus
+from syncline.control import redis as bus_module
 from syncline.control.redis import ControlBusUnavailableError, RedisControlBus
 from syncline.core import control
 from syncline.core.control import (
@@ -255,3 +256,24 @@ async def test_on_a_cluster_a_command_reaches_buses_whichever_node_took_it(
     finally:
         for bus in made:
             await bus.close()
+
+
+async def test_a_silent_connection_is_dropped_and_replaced(
+    buses: MakeBus, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A paused Redis answers nothing, as over a half-open TCP connection.
+    monkeypatch.setattr(bus_module, "PING_INTERVAL_S", 0.05)
+    bus = await buses()
+    seen: list[ControlCommand] = []
+    bus.subscribe(seen.append)
+    raw = redis_asyncio.Redis.from_url(redis_url)
+    try:
+        with structlog.testing.capture_logs() as logs:
+            await raw.client_pause(500, all=True)
+            await until(lambda: bus.reconnects == 1)
+            await bus.wait_subscribed()
+        assert any(e["event"] == "control_bus_silent" for e in logs)
+        await bus.publish(DisconnectUser("1", 3503))
+        await until(lambda: len(seen) == 1)
+    finally:
+        await raw.aclose()
