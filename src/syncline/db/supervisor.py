@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
 
-from syncline.db.embedded import EmbeddedPostgres
 from syncline.errors import SynclineError
 from syncline.logs import get_logger
 
@@ -26,10 +27,23 @@ RESTART_BACKOFF_MIN_S = 0.5
 RESTART_BACKOFF_MAX_S = 8.0
 
 
+class Supervised(Protocol):
+    """What the supervisor needs of a server (EmbeddedPostgres)."""
+
+    @property
+    def log_file(self) -> Path: ...
+
+    def is_running(self) -> bool: ...
+
+    def clear_after_crash(self) -> None: ...
+
+    async def restart(self) -> None: ...
+
+
 class PostgresSupervisor:
     """Watches the embedded server of `up` and restarts it with bounded, logged retries."""
 
-    def __init__(self, server: EmbeddedPostgres) -> None:
+    def __init__(self, server: Supervised) -> None:
         self.server = server
         self.restarts = 0
         self._problem: str | None = None
