@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import random
 import shutil
 import signal
 import socket
@@ -29,6 +29,25 @@ def _wait_for_port(port: int, timeout: float = 10.0) -> None:
                 return
         time.sleep(0.01)
     raise TimeoutError(f"nothing listening on port {port}")
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (the port + 10000) is free and valid too."""
+    rng = random.Random()
+    for _ in range(100):
+        port = rng.randrange(20_000, 50_000)
+        if all(_free(p) for p in (port, port + 10_000)):
+            return port
+    raise RuntimeError("no free port pair for a cluster node")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _cli(port: int, *args: str) -> str:
@@ -125,6 +144,7 @@ def start_cluster(workdir: Path, masters: int = 3) -> RedisClusterServers:
     nodes = [
         RedisServer(
             workdir / f"node{i}",
+            port=_cluster_port(),
             extra=(
                 "--cluster-enabled",
                 "yes",
@@ -152,7 +172,6 @@ def start_cluster(workdir: Path, masters: int = 3) -> RedisClusterServers:
             check=True,
             capture_output=True,
             timeout=60,
-            env={**os.environ, "REDISCLI_AUTH": ""},
         )
         deadline = time.monotonic() + 30
         for node in nodes:

@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import structlog
 from redis.asyncio.connection import AbstractConnection
+from redis.crc import key_slot
 from redis.exceptions import RedisError
 
 from syncline.engine.base import EngineClosedError, EngineUnavailableError, FanoutHandler
@@ -371,14 +372,13 @@ class _Link:
                 if fanout.router.sharded:
                     await fanout._rehome(self)
                 continue
-            delay = RECONNECT_MIN_S
-            pinger = asyncio.get_running_loop().create_task(self._ping(conn))
+            loop = asyncio.get_running_loop()
+            connected_at = loop.time()
+            pinger = loop.create_task(self._ping(conn))
             try:
                 async with self._lock:
                     self._conn = conn
-                    topics = list(self.topics)
-                    for start in range(0, len(topics), SUBSCRIBE_CHUNK):
-                        chunk = topics[start : start + SUBSCRIBE_CHUNK]
+                    for chunk in self._chunks(list(self.topics)):
                         await self._write(conn, fanout._subscribe, chunk)
                 await self._read(conn)
             except (RedisError, OSError) as err:
@@ -395,6 +395,21 @@ class _Link:
                     await conn.disconnect(nowait=True)
             if fanout.router.sharded:
                 await fanout._rehome(self)
+            # A connection that fails at once (a server refusing our commands, say) must not
+            # make this a busy loop; one that lived a while reconnects at the first delay.
+            if loop.time() - connected_at > RECONNECT_MAX_S:
+                delay = RECONNECT_MIN_S
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX_S)
+
+    def _chunks(self, topics: list[bytes]) -> list[list[bytes]]:
+        """Topics to resubscribe, grouped for SUBSCRIBE (SSUBSCRIBE takes one slot at a time)."""
+        if not self.fanout.router.sharded:
+            return [topics[i : i + SUBSCRIBE_CHUNK] for i in range(0, len(topics), SUBSCRIBE_CHUNK)]
+        slots: dict[int, list[bytes]] = {}
+        for topic in topics:
+            slots.setdefault(key_slot(topic), []).append(topic)
+        return list(slots.values())
 
     async def _read(self, conn: AbstractConnection) -> None:
         fanout = self.fanout
