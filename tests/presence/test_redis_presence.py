@@ -170,6 +170,26 @@ async def test_the_keys_of_a_channel_share_a_slot_and_hold_json(
     assert 0 < await raw.pttl(clients_key) <= ttl_ms * presence_redis.KEY_TTL_FACTOR
 
 
+async def test_the_keys_always_outlive_the_entries_they_hold(
+    stores: Callable[[], RedisPresenceStore], raw: redis_asyncio.Redis, prefix: str
+) -> None:
+    store = stores()
+    keys = presence_keys(prefix, "room:1")
+    # The only user's client becomes another user's: the count hash is emptied, deleted and
+    # made again within the script, and must get its expiry back.
+    await store.add("room:1", ClientInfo("alice", "c1"), TTL_S)
+    await store.add("room:1", ClientInfo("bob", "c1"), TTL_S)
+    assert [await raw.pttl(key) > 0 for key in keys] == [True, True, True]
+    # Refreshes mostly leave the key expiry alone: over several TTLs it never runs out first.
+    deadline = time.monotonic() + TTL_S * 3
+    while time.monotonic() < deadline:
+        await store.add_many([("room:1", ClientInfo("bob", "c1"))], TTL_S)
+        for key in keys:
+            assert await raw.pttl(key) > TTL_S * 1000 * 0.5
+        assert await store.stats("room:1") == (1, 1)
+        await asyncio.sleep(TTL_S / 4)
+
+
 def test_a_stored_entry_that_is_not_ours_is_refused() -> None:
     _, value = encode_info(ClientInfo("u", "c", b"[1]", b"{}"))
     for bad in (b"", b"{}", b'{"user":"u"}', value + b"x", value.replace(b'_len":3', b'_len":99')):
