@@ -230,7 +230,8 @@ async def test_rpc_methods_use_the_same_rules(live_server: LiveServer) -> None:
             None,
         ):
             err = await refused(ann_ws, "chat.send", bad)
-            assert err.code == 400 and err.message.startswith("invalid_input"), err
+            assert err.code == ErrorCode.BAD_REQUEST, err
+            assert err.message.startswith("invalid_input"), err
         tomb = await ann_ws.rpc("chat.delete", {"message_id": sent["id"]})
         assert tomb["body"] == "" and tomb["deleted_at"] is not None
         await wait_for(events, row_event("messages", "update", id=sent["id"], body=""))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -9,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from syncline.apps.inputs import describe
 from syncline.logs import get_logger
 
 log = get_logger(__name__)
@@ -49,12 +51,9 @@ def error_response(
     )
 
 
-def _describe(errors: list[Any]) -> str:
-    parts = []
-    for err in errors[:3]:
-        loc = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-        parts.append(f"{loc}: {err.get('msg')}" if loc else str(err.get("msg")))
-    return "; ".join(parts) or "invalid input"
+def _describe(errors: Sequence[Any]) -> str:
+    # Only the leading "body" is FastAPI's: a field may be called body too (a message's).
+    return "; ".join(describe(err, skip=("body",)) for err in errors[:3]) or "invalid input"
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -66,7 +65,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        return error_response(422, "invalid_input", _describe(list(exc.errors())))
+        return error_response(422, "invalid_input", _describe(exc.errors()))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:

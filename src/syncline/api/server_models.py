@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from syncline.apps.inputs import MAX_BIGINT, Input
 from syncline.core.codes import DisconnectCode
 
 # Same bounds as syncline.publish() (migration 0002): checked here first for a clearer error.
@@ -18,48 +19,43 @@ Channel = Annotated[str, Field(min_length=1, max_length=MAX_CHANNEL_LENGTH, patt
 User = Annotated[str, Field(min_length=1, max_length=MAX_USER_LENGTH)]
 
 
-class _Body(BaseModel):
-    # Unknown fields are refused, not ignored: a typo ("chanel") must not publish nowhere.
-    model_config = ConfigDict(extra="forbid")
-
-
-class PublishRequest(_Body):
+class PublishRequest(Input):
     channel: Channel
     data: Any = Field(description="any JSON value; at most 64 KiB encoded")
 
 
-class BroadcastRequest(_Body):
+class BroadcastRequest(Input):
     channels: list[Channel] = Field(min_length=1, max_length=MAX_BROADCAST_CHANNELS)
     data: Any
 
 
-class ChannelRequest(_Body):
+class ChannelRequest(Input):
     channel: Channel
 
 
-class StreamPositionBody(_Body):
-    offset: int = Field(ge=0)
+class StreamPositionBody(Input):
+    offset: int = Field(ge=0, le=MAX_BIGINT)
     epoch: str = Field(max_length=64)
 
 
-class HistoryRequest(_Body):
+class HistoryRequest(Input):
     channel: Channel
     limit: int = Field(0, ge=-1, le=MAX_HISTORY_LIMIT, description="0: only the position")
     since: StreamPositionBody | None = None
     reverse: bool = False
 
 
-class ChannelsRequest(_Body):
+class ChannelsRequest(Input):
     pattern: str = Field("", max_length=MAX_CHANNEL_LENGTH, description="glob, e.g. room:*")
 
 
-class UnsubscribeRequest(_Body):
+class UnsubscribeRequest(Input):
     channel: Channel
     user: User
     client: str = Field("", max_length=64)
 
 
-class DisconnectBody(_Body):
+class DisconnectBody(Input):
     code: int
     reason: str = Field("", max_length=100)
 
@@ -71,7 +67,7 @@ class DisconnectBody(_Body):
         return value
 
 
-class DisconnectRequest(_Body):
+class DisconnectRequest(Input):
     user: User
     client: str = Field("", max_length=64)
     disconnect: DisconnectBody | None = None

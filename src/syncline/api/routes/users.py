@@ -12,6 +12,7 @@ from syncline.api.routes.auth import user_self
 from syncline.apps.auth.models import ProfileUpdate, UserPublic, UserSelf
 from syncline.apps.auth.service import MAX_SEARCH_LIMIT, UserRecord
 from syncline.apps.chat.presence import is_online
+from syncline.apps.inputs import Text
 
 if TYPE_CHECKING:
     from syncline.gateway.server import Gateway
@@ -52,7 +53,7 @@ async def search(
     user: CurrentUser,
     auth: Auth,
     context: Context,
-    q: Annotated[str, Query(min_length=1, max_length=32)],
+    q: Annotated[Text, Query(min_length=1, max_length=32)],
     limit: Annotated[int, Query(ge=1, le=MAX_SEARCH_LIMIT)] = 20,
 ) -> list[UserPublic]:
     return [user_public(u, context.gateway) for u in await auth.search_users(q, limit)]

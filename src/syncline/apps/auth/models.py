@@ -7,10 +7,11 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from syncline.apps.auth.refresh import MAX_OPAQUE_TOKEN_LENGTH
 from syncline.apps.auth.tokens import ACCESS_TOKEN_TTL_S
+from syncline.apps.inputs import Input
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,32}$"
 MAX_EMAIL_LENGTH = 254
@@ -51,47 +52,43 @@ Password = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PASSWOR
 OpaqueToken = Annotated[str, StringConstraints(min_length=1, max_length=MAX_OPAQUE_TOKEN_LENGTH)]
 
 
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class RegisterRequest(_Request):
+class RegisterRequest(Input):
     username: Username
     email: Email
     password: Password
     display_name: DisplayName | None = None
 
 
-class LoginRequest(_Request):
+class LoginRequest(Input):
     username: Annotated[
         str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_EMAIL_LENGTH)
     ] = Field(description="username or email")
     password: Password
 
 
-class RefreshRequest(_Request):
+class RefreshRequest(Input):
     refresh_token: OpaqueToken
 
 
-class TokenRequest(_Request):
+class TokenRequest(Input):
     token: OpaqueToken
 
 
-class PasswordResetRequest(_Request):
+class PasswordResetRequest(Input):
     email: Email
 
 
-class PasswordReset(_Request):
+class PasswordReset(Input):
     token: OpaqueToken
     new_password: Password
 
 
-class ChangePasswordRequest(_Request):
+class ChangePasswordRequest(Input):
     current_password: Password
     new_password: Password
 
 
-class ProfileUpdate(_Request):
+class ProfileUpdate(Input):
     display_name: Annotated[DisplayName, StringConstraints(min_length=1)] | None = None
     email: Email | None = None
     # Required to change the address: a stolen access token must not be able to move the

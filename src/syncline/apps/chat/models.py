@@ -5,14 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, Field
+
+from syncline.apps.inputs import MAX_BIGINT, Input
 
 MAX_BODY_LENGTH = 4000
 MAX_ROOM_NAME_LENGTH = 64
 MAX_CLIENT_MSG_ID_LENGTH = 64
 MAX_INVITE_TOKEN_LENGTH = 128
 # Ids are PostgreSQL bigints: anything larger can't name a row (and would overflow the driver).
-MAX_ID = (1 << 63) - 1
+MAX_ID = MAX_BIGINT
 
 
 def _not_blank(value: str) -> str:
@@ -40,40 +42,36 @@ ClientMsgId = Annotated[
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
 
 
-class _Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=False)
-
-
-class CreateRoom(_Input):
+class CreateRoom(Input):
     name: RoomName
 
 
-class RenameRoom(_Input):
+class RenameRoom(Input):
     name: RoomName
 
 
-class OpenDirect(_Input):
+class OpenDirect(Input):
     user_id: Id
 
 
-class AddMember(_Input):
+class AddMember(Input):
     user_id: Id
 
 
-class JoinByInvite(_Input):
+class JoinByInvite(Input):
     token: Annotated[str, Field(min_length=1, max_length=MAX_INVITE_TOKEN_LENGTH)]
 
 
-class SendMessage(_Input):
+class SendMessage(Input):
     body: Body
     client_msg_id: ClientMsgId | None = None
 
 
-class EditMessage(_Input):
+class EditMessage(Input):
     body: Body
 
 
-class MarkRead(_Input):
+class MarkRead(Input):
     message_id: Id
 
 
@@ -86,7 +84,7 @@ class RpcEdit(EditMessage):
     message_id: Id
 
 
-class RpcDelete(_Input):
+class RpcDelete(Input):
     message_id: Id
 
 
@@ -94,7 +92,7 @@ class RpcRead(MarkRead):
     room_id: Id
 
 
-class RpcTyping(_Input):
+class RpcTyping(Input):
     room_id: Id
 
 

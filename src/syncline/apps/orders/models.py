@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, Field
+
+from syncline.apps.inputs import Input
 
 MAX_NAME_LENGTH = 100
 DEFAULT_PAGE_SIZE = 100
@@ -24,17 +26,13 @@ def _strip(value: str) -> str:
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME_LENGTH), AfterValidator(_strip)]
 
 
-class CreateOrder(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class CreateOrder(Input):
     customer_name: Name
     product_name: Name
     status: Status = "pending"
 
 
-class UpdateOrder(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class UpdateOrder(Input):
     customer_name: Name | None = None
     product_name: Name | None = None
     status: Status | None = None
