@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import time
 from pathlib import Path
 
 import psycopg
@@ -66,3 +68,31 @@ def test_the_cluster_never_belongs_to_root(pg_server: ServerInfo) -> None:
     owner = Path(row[0]).stat().st_uid
     # PostgreSQL refuses to run as root; as root we hand the cluster to a system user.
     assert owner == (os.geteuid() or owner) and owner != 0
+
+
+def test_start_after_the_postmaster_was_killed_runs_crash_recovery(tmp_path: Path) -> None:
+    """kill -9 leaves postmaster.pid, maybe a zombie and children: start() clears them."""
+    server = EmbeddedPostgres(tmp_path / "data")
+    info = server.start()
+    with psycopg.connect(info.url(), autocommit=True) as conn:
+        conn.execute("CREATE TABLE kept (x int)")
+        conn.execute("INSERT INTO kept VALUES (7)")
+        pid = int((server.pgdata / "postmaster.pid").read_text().split()[0])
+        os.kill(pid, signal.SIGKILL)
+        while _alive(pid):  # SIGKILL is not instant
+            time.sleep(0.01)
+    assert (server.pgdata / "postmaster.pid").exists()
+    try:
+        again = server.start()
+        assert again.port == info.port
+        with psycopg.connect(again.url()) as conn:
+            assert conn.execute("SELECT x FROM kept").fetchone() == (7,)
+    finally:
+        server.stop(mode="immediate")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -162,6 +162,9 @@ class EmbeddedPostgres:
         self._check_version()
         port = self._port()
         if not self.is_running():
+            # A server killed with this process (kill -9, power loss) may have left children
+            # or a lock file naming a zombie; PostgreSQL would refuse to start over them.
+            self.clear_after_crash()
             self._start_server(port)
         info = ServerInfo("127.0.0.1", self._running_port() or port, password)
         self._create_database(info)
