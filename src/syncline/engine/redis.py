@@ -27,6 +27,7 @@ from redis.exceptions import (
     ClusterError,
     NoScriptError,
     ReadOnlyError,
+    RedisClusterException,
     ResponseError,
     TryAgainError,
 )
@@ -324,9 +325,12 @@ class RedisEngine:
     async def listen(self, channel: str) -> None:
         """Subscribe this process to the channel's topic; returns once Redis confirmed it."""
         self._check_open()
-        if isinstance(self._router, _ClusterRouter):
-            await self._router.ensure_initialized()
-        await self._fanout.listen(channel, self._keys(channel)[2])
+        try:
+            if isinstance(self._router, _ClusterRouter):
+                await self._router.ensure_initialized()
+            await self._fanout.listen(channel, self._keys(channel)[2])
+        except (*_UNAVAILABLE, RedisClusterException) as err:
+            raise EngineUnavailableError(str(err)) from err
 
     async def unlisten(self, channel: str) -> None:
         self._check_open()

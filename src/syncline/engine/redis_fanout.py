@@ -125,13 +125,15 @@ class Fanout:
         if self._dispatcher is None:
             self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch_loop())
         count = self._counts.get(channel, 0)
-        self._counts[channel] = count + 1
         if count == 0:
+            link = self._link(self.router.address(topic))  # may raise: before any change
+            self._counts[channel] = 1
             self._channel_of[topic] = channel
             self._topic_of[channel] = topic
-            link = self._link(self.router.address(topic))
             self._link_of[topic] = link
             await link.subscribe(topic)
+        else:
+            self._counts[channel] = count + 1
         await self._wait(self._topic_of[channel])
 
     async def unlisten(self, channel: str) -> None:
