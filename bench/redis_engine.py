@@ -88,10 +88,16 @@ FLOOD = """
 local n = tonumber(ARGV[2])
 for i = 1, n do
   local k = (i - 1) % #KEYS + 1
-  redis.call('PUBLISH', KEYS[k], string.format('%d', tonumber(ARGV[3]) + i) .. ' 1796000000000 Ep0ch ' .. ARGV[1])
+  local offset = string.format('%d', tonumber(ARGV[3]) + i)
+  redis.call('PUBLISH', KEYS[k], offset .. ' 1796000000000 Ep0ch ' .. ARGV[1])
 end
 return n
 """
+
+
+async def flood(publisher: redis_asyncio.Redis, topics: list[str], body: bytes, total: int) -> None:
+    for sent in range(0, total, 5000):
+        await publisher.eval(FLOOD, len(topics), *topics, body, 5000, sent)  # type: ignore[misc]
 
 
 async def bench_fanout(url: str) -> None:
@@ -116,11 +122,7 @@ async def bench_fanout(url: str) -> None:
         publisher = redis_asyncio.Redis.from_url(url)
         body = b"0 " + PAYLOAD
 
-        async def flood() -> None:
-            for sent in range(0, total, 5000):
-                await publisher.eval(FLOOD, len(topics), *topics, body, 5000, sent)  # type: ignore[misc]
-
-        task = asyncio.create_task(flood())
+        task = asyncio.create_task(flood(publisher, topics, body, total))
         await asyncio.wait_for(counter.done.wait(), 120)
         redis_rate = total / (time.perf_counter() - counter.first)
         await task
