@@ -97,7 +97,7 @@ return n
 
 async def flood(publisher: redis_asyncio.Redis, topics: list[str], body: bytes, total: int) -> None:
     for sent in range(0, total, 5000):
-        await publisher.eval(FLOOD, len(topics), *topics, body, 5000, sent)  # type: ignore[misc]
+        await publisher.eval(FLOOD, len(topics), *topics, body, 5000, sent)
 
 
 async def bench_fanout(url: str) -> None:
