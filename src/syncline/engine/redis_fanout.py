@@ -245,10 +245,17 @@ class Fanout:
         while True:
             await wake.wait()
             wake.clear()
-            while self._buffer:
-                self._dispatch(DISPATCH_SLICE)
-                if self._buffer:
-                    await asyncio.sleep(0)
+            try:
+                while self._buffer:
+                    self._dispatch(DISPATCH_SLICE)
+                    if self._buffer:
+                        await asyncio.sleep(0)
+            except Exception:
+                # A bug here must not stop fan-out for good: whatever was being delivered
+                # may be lost, so every channel gets a gap, and the loop goes on.
+                logger.exception("fanout_dispatch_failed")
+                self._buffer.clear()
+                self._lost.update(dict.fromkeys(self._counts))
             if self._lost:
                 # Nothing later of these channels came in: report their gaps now.
                 lost, self._lost = self._lost, {}
@@ -385,6 +392,10 @@ class _Link:
                 await self._read(conn)
             except (RedisError, OSError) as err:
                 logger.warning("redis_pubsub_lost", address=self.address, error=str(err))
+            except Exception:
+                # Not a network error (a reply we cannot read, a bug): start over all the same,
+                # gaps included, rather than leave the subscriptions dead.
+                logger.exception("redis_pubsub_reader_failed", address=self.address)
             finally:
                 pinger.cancel()
                 self._conn = None
