@@ -303,20 +303,21 @@ async def test_recovery_is_exact_or_refused(engine: ChannelLog) -> None:
 
 
 async def test_history_expires_by_ttl(engine: ChannelLog) -> None:
-    await append(engine, "a", ttl=0.4)
-    await append(engine, "a", ttl=0.4)
-    await asyncio.sleep(0.25)
-    await append(engine, "a", ttl=0.4)
+    # Margins of 0.35 s either way: a busy machine only makes things older, never younger.
+    await append(engine, "a", ttl=0.8)
+    await append(engine, "a", ttl=0.8)
+    await asyncio.sleep(0.45)
+    await append(engine, "a", ttl=0.8)
     epoch = (await engine.position("a")).epoch
     assert offsets((await engine.history("a", limit=-1)).publications) == [1, 2, 3]
-    await asyncio.sleep(0.25)  # 1 and 2 are now 0.5 s old, 3 is 0.25 s
+    await asyncio.sleep(0.45)  # 1 and 2 are now 0.9 s old, 3 is 0.45 s
     assert offsets((await engine.history("a", limit=-1)).publications) == [3]
     assert not (await engine.recover("a", StreamPosition(1, epoch))).recovered
     result = await engine.recover("a", StreamPosition(2, epoch))
     assert (result.recovered, offsets(result.publications)) == (True, [3])
     page = await engine.history("a", limit=1, since=StreamPosition(0, epoch))
     assert offsets(page.publications) == [3]  # starts at the oldest kept, like Go
-    await asyncio.sleep(0.3)
+    await asyncio.sleep(0.45)
     assert list((await engine.history("a", limit=-1)).publications) == []
     assert (await engine.position("a")) == StreamPosition(3, epoch)
     # Everything expired: only a resume at the top is exact.
