@@ -21,7 +21,7 @@ from syncline.apps.chat.realtime import ChatRealtime
 from syncline.capture.membership import MembershipWatch
 from syncline.capture.pipeline import Pipeline
 from syncline.capture.service import CaptureService
-from syncline.control.memory import MemoryControlBus
+from syncline.control import ControlBus, MemoryControlBus, open_control_bus
 from syncline.db.head import HEAD_REVISION
 from syncline.db.pool import make_pool
 from syncline.db.supervisor import PostgresSupervisor
@@ -31,8 +31,10 @@ from syncline.gateway.auth import TokenVerifier
 from syncline.gateway.server import Gateway
 from syncline.health import Readiness
 from syncline.logs import get_logger
+from syncline.nodes import LocalNodeDirectory, NodeIdentity
+from syncline.presence import open_presence
 from syncline.rpc import RpcRegistry
-from syncline.settings import Settings
+from syncline.settings import Settings, mask_url
 from syncline.shutdown import Deadline
 from syncline.sync_config import build_sync_config
 
@@ -91,8 +93,11 @@ class Runtime:
         self.api_key = api_key
         # Invalid namespaces or rules fail here, before anything is started.
         self.sync = build_sync_config(settings)
+        # The ports: in memory for one process, or on the Redis that `engine` names, shared
+        # by every process and node (the bus connects in run(): it must be live to start).
         self.engine = open_engine(settings.engine)
-        self.control = MemoryControlBus()
+        self.presence = open_presence(settings.engine)
+        self.control: ControlBus = MemoryControlBus()
         self.capture: CaptureService | None = None
         self.gateway: Gateway | None = None
         self.rpc = RpcRegistry()
@@ -165,6 +170,14 @@ class Runtime:
             await pool.close()
             raise SynclineError(f"cannot reach PostgreSQL: {err}") from None
         self._add_database_checks(pool)
+        if self.settings.engine != "memory":
+            try:
+                self.control = await open_control_bus(self.settings.engine)
+            except ConnectionError as err:
+                await pool.close()
+                raise SynclineError(
+                    f"cannot reach Redis ({mask_url(self.settings.engine)}): {err}"
+                ) from None
         origins = {endpoints.http_url}
         if self.settings.host in ("127.0.0.1", "localhost"):
             origins.add(endpoints.http_url.replace(self.settings.host, "localhost"))
@@ -183,9 +196,11 @@ class Runtime:
             allowed_origins=origins,
             sessions=session_guard,
             control=self.control,
+            presence=self.presence,
         )
         self.gateway = gateway
-        chat = ChatRealtime(self.rpc, gateway, pool)
+        chat = ChatRealtime(self.rpc, self.engine, self.sync.registry, self.presence, pool)
+        gateway.disconnect_listeners.append(chat.last_seen.user_disconnected)
         assert self._gateway_socket is not None
         await gateway.start(self._gateway_socket)
 
@@ -227,8 +242,10 @@ class Runtime:
             websocket_url=endpoints.websocket_url,
             http_url=endpoints.http_url,
             jwt_secret=self.jwt_secret,
-            gateway=gateway,
             engine=self.engine,
+            namespaces=self.sync.registry,
+            presence=self.presence,
+            nodes=LocalNodeDirectory(NodeIdentity(), gateway),
             api_key=self.api_key,
             control=self.control,
             session_guard=session_guard,
@@ -278,6 +295,7 @@ class Runtime:
             await deadline.step("engine", self.engine.close())
             unsubscribe_guard()
             await deadline.step("control", self.control.close())
+            await deadline.step("presence", self.presence.close())
             await deadline.step("chat", chat.close())
             await deadline.step("auth", app.state.auth.close())
             self.readiness.close()

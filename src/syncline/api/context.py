@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import time
-import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated
 
@@ -17,8 +14,10 @@ from syncline.settings import Settings
 if TYPE_CHECKING:
     from syncline.apps.auth.session_guard import SessionGuard
     from syncline.control.base import ControlBus
+    from syncline.core.namespaces import NamespaceRegistry
     from syncline.engine.base import ChannelLog
-    from syncline.gateway.server import Gateway
+    from syncline.nodes import NodeDirectory
+    from syncline.presence import PresenceStore
 
 
 @dataclass
@@ -33,9 +32,12 @@ class AppContext:
     http_url: str = ""
     # Signs access tokens; the gateway verifies them with the same secret.
     jwt_secret: str = ""
-    # The running gateway and channel log (server API: presence, history, disconnect).
-    gateway: Gateway | None = None
+    # The ports of the running system (server API: history, presence, channels, info; the
+    # chat: online status). None: that part is not running here (503 where it is needed).
     engine: ChannelLog | None = None
+    namespaces: NamespaceRegistry | None = None
+    presence: PresenceStore | None = None
+    nodes: NodeDirectory | None = None
     # Commands to every process (revocations, disconnects); None: this process only.
     control: ControlBus | None = None
     # The process's one session-liveness cache, shared with the gateway; None: the auth
@@ -43,9 +45,6 @@ class AppContext:
     session_guard: SessionGuard | None = None
     # The server API's key; None turns the server API off.
     api_key: str | None = None
-    node_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    node_name: str = field(default_factory=socket.gethostname)
-    started_at: float = field(default_factory=time.time)
 
 
 def get_context(request: Request) -> AppContext:

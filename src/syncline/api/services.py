@@ -9,15 +9,14 @@ from fastapi.responses import JSONResponse
 
 from syncline.api.context import AppContext, get_context
 from syncline.api.errors import error_response
-from syncline.apps.chat.presence import is_online
+from syncline.apps.chat.presence import OnlineStatus
 from syncline.apps.chat.service import ChatService
 from syncline.apps.errors import AppError
 from syncline.apps.orders.service import OrderService
 
 
 def chat_service(context: Annotated[AppContext, Depends(get_context)]) -> ChatService:
-    gateway = context.gateway
-    return ChatService(context.pool, lambda user_id: is_online(gateway, user_id))
+    return ChatService(context.pool, OnlineStatus(context.presence).online)
 
 
 def order_service(context: Annotated[AppContext, Depends(get_context)]) -> OrderService:

@@ -36,7 +36,13 @@ from syncline.core.namespaces import (
 )
 from syncline.gateway import sendq
 from syncline.gateway.auth import TokenError
-from syncline.gateway.frames import Fragments, FrameError, check_utf8, valid_close_code
+from syncline.gateway.frames import (
+    Fragments,
+    FrameError,
+    check_utf8,
+    send_text,
+    valid_close_code,
+)
 from syncline.logs import get_logger
 from syncline.rpc import RpcContext, RpcError
 
@@ -90,6 +96,8 @@ class Subscription:
     pending: list[tuple[str, int, bytes]] | None = field(default_factory=list)
     chan_info: bytes | None = None
     expires_at: int | None = None
+    # Present in the channel (presence store): so a leave is announced only after a join.
+    joined: bool = False
 
 
 class Connection(WSListener):
@@ -334,10 +342,9 @@ class Connection(WSListener):
     def _send_out(self) -> None:
         if not self._out or self.transport is None or self.closing:
             return
-        frame = b"\n".join(self._out) if len(self._out) > 1 else self._out[0]
-        self._out.clear()
+        out, self._out = self._out, []
         self._out_size = 0
-        self.transport.send(WSMsgType.TEXT, frame)
+        send_text(self.transport, out)
 
     def pause_writing(self) -> None:
         """picows: the transport's buffer went over its high-water mark (64 KiB)."""
@@ -455,6 +462,8 @@ class Connection(WSListener):
             return
         self.client = str(uuid.uuid4())
         self.connected = True
+        if self.user:
+            await gw.went_online(self)
         self.next_ping_at = time.monotonic() + gw.settings.ping_interval
         subs: dict[str, dict[str, Any]] = {}
         server_subs: list[Subscription] = []
@@ -544,7 +553,7 @@ class Connection(WSListener):
             result = {**result, "expires": True, "ttl": gw.tokens.ttl(sub.expires_at)}
         self._reply(cmd.id, "subscribe", result)
         self._release(sub)
-        self._join(sub)
+        await self._join(sub)
 
     async def _allowed(self, command_id: int, decision: object) -> bool:
         if isinstance(decision, Allow):
@@ -604,18 +613,23 @@ class Connection(WSListener):
             del self.subs[sub.channel]
         self.gw.hub.remove(sub.channel, self)
         self.gw.unlisten_soon(sub.channel)
-        if sub.namespace.presence and self.client:
-            info = self.gw.presence.remove(sub.channel, self.client)
-            if info is not None and sub.namespace.join_leave:
-                self.gw.broadcast(sub.channel, wire.encode_leave_push(sub.channel, info))
+        if sub.namespace.presence and sub.joined:
+            info = ClientInfo(self.user, self.client, self.conn_info, sub.chan_info)
+            self.gw.left(sub.channel, info, announce=sub.namespace.join_leave)
 
-    def _join(self, sub: Subscription) -> None:
+    async def _join(self, sub: Subscription) -> None:
         if not sub.namespace.presence:
             return
         info = ClientInfo(self.user, self.client, self.conn_info, sub.chan_info)
-        self.gw.presence.add(sub.channel, info)
-        if sub.namespace.join_leave:
-            self.gw.broadcast(sub.channel, wire.encode_join_push(sub.channel, info))
+        announce = sub.namespace.join_leave
+        joined = await self.gw.joined(sub.channel, info, announce=announce)
+        if self.subs.get(sub.channel) is not sub:
+            # Unsubscribed or disconnected while the join was being stored: undo it now, or
+            # it would stay until it expires.
+            if joined:
+                self.gw.left(sub.channel, info, announce=announce)
+            return
+        sub.joined = joined
 
     def _unsubscribe(self, cmd: p.UnsubscribeCommand) -> None:
         sub = self.subs.get(cmd.channel)
@@ -650,13 +664,19 @@ class Connection(WSListener):
         )
         if not await self._allowed(cmd.id, decision):
             return
-        if isinstance(cmd, p.PresenceCommand):
-            self._reply(
-                cmd.id, "presence", wire.presence_result(self.gw.presence.clients(cmd.channel))
-            )
-        else:
-            clients, users = self.gw.presence.stats(cmd.channel)
-            self._reply(cmd.id, "presence_stats", wire.presence_stats_result(clients, users))
+        presence = self.gw.presence
+        try:
+            if isinstance(cmd, p.PresenceCommand):
+                result = wire.presence_result(await presence.clients(cmd.channel))
+            else:
+                result = wire.presence_stats_result(*await presence.stats(cmd.channel))
+        except ConnectionError as err:
+            log.warning("presence unavailable", channel=cmd.channel, error=str(err))
+            self._error(cmd.id, ErrorCode.INTERNAL)
+            return
+        self._reply(
+            cmd.id, "presence" if isinstance(cmd, p.PresenceCommand) else "presence_stats", result
+        )
 
     async def _history(self, cmd: p.HistoryCommand) -> None:
         namespace = self.gw.resolve(cmd.channel)

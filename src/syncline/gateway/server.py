@@ -8,7 +8,7 @@ import logging
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from limits import RateLimitItemPerSecond
@@ -23,6 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from syncline import metrics
 from syncline.control.base import ControlBus
+from syncline.core import wire
 from syncline.core.codes import DisconnectCode
 from syncline.core.control import (
     ControlCommand,
@@ -31,6 +32,7 @@ from syncline.core.control import (
     SessionsRevoked,
     UnsubscribeUser,
 )
+from syncline.core.log import ClientInfo
 from syncline.core.namespaces import Deny, Namespace, NamespaceRegistry, NeedsMembershipCheck
 from syncline.engine.base import ChannelLog
 from syncline.gateway import upgrade
@@ -38,8 +40,9 @@ from syncline.gateway.auth import SessionCheck, TokenVerifier
 from syncline.gateway.connection import SESSION_REVOKED_REASON, Connection
 from syncline.gateway.frames import PicowsLog
 from syncline.gateway.hub import Hub
-from syncline.gateway.presence import PresenceRegistry
 from syncline.logs import get_logger
+from syncline.nodes import NodeCounts
+from syncline.presence import MemoryPresenceStore, PresenceStore, online_key
 from syncline.rpc import RpcRegistry
 from syncline.settings import Settings
 
@@ -52,6 +55,16 @@ TICK_S = 1.0
 # picows starts every connection with a 16 KiB read buffer; client frames are small (a
 # command is ~200 bytes) and the buffer grows when one is not, so idle connections keep 2 KiB.
 READ_BUFFER_INIT_SIZE = 2048
+# Presence entries live this long without a refresh: the clients of a process that died are
+# gone from every other process's presence and online status within it.
+PRESENCE_TTL_S = 30.0
+# Each process re-adds its entries this often: three refreshes per TTL, so one slow or lost
+# refresh does not drop anyone.
+PRESENCE_REFRESH_S = PRESENCE_TTL_S / 3
+# Entries per add_many call (a Redis round trip of batched scripts).
+PRESENCE_REFRESH_BATCH = 5000
+# At shutdown, how long the leaves of the closed clients may take to reach the store.
+PRESENCE_DRAIN_S = 2.0
 
 
 class Gateway:
@@ -69,6 +82,7 @@ class Gateway:
         allowed_origins: set[str] | None = None,
         sessions: SessionCheck | None = None,
         control: ControlBus | None = None,
+        presence: PresenceStore | None = None,
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -80,11 +94,13 @@ class Gateway:
         # checked (a gateway without the auth application).
         self.sessions = sessions
         self.hub = Hub()
-        self.presence = PresenceRegistry()
+        # Who is in which channel, and who is online, across every process of the cluster.
+        self.presence: PresenceStore = presence if presence is not None else MemoryPresenceStore()
         self.connections: set[Connection] = set()
-        # Called with each connection that closed, after its subscriptions were dropped
-        # (applications track last-seen times with it).
-        self.disconnect_listeners: list[Callable[[Connection], None]] = []
+        # Called with the user of each connection that closed, once it is no longer present
+        # (applications record last-seen times with it, asking presence whether the user is
+        # still online elsewhere).
+        self.disconnect_listeners: list[Callable[[str], None]] = []
         self._per_ip: Counter[str] = Counter()
         self._rate = MovingWindowRateLimiter(MemoryStorage())
         self._rate_item = RateLimitItemPerSecond(settings.connects_per_ip_per_second)
@@ -92,6 +108,7 @@ class Gateway:
         self._origins.update(o.rstrip("/").lower() for o in settings.cors_origins)
         self._server: asyncio.Server | None = None
         self._ticker: asyncio.Task[None] | None = None
+        self._presence_refresher: asyncio.Task[None] | None = None
         self._unsubscribe_fanout = engine.subscribe_fanout(self.hub)
         self._unsubscribe_control = control.subscribe(self.on_control) if control else None
         self._namespaces: dict[str, Namespace | Deny] = {}
@@ -113,6 +130,9 @@ class Gateway:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(make_protocol, sock=sock)
         self._ticker = asyncio.create_task(self._tick_loop(), name="gateway-ticker")
+        self._presence_refresher = asyncio.create_task(
+            self._refresh_presence_loop(), name="gateway-presence"
+        )
 
     async def stop(self) -> None:
         """Stop accepting, tell every client to reconnect elsewhere, and close."""
@@ -120,10 +140,16 @@ class Gateway:
             self._server.close()
         for conn in list(self.connections):
             conn.close(DisconnectCode.SHUTDOWN)
-        if self._ticker is not None:
-            self._ticker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+        for task in (self._ticker, self._presence_refresher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        # The leaves of the clients just closed: present no longer, here or anywhere.
+        if self._tasks:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(PRESENCE_DRAIN_S):
+                    await asyncio.gather(*self._tasks, return_exceptions=True)
         self._unsubscribe_fanout()
         if self._unsubscribe_control is not None:
             self._unsubscribe_control()
@@ -173,8 +199,89 @@ class Gateway:
             if self._per_ip[conn.ip] <= 0:
                 del self._per_ip[conn.ip]
             metrics.CONNECTIONS.set(len(self.connections))
-            for listener in self.disconnect_listeners:
-                listener(conn)
+            if conn.connected and conn.user:
+                self._spawn(self._went_offline(conn.user, conn.client))
+
+    # -- presence ---------------------------------------------------------------------------
+
+    async def went_online(self, conn: Connection) -> None:
+        """A user's connection is open: present under the user's online key, cluster-wide."""
+        info = ClientInfo(conn.user, conn.client, conn.conn_info)
+        try:
+            await self.presence.add(online_key(conn.user), info, PRESENCE_TTL_S)
+        except ConnectionError as err:
+            log.warning("presence unavailable: online status not recorded", error=str(err))
+
+    async def _went_offline(self, user: str, client: str) -> None:
+        try:
+            await self.presence.remove(online_key(user), client)
+        except ConnectionError as err:
+            log.warning("presence unavailable: the entry will expire", error=str(err))
+        for listener in self.disconnect_listeners:
+            listener(user)
+
+    async def joined(self, channel: str, info: ClientInfo, *, announce: bool) -> bool:
+        """A client is present in ``channel`` (and its join pushed, if ``announce``); False
+        when the presence store could not take it (the subscription stands anyway)."""
+        try:
+            await self.presence.add(channel, info, PRESENCE_TTL_S)
+        except ConnectionError as err:
+            log.warning(
+                "presence unavailable: a join not recorded", channel=channel, error=str(err)
+            )
+            return False
+        if announce:
+            self.broadcast(channel, wire.encode_join_push(channel, info))
+        return True
+
+    def left(self, channel: str, info: ClientInfo, *, announce: bool) -> None:
+        """A present client left ``channel``: removed from presence, its leave pushed."""
+        if announce:
+            self.broadcast(channel, wire.encode_leave_push(channel, info))
+        self._spawn(self._remove_presence(channel, info.client))
+
+    async def _remove_presence(self, channel: str, client: str) -> None:
+        try:
+            await self.presence.remove(channel, client)
+        except ConnectionError as err:
+            log.warning(
+                "presence unavailable: the entry will expire", channel=channel, error=str(err)
+            )
+
+    def _present(self) -> list[tuple[str, ClientInfo]]:
+        """Every presence entry this process owns: its users online, its clients in channels."""
+        entries: list[tuple[str, ClientInfo]] = []
+        for conn in self.connections:
+            if not conn.connected or conn.closing:
+                continue
+            if conn.user:
+                entries.append(
+                    (online_key(conn.user), ClientInfo(conn.user, conn.client, conn.conn_info))
+                )
+            for sub in conn.subs.values():
+                if sub.joined:
+                    info = ClientInfo(conn.user, conn.client, conn.conn_info, sub.chan_info)
+                    entries.append((sub.channel, info))
+        return entries
+
+    async def _refresh_presence_loop(self) -> None:
+        """Keep this process's entries from expiring; a dead process's expire on their own."""
+        while True:
+            await asyncio.sleep(PRESENCE_REFRESH_S)
+            entries = self._present()
+            for start in range(0, len(entries), PRESENCE_REFRESH_BATCH):
+                try:
+                    await self.presence.add_many(
+                        entries[start : start + PRESENCE_REFRESH_BATCH], PRESENCE_TTL_S
+                    )
+                except ConnectionError as err:
+                    log.warning("presence refresh failed", error=str(err))
+                    break
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # -- services for connections -----------------------------------------------------------
 
@@ -215,6 +322,20 @@ class Gateway:
                 conn.revoke(channel)
                 conn.flush()
 
+    # -- what this process reports (syncline.nodes.LocalStats) -----------------------------
+
+    def counts(self) -> NodeCounts:
+        connected = [c for c in self.connections if c.connected]
+        return NodeCounts(
+            num_clients=len(connected),
+            num_users=len({c.user for c in connected}),
+            num_channels=len(self.hub.channels),
+            num_subs=sum(len(c.subs) for c in connected),
+        )
+
+    def channel_clients(self) -> dict[str, int]:
+        return {name: len(subs) for name, subs in self.hub.channels.items()}
+
     # -- control-bus commands (from any process) --------------------------------------------
 
     def on_control(self, command: ControlCommand) -> None:
@@ -226,9 +347,7 @@ class Gateway:
         elif isinstance(command, UnsubscribeUser):
             self.unsubscribe_user(command.user, command.channel, command.client)
         elif isinstance(command, RecheckChannel) and command.channel in self.hub.channels:
-            task = asyncio.get_running_loop().create_task(self._recheck(command.channel))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._recheck(command.channel))
 
     def close_sessions(self, user: str, sessions: set[str]) -> None:
         """Close (3500 "session revoked") every connection whose token is of these sessions,

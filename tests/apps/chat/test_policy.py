@@ -13,9 +13,11 @@ from syncline.apps.chat.models import (
     RpcTyping,
     SendMessage,
 )
-from syncline.apps.chat.presence import is_online, user_id_of
+from syncline.apps.chat.presence import OnlineStatus, user_id_of
 from syncline.apps.chat.typing import TypingLimiter
 from syncline.apps.errors import AppError
+from syncline.core.log import ClientInfo
+from syncline.presence import MemoryPresenceStore, online_key
 
 
 def test_direct_key_is_the_same_from_both_sides() -> None:
@@ -137,4 +139,14 @@ def test_user_ids_from_subjects() -> None:
     assert user_id_of("") is None
     assert user_id_of("abc") is None
     assert user_id_of("9" * 19) is None  # beyond a bigint
-    assert not is_online(None, 42)
+
+
+async def test_online_status_asks_presence_for_each_users_online_key() -> None:
+    store = MemoryPresenceStore()
+    await store.add(online_key("7"), ClientInfo("7", "c1"))
+    await store.add(online_key("8"), ClientInfo("8", "c2"))
+    await store.remove(online_key("8"), "c2")
+    status = OnlineStatus(store)
+    assert await status.online([7, 8, 9, 7]) == {7}
+    assert await status.online([]) == set()
+    assert await OnlineStatus(None).online([7]) == set()

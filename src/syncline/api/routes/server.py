@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import fnmatch
 import hmac
-import time
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import orjson
 import psycopg
 from fastapi import APIRouter, Depends, Request, Response
 
-from syncline import __version__
 from syncline.api.context import AppContext, Context, get_context
 from syncline.api.errors import ApiError
 from syncline.api.server_models import (
@@ -27,12 +25,10 @@ from syncline.api.server_models import (
     PublishRequest,
     UnsubscribeRequest,
 )
-from syncline.control.base import ControlBus
 from syncline.core.codes import DisconnectCode, check_close_reason
-from syncline.core.control import DisconnectUser, UnsubscribeUser
+from syncline.core.control import ControlCommand, DisconnectUser, UnsubscribeUser
 from syncline.core.log import ClientInfo, LogError, StreamPosition
 from syncline.core.namespaces import Deny
-from syncline.gateway.server import Gateway
 
 _PUBLISH = "SELECT syncline.publish(%s, %s::jsonb)"
 # SQL errors syncline.publish() raises for bad input (limits, empty channel): the caller's
@@ -67,20 +63,25 @@ def _reply(result: dict[str, Any]) -> Response:
     return Response(orjson.dumps({"result": result}), media_type="application/json")
 
 
-def _gateway(context: AppContext) -> Gateway:
-    if context.gateway is None:
+T = TypeVar("T")
+
+
+def _running(part: T | None) -> T:
+    if part is None:
         raise ApiError(503, "unavailable", "the gateway is not running")
-    return context.gateway
+    return part
 
 
-def _control(context: AppContext) -> ControlBus:
-    if context.control is None:
-        raise ApiError(503, "unavailable", "the gateway is not running")
-    return context.control
+async def _command(context: AppContext, command: ControlCommand) -> None:
+    """Send a command to every node; 503 when the bus cannot take it (no false success)."""
+    try:
+        await _running(context.control).publish(command)
+    except ConnectionError as err:
+        raise ApiError(503, "unavailable", f"the control bus is unavailable: {err}") from None
 
 
-def _check_channel(gateway: Gateway, channel: str) -> None:
-    if isinstance(gateway.resolve(channel), Deny):
+def _check_channel(context: AppContext, channel: str) -> None:
+    if isinstance(_running(context.namespaces).resolve(channel), Deny):
         raise ApiError(400, "unknown_channel", f"no namespace serves channel {channel!r}")
 
 
@@ -97,29 +98,29 @@ async def _publish_all(context: AppContext, items: list[tuple[str, Any]]) -> Non
 
 @router.post("/publish", summary="Publish data to a channel (after commit, durable, ordered)")
 async def publish(body: PublishRequest, context: Context) -> Response:
-    _check_channel(_gateway(context), body.channel)
+    _check_channel(context, body.channel)
     await _publish_all(context, [(body.channel, body.data)])
     return _reply({})
 
 
 @router.post("/broadcast", summary="Publish the same data to several channels atomically")
 async def broadcast(body: BroadcastRequest, context: Context) -> Response:
-    gateway = _gateway(context)
     for channel in body.channels:
-        _check_channel(gateway, channel)
+        _check_channel(context, channel)
     await _publish_all(context, [(channel, body.data) for channel in body.channels])
     return _reply({"responses": [{"result": {}} for _ in body.channels]})
 
 
 @router.post("/history", summary="A page of a channel's history")
 async def history(body: HistoryRequest, context: Context) -> Response:
-    gateway = _gateway(context)
-    _check_channel(gateway, body.channel)
+    _check_channel(context, body.channel)
     since = StreamPosition(body.since.offset, body.since.epoch) if body.since else None
     try:
-        page = await gateway.engine.history(body.channel, body.limit, since, body.reverse)
+        page = await _running(context.engine).history(body.channel, body.limit, since, body.reverse)
     except LogError as err:
         raise ApiError(400, "history_unavailable", err.message) from None
+    except ConnectionError as err:
+        raise ApiError(503, "unavailable", f"the channel log is unavailable: {err}") from None
     publications = []
     for pub in page.publications:
         item: dict[str, Any] = {"data": orjson.Fragment(pub.data), "offset": pub.offset}
@@ -146,26 +147,29 @@ def _client_info(info: ClientInfo) -> dict[str, Any]:
 
 @router.post("/presence", summary="Who is subscribed to a channel right now")
 async def presence(body: ChannelRequest, context: Context) -> Response:
-    gateway = _gateway(context)
-    _check_channel(gateway, body.channel)
-    clients = gateway.presence.clients(body.channel)
+    _check_channel(context, body.channel)
+    try:
+        clients = await _running(context.presence).clients(body.channel)
+    except ConnectionError as err:
+        raise ApiError(503, "unavailable", f"presence is unavailable: {err}") from None
     return _reply({"presence": {cid: _client_info(info) for cid, info in clients.items()}})
 
 
 @router.post("/presence_stats", summary="How many clients and distinct users are present")
 async def presence_stats(body: ChannelRequest, context: Context) -> Response:
-    gateway = _gateway(context)
-    _check_channel(gateway, body.channel)
-    clients, users = gateway.presence.stats(body.channel)
+    _check_channel(context, body.channel)
+    try:
+        clients, users = await _running(context.presence).stats(body.channel)
+    except ConnectionError as err:
+        raise ApiError(503, "unavailable", f"presence is unavailable: {err}") from None
     return _reply({"num_clients": clients, "num_users": users})
 
 
 @router.post("/channels", summary="Active channels (with subscribers) and their client counts")
 async def channels(body: ChannelsRequest, context: Context) -> Response:
-    gateway = _gateway(context)
     found = {
-        name: {"num_clients": len(subs)}
-        for name, subs in gateway.hub.channels.items()
+        name: {"num_clients": count}
+        for name, count in (await _running(context.nodes).channels()).items()
         if not body.pattern or fnmatch.fnmatchcase(name, body.pattern)
     }
     return _reply({"channels": found})
@@ -174,7 +178,7 @@ async def channels(body: ChannelsRequest, context: Context) -> Response:
 @router.post("/unsubscribe", summary="Unsubscribe a user's clients from a channel")
 async def unsubscribe(body: UnsubscribeRequest, context: Context) -> Response:
     # Over the control bus: every process unsubscribes its own connections of the user.
-    await _control(context).publish(UnsubscribeUser(body.user, body.channel, body.client or ""))
+    await _command(context, UnsubscribeUser(body.user, body.channel, body.client or ""))
     return _reply({})
 
 
@@ -189,23 +193,10 @@ async def disconnect(body: DisconnectRequest, context: Context) -> Response:
             check_close_reason(reason)
         except ValueError as err:
             raise ApiError(422, "invalid_input", f"disconnect.reason: {err}") from None
-    command = DisconnectUser(body.user, int(code), reason, body.client or "")
-    await _control(context).publish(command)
+    await _command(context, DisconnectUser(body.user, int(code), reason, body.client or ""))
     return _reply({})
 
 
-@router.post("/info", summary="This node: connections, users, channels, subscriptions")
+@router.post("/info", summary="The nodes: connections, users, channels, subscriptions")
 async def info(context: Context) -> Response:
-    gateway = _gateway(context)
-    connections = [c for c in gateway.connections if c.connected]
-    node = {
-        "uid": context.node_id,
-        "name": context.node_name,
-        "version": __version__,
-        "num_clients": len(connections),
-        "num_users": len({c.user for c in connections}),
-        "num_channels": len(gateway.hub.channels),
-        "num_subs": sum(len(c.subs) for c in connections),
-        "uptime": int(time.time() - context.started_at),
-    }
-    return _reply({"nodes": [node]})
+    return _reply({"nodes": await _running(context.nodes).nodes()})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
@@ -11,11 +11,8 @@ from syncline.api.context import Context
 from syncline.api.routes.auth import user_self
 from syncline.apps.auth.models import ProfileUpdate, UserPublic, UserSelf
 from syncline.apps.auth.service import MAX_SEARCH_LIMIT, UserRecord
-from syncline.apps.chat.presence import is_online
+from syncline.apps.chat.presence import OnlineStatus
 from syncline.apps.inputs import Text
-
-if TYPE_CHECKING:
-    from syncline.gateway.server import Gateway
 
 router = APIRouter(prefix="/api/users", tags=["users"])
 
@@ -23,13 +20,13 @@ router = APIRouter(prefix="/api/users", tags=["users"])
 MAX_ID = 2**63 - 1
 
 
-def user_public(user: UserRecord, gateway: Gateway | None) -> UserPublic:
-    # Online: a connection to this gateway now; last_seen_at: sign-in, refresh, disconnect.
+def user_public(user: UserRecord, online: set[int]) -> UserPublic:
+    # Online: a connection to any node now; last_seen_at: sign-in, refresh, disconnect.
     return UserPublic(
         id=user.id,
         username=user.username,
         display_name=user.display_name,
-        online=is_online(gateway, user.id),
+        online=user.id in online,
         last_seen_at=user.last_seen_at,
     )
 
@@ -56,11 +53,14 @@ async def search(
     q: Annotated[Text, Query(min_length=1, max_length=32)],
     limit: Annotated[int, Query(ge=1, le=MAX_SEARCH_LIMIT)] = 20,
 ) -> list[UserPublic]:
-    return [user_public(u, context.gateway) for u in await auth.search_users(q, limit)]
+    found = await auth.search_users(q, limit)
+    online = await OnlineStatus(context.presence).online([u.id for u in found])
+    return [user_public(u, online) for u in found]
 
 
 @router.get("/{user_id}", summary="A user's public profile")
 async def profile(
     user_id: Annotated[int, Path(ge=1, le=MAX_ID)], user: CurrentUser, auth: Auth, context: Context
 ) -> UserPublic:
-    return user_public(await auth.get_user(user_id), context.gateway)
+    found = await auth.get_user(user_id)
+    return user_public(found, await OnlineStatus(context.presence).online([found.id]))

@@ -1,19 +1,16 @@
-"""Online status from the gateway's connections, and users.last_seen_at when a user's last
-connection closes."""
+"""Online status from the presence port (every connection of a user, on any node), and
+users.last_seen_at when a user's last connection closes."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from collections.abc import Collection
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool, PoolClosed
 
 from syncline.logs import get_logger
-
-if TYPE_CHECKING:
-    from syncline.gateway.connection import Connection
-    from syncline.gateway.server import Gateway
+from syncline.presence import PresenceStore, online_key
 
 log = get_logger(__name__)
 
@@ -28,40 +25,48 @@ def user_id_of(sub: str) -> int | None:
     return int(sub)
 
 
-def is_online(gateway: Gateway | None, user_id: int) -> bool:
-    """Whether the user has a connection to this gateway now.
+class OnlineStatus:
+    """Which users have an open connection to any node now (the gateway keeps every open
+    connection present under the user's online key; a dead node's entries expire)."""
 
-    Every connection of a user is subscribed by the server to the user's personal channel,
-    so that channel's subscriber count is the user's connection count: O(1), no scan.
-    """
-    if gateway is None:
-        return False
-    sub = str(user_id)
-    channel = gateway.personal_channel(sub)
-    if channel:
-        return gateway.hub.subscribers(channel) > 0
-    # No personal channel configured: look at the connections themselves.
-    return any(c.connected and not c.closing and c.user == sub for c in gateway.connections)
+    def __init__(self, presence: PresenceStore | None) -> None:
+        self._presence = presence
+
+    async def online(self, user_ids: Collection[int]) -> set[int]:
+        """The subset of ``user_ids`` online; none when presence is unavailable."""
+        presence = self._presence
+        if presence is None or not user_ids:
+            return set()
+        ids = list(dict.fromkeys(user_ids))
+        try:
+            stats = await asyncio.gather(*(presence.stats(online_key(str(i))) for i in ids))
+        except ConnectionError as err:
+            # Online dots are informative: answer "offline" rather than fail the request.
+            log.warning("presence unavailable: users shown offline", error=str(err))
+            return set()
+        return {user_id for user_id, (clients, _) in zip(ids, stats, strict=True) if clients}
 
 
 class LastSeenTracker:
-    """Sets users.last_seen_at when a user's last connection to the gateway closes."""
+    """Sets users.last_seen_at when a user's last connection (on any node) closes."""
 
-    def __init__(self, gateway: Gateway, pool: AsyncConnectionPool) -> None:
-        self.gateway = gateway
+    def __init__(self, status: OnlineStatus, pool: AsyncConnectionPool) -> None:
+        self.status = status
         self.pool = pool
         self._tasks: set[asyncio.Task[None]] = set()
-        gateway.disconnect_listeners.append(self._on_disconnect)
 
-    def _on_disconnect(self, conn: Connection) -> None:
-        user_id = user_id_of(conn.user)
-        if user_id is None or is_online(self.gateway, user_id):
+    def user_disconnected(self, user: str) -> None:
+        """The gateway's disconnect listener: one of ``user``'s connections closed."""
+        user_id = user_id_of(user)
+        if user_id is None:
             return
         task = asyncio.get_running_loop().create_task(self._record(user_id))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _record(self, user_id: int) -> None:
+        if await self.status.online([user_id]):
+            return
         try:
             async with self.pool.connection() as conn:
                 await conn.execute(

@@ -1,27 +1,35 @@
-"""Wires the chat into a running gateway: RPC methods and last-seen tracking."""
+"""Wires the chat into a running Syncline through its ports: RPC methods, online status and
+last-seen tracking (never through the gateway object itself)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from psycopg_pool import AsyncConnectionPool
 
-from syncline.apps.chat.presence import LastSeenTracker, is_online
+from syncline.apps.chat.presence import LastSeenTracker, OnlineStatus
 from syncline.apps.chat.rpc import register_chat_rpc
 from syncline.apps.chat.service import ChatService
+from syncline.core.namespaces import NamespaceRegistry
+from syncline.engine.base import ChannelLog
+from syncline.presence import PresenceStore
 from syncline.rpc import RpcRegistry
-
-if TYPE_CHECKING:
-    from syncline.gateway.server import Gateway
 
 
 class ChatRealtime:
-    """The chat's parts that live next to the gateway; close() before the pool closes."""
+    """The chat's real-time parts; `last_seen.user_disconnected` is the gateway's disconnect
+    listener (the composition root wires it); close() before the pool closes."""
 
-    def __init__(self, registry: RpcRegistry, gateway: Gateway, pool: AsyncConnectionPool):
-        service = ChatService(pool, lambda user_id: is_online(gateway, user_id))
-        register_chat_rpc(registry, service, gateway)
-        self.last_seen = LastSeenTracker(gateway, pool)
+    def __init__(
+        self,
+        registry: RpcRegistry,
+        engine: ChannelLog,
+        namespaces: NamespaceRegistry,
+        presence: PresenceStore,
+        pool: AsyncConnectionPool,
+    ) -> None:
+        status = OnlineStatus(presence)
+        service = ChatService(pool, status.online)
+        register_chat_rpc(registry, service, engine, namespaces)
+        self.last_seen = LastSeenTracker(status, pool)
 
     async def close(self) -> None:
         await self.last_seen.close()

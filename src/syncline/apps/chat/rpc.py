@@ -4,7 +4,7 @@ chat.typing, calling the same ChatService as the REST routes."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -17,11 +17,9 @@ from syncline.apps.errors import AppError
 from syncline.apps.inputs import describe
 from syncline.core.codes import ErrorCode
 from syncline.core.log import ClientInfo
-from syncline.core.namespaces import Deny
+from syncline.core.namespaces import Deny, NamespaceRegistry
+from syncline.engine.base import ChannelLog
 from syncline.rpc import RpcContext, RpcError, RpcRegistry
-
-if TYPE_CHECKING:
-    from syncline.gateway.server import Gateway
 
 M = TypeVar("M", bound=BaseModel)
 Handler = Callable[[RpcContext, Any], Awaitable[Any]]
@@ -53,7 +51,8 @@ def _caller(ctx: RpcContext) -> int:
 def register_chat_rpc(
     registry: RpcRegistry,
     service: ChatService,
-    gateway: Gateway,
+    engine: ChannelLog,
+    namespaces: NamespaceRegistry,
     limiter: TypingLimiter | None = None,
 ) -> None:
     """Register the chat.* methods on the runtime's RPC registry."""
@@ -94,7 +93,7 @@ def register_chat_rpc(
         user_id = _caller(ctx)
         args = _parse(RpcTyping, data)
         channel = typing_channel(args.room_id)
-        if isinstance(gateway.resolve(channel), Deny):
+        if isinstance(namespaces.resolve(channel), Deny):
             raise RpcError(404, "not_found: typing channels are not configured")
         if not typing_limiter.allow(user_id, args.room_id):
             raise RpcError(429, "rate_limited: one typing event per room every 2 seconds")
@@ -103,7 +102,7 @@ def register_chat_rpc(
         # The same road as a client's publish into a typing channel: fanned out to the
         # room's typing subscribers, no offset, no history, nothing in PostgreSQL.
         info = ClientInfo(ctx.user, ctx.client, ctx.conn_info)
-        await gateway.engine.publish_ephemeral(channel, orjson.dumps(event), info)
+        await engine.publish_ephemeral(channel, orjson.dumps(event), info)
         return {}
 
     method("chat.send", send)

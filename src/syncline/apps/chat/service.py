@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -22,11 +22,12 @@ from syncline.apps.chat.models import (
 from syncline.apps.errors import not_found
 from syncline.apps.sql import Row, fetch_one
 
-OnlineCheck = Callable[[int], bool]
+# The subset of the given users online now (the chat asks presence; tests may not).
+OnlineCheck = Callable[[Collection[int]], Awaitable[set[int]]]
 
 
-def _offline(_: int) -> bool:
-    return False
+async def _offline(_: Collection[int]) -> set[int]:
+    return set()
 
 
 def message_model(row: Row | dict[str, Any]) -> Message:
@@ -52,7 +53,12 @@ class ChatService:
 
     # -- rooms ------------------------------------------------------------------------------
 
-    def _room(self, row: Row) -> Room:
+    async def _rooms(self, rows: list[Row]) -> list[Room]:
+        """Rooms from their rows, with the peers of direct rooms marked online in one ask."""
+        online = await self.online([int(r["peer_id"]) for r in rows if r["peer_id"] is not None])
+        return [self._room(row, online) for row in rows]
+
+    def _room(self, row: Row, online: set[int]) -> Room:
         peer = None
         name = row["name"]
         if row["peer_id"] is not None:
@@ -60,7 +66,7 @@ class ChatService:
                 id=row["peer_id"],
                 username=row["peer_username"],
                 display_name=row["peer_display_name"],
-                online=self.online(int(row["peer_id"])),
+                online=int(row["peer_id"]) in online,
                 last_seen_at=row["peer_last_seen_at"],
             )
             # A direct room has no name of its own: it is called after the other person.
@@ -83,11 +89,13 @@ class ChatService:
         if row is None:
             raise not_found()
         listed = [Member.model_validate(m) for m in await rooms.members(conn, room_id)]
-        return RoomDetail(**self._room(row).model_dump(), members=listed)
+        (room,) = await self._rooms([row])
+        return RoomDetail(**room.model_dump(), members=listed)
 
     async def list_rooms(self, user_id: int) -> list[Room]:
         async with self.pool.connection() as conn:
-            return [self._room(row) for row in await rooms.list_rooms(conn, user_id)]
+            rows = await rooms.list_rooms(conn, user_id)
+        return await self._rooms(rows)
 
     async def room(self, room_id: int, user_id: int) -> RoomDetail:
         async with self._tx() as conn:
