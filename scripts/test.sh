@@ -16,6 +16,7 @@ fi
 
 echo "== ruff" && .venv/bin/ruff check . && .venv/bin/ruff format --check .
 echo "== mypy --strict" && .venv/bin/mypy
+echo "== import contracts" && .venv/bin/lint-imports --no-cache
 echo "== pytest"
 set +e
 .venv/bin/python -m pytest -n "${PYTEST_WORKERS:-2}" --dist loadfile "$@"
