@@ -34,8 +34,10 @@ The gateway calls ``listen(channel)`` before it reads the position or recovers (
 publication can fall between the two; it drops the live ones it already sent in the reply,
 by offset), and ``unlisten(channel)`` when it no longer has subscribers there. Calls are
 counted, so each ``listen`` needs one ``unlisten``. The Redis engine subscribes to the
-channel's pub/sub topic on the first; the memory engine delivers every channel anyway and
-only uses the count to keep a listened-to stream from being dropped as idle.
+channel's pub/sub topic on the first, returns only once Redis has confirmed it (so the
+position read next cannot miss a publication), and delivers only listened channels; the memory
+engine delivers every channel anyway and only uses the count to keep a listened-to stream from
+being dropped as idle. A ``listen`` that raises ``EngineUnavailableError`` still counts.
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ class AppendRequest(NamedTuple):
 
 
 class FanoutHandler(Protocol):
-    """Receives every publication of every channel; see the module docstring for the contract."""
+    """Receives every publication of every (listened) channel; the module docstring has the rest."""
 
     def on_publication(self, channel: str, epoch: str, pub: Publication, /) -> None:
         """Deliver ``pub`` of ``channel``; called in offset order per channel, never blocking."""
