@@ -181,3 +181,38 @@ async def test_a_lost_shard_connection_resubscribes_and_reports_gaps(
     await until(lambda: set(recorder.gaps) == on_killed)
     await writer.append_batch([AppendRequest(c, b"{}", SIZE, TTL_S) for c in CHANNELS])
     await until(lambda: len(recorder.pubs) == len(CHANNELS))
+
+
+async def test_a_migrated_slot_moves_its_subscription_with_a_gap(
+    cluster: RedisClusterServers, engines: Callable[[], RedisEngine]
+) -> None:
+    writer, reader = engines(), engines()
+    recorder = Recorder()
+    reader.subscribe_fanout(recorder)
+    channel = "room:migrating"
+    await reader.listen(channel)
+    await reader.listen("room:1")
+    await writer.append(channel, b"{}", history_size=SIZE, history_ttl_s=TTL_S)
+    await until(lambda: recorder.offsets(channel) == [1])
+    stream_key = writer._keys(channel)[0]
+    slot = int(cluster.nodes[0].cli("CLUSTER", "KEYSLOT", stream_key))
+    ids = {node.port: node.cli("CLUSTER", "MYID").strip() for node in cluster.nodes}
+    source = next(
+        n for n in cluster.nodes if n.cli("CLUSTER", "COUNTKEYSINSLOT", str(slot)) != "0\n"
+    )
+    target = next(n for n in cluster.nodes if n is not source)
+    target.cli("CLUSTER", "SETSLOT", str(slot), "IMPORTING", ids[source.port])
+    source.cli("CLUSTER", "SETSLOT", str(slot), "MIGRATING", ids[target.port])
+    keys = source.cli("CLUSTER", "GETKEYSINSLOT", str(slot), "100").split()
+    source.cli("MIGRATE", "127.0.0.1", str(target.port), "", "0", "5000", "KEYS", *keys)
+    for node in cluster.nodes:
+        node.cli("CLUSTER", "SETSLOT", str(slot), "NODE", ids[target.port])
+    # The old owner drops the shard subscription; the engine follows the slot and says so.
+    await until(lambda: recorder.gaps == [channel])
+    pub = await writer.append(channel, b"{}", history_size=SIZE, history_ttl_s=TTL_S)
+    assert pub is not None
+    await until(lambda: len(recorder.offsets(channel)) == 2)
+    assert recorder.offsets(channel)[-1] == pub.offset
+    # A cluster is not durable, so the data's new server means a new epoch (offset 1 again).
+    assert pub.offset == 1
+    assert recorder.pubs[0][1] != recorder.pubs[-1][1]
