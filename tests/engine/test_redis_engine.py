@@ -246,6 +246,20 @@ async def test_a_restart_that_may_have_lost_acknowledged_appends_starts_a_new_ep
     assert not (await engine.recover("a", old)).recovered
 
 
+async def test_a_full_redis_refuses_appends_as_unavailable(
+    servers: Callable[..., RedisServer], engines: Callable[..., RedisEngine]
+) -> None:
+    server = servers(extra=("--maxmemory-policy", "noeviction"))
+    engine = engines(server.url)
+    assert await engine.append("a", b"{}", history_size=SIZE, history_ttl_s=TTL_S) is not None
+    server.cli("CONFIG", "SET", "maxmemory", "1")  # far below what it uses
+    with pytest.raises(EngineUnavailableError, match="OOM"):
+        await engine.append("a", b"{}", history_size=SIZE, history_ttl_s=TTL_S)
+    server.cli("CONFIG", "SET", "maxmemory", "0")
+    pub = await engine.append("a", b"{}", history_size=SIZE, history_ttl_s=TTL_S)
+    assert pub is not None and pub.offset == 2  # the refused append took nothing
+
+
 class SimClient:
     """One subscriber as the gateway keeps it: in order, and recovering on any doubt.
 

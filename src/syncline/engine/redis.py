@@ -26,6 +26,7 @@ from redis.crc import key_slot
 from redis.exceptions import (
     ClusterError,
     NoScriptError,
+    OutOfMemoryError,
     ReadOnlyError,
     RedisClusterException,
     ResponseError,
@@ -378,6 +379,10 @@ class RedisEngine:
                 return await client.evalsha(sha, len(keys), *keys, *args)
         except _UNAVAILABLE as err:
             raise EngineUnavailableError(str(err)) from err
+        except OutOfMemoryError as err:
+            # Over maxmemory with noeviction: Redis refuses a writing script before it runs,
+            # so this is "cannot append now", and nothing was appended.
+            raise EngineUnavailableError(f"OOM {err}") from err
 
     async def _load_scripts(self) -> None:
         for source in (APPEND, READ):

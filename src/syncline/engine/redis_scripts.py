@@ -84,6 +84,9 @@ while i <= #ARGV do
     if size > 0 and ttl > 0 then
       local ok = redis.pcall('XADD', stream, 'MAXLEN', size, id, 't', now_s, 'b', ARGV[i + 4])
       if type(ok) == 'table' and ok.err then
+        if not string.find(ok.err, 'equal or smaller', 1, true) then
+          return redis.error_reply(ok.err)  -- OOM, say: nothing was written before it
+        end
         -- Entries above the top cannot be ours: start the stream over rather than fail.
         redis.call('DEL', stream)
         redis.call('XADD', stream, 'MAXLEN', size, id, 't', now_s, 'b', ARGV[i + 4])
