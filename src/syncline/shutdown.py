@@ -13,10 +13,10 @@ log = get_logger(__name__)
 
 # A step that starts after the deadline still gets this long: closing what is already dead
 # (a pool of broken connections, a cancelled task) takes microseconds and should happen.
-MIN_STEP_S = 0.05
+MIN_STEP_S = 0.02
 # A cancelled psycopg query on a hung server waits up to 10 s for the server to confirm the
 # cancel; a second cancel makes it close the connection instead. This long between the two.
-CANCEL_GRACE_S = 0.1
+CANCEL_GRACE_S = 0.05
 
 
 class Deadline:
