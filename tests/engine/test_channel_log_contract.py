@@ -436,3 +436,32 @@ async def test_closed_engine_refuses_every_call(engine: ChannelLog) -> None:
     with pytest.raises(EngineClosedError):
         engine.subscribe_fanout(recorder)
     assert recorder.pubs == []
+
+
+class PresenceEvents:
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, ClientInfo, bool]] = []
+
+    def on_presence(self, channel: str, info: ClientInfo, joined: bool, /) -> None:
+        self.seen.append((channel, info, joined))
+
+
+async def test_joins_and_leaves_reach_the_listeners_and_take_no_offset(
+    make_engine: MakeEngine,
+) -> None:
+    """A join and a leave reach the presence handlers of the engines listening to the channel
+    (for Redis, another engine, as another process would be), in order; nothing is appended."""
+    publisher = make_engine()
+    # Memory: one process, so its own handlers; Redis: a second engine, as another process.
+    listener = publisher if isinstance(publisher, MemoryEngine) else make_engine()
+    events = PresenceEvents()
+    listener.subscribe_presence(events)
+    await listener.listen("room:1")
+    info = ClientInfo("7", "c-1", b'{"name":"Ann"}', b'{"role":"admin"}')
+    await publisher.publish_presence("room:1", info, True)
+    await publisher.publish_presence("room:1", info, False)
+    deadline = asyncio.get_running_loop().time() + 5
+    while len(events.seen) < 2 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)
+    assert events.seen == [("room:1", info, True), ("room:1", info, False)]
+    assert (await publisher.position("room:1")).offset == 0

@@ -16,6 +16,7 @@ from syncline.capture.choose import FALLBACK, capabilities, choose
 from syncline.capture.logical import LogicalSource
 from syncline.capture.outbox import OutboxSource
 from syncline.core.rules import RuleSet
+from syncline.engine.base import EngineUnavailableError
 from syncline.logs import get_logger
 from syncline.settings import Settings
 
@@ -80,9 +81,12 @@ class CaptureService:
                     delay = RETRY_MIN_S
                     await self._run_while_leading(lock)
             except (CaptureError, psycopg.Error, OSError) as err:
+                # EngineUnavailableError is an OSError too: Redis down. Nothing was acknowledged
+                # past what the engine holds, so leading again re-reads exactly the rest.
                 metrics.CAPTURE_UP.set(0)
-                self._outage = f"database unreachable: {_first_line(err)}"
-                log.error("capture lost the database; reconnecting", error=str(err), retry_in=delay)
+                what = "channel log" if isinstance(err, EngineUnavailableError) else "database"
+                self._outage = f"{what} unreachable: {_first_line(err)}"
+                log.error(f"capture lost the {what}; reconnecting", error=str(err), retry_in=delay)
                 await self._backoff(delay)
                 delay = min(delay * 2, RETRY_MAX_S)
 

@@ -93,6 +93,13 @@ class FanoutHandler(Protocol):
         """Publications of ``channel`` (None: of any channel) may have been lost in fan-out."""
 
 
+class PresenceHandler(Protocol):
+    """Receives the join and leave events of every listened channel, from every process."""
+
+    def on_presence(self, channel: str, info: ClientInfo, joined: bool, /) -> None:
+        """``info``'s client joined (or left) ``channel``; never blocking."""
+
+
 class ChannelLog(Protocol):
     """An engine: per-channel streams with atomic offsets, bounded history and fan-out.
 
@@ -128,6 +135,15 @@ class ChannelLog(Protocol):
         self, channel: str, data: bytes, info: ClientInfo | None = None
     ) -> Publication:
         """Fan out ``data`` with offset 0: it takes no offset and never enters history."""
+        ...
+
+    async def publish_presence(self, channel: str, info: ClientInfo, joined: bool) -> None:
+        """Fan out a join (or leave) of ``info``'s client to the channel's subscribers in every
+        process: like an ephemeral publication, no offset and no history."""
+        ...
+
+    def subscribe_presence(self, handler: PresenceHandler) -> Callable[[], None]:
+        """Register ``handler`` for joins and leaves; returns the function that unregisters it."""
         ...
 
     async def position(self, channel: str) -> StreamPosition:

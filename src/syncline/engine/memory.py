@@ -32,7 +32,12 @@ from syncline.core.log import (
     StreamPosition,
     new_epoch,
 )
-from syncline.engine.base import AppendRequest, EngineClosedError, FanoutHandler
+from syncline.engine.base import (
+    AppendRequest,
+    EngineClosedError,
+    FanoutHandler,
+    PresenceHandler,
+)
 
 logger = structlog.get_logger(__name__)
 
@@ -81,6 +86,7 @@ class MemoryEngine:
         self._listeners: dict[str, int] = {}
         # Replaced, never mutated, so a handler may unsubscribe while fan-out iterates.
         self._handlers: tuple[FanoutHandler, ...] = ()
+        self._presence_handlers: tuple[PresenceHandler, ...] = ()
         self._next_sweep_ms = 0
         self._closed = False
 
@@ -116,6 +122,23 @@ class MemoryEngine:
         pub = Publication(0, data, info, self._now_ms())
         self._fanout(channel, "", pub)
         return pub
+
+    async def publish_presence(self, channel: str, info: ClientInfo, joined: bool) -> None:
+        self._check_open()
+        for handler in self._presence_handlers:
+            try:
+                handler.on_presence(channel, info, joined)
+            except Exception:
+                logger.exception("presence_handler_failed", channel=channel)
+
+    def subscribe_presence(self, handler: PresenceHandler) -> Callable[[], None]:
+        self._check_open()
+        self._presence_handlers = (*self._presence_handlers, handler)
+
+        def unsubscribe() -> None:
+            self._presence_handlers = tuple(h for h in self._presence_handlers if h is not handler)
+
+        return unsubscribe
 
     def _append(
         self,

@@ -53,6 +53,7 @@ from syncline.engine.base import (
     EngineClosedError,
     EngineUnavailableError,
     FanoutHandler,
+    PresenceHandler,
 )
 from syncline.engine.redis_fanout import Fanout
 from syncline.engine.redis_scripts import (
@@ -64,6 +65,7 @@ from syncline.engine.redis_scripts import (
     decode_entry,
     encode_body,
     encode_message,
+    encode_presence_message,
     position_text,
 )
 
@@ -322,6 +324,20 @@ class RedisEngine:
     def subscribe_fanout(self, handler: FanoutHandler) -> Callable[[], None]:
         self._check_open()
         return self._fanout.subscribe(handler)
+
+    def subscribe_presence(self, handler: PresenceHandler) -> Callable[[], None]:
+        self._check_open()
+        return self._fanout.subscribe_presence(handler)
+
+    async def publish_presence(self, channel: str, info: ClientInfo, joined: bool) -> None:
+        self._check_open()
+        topic = self._keys(channel)[2]
+        message = encode_presence_message(int(time.time() * 1000), info, joined)
+        command = "SPUBLISH" if self._cluster else "PUBLISH"
+        try:
+            await self._client.execute_command(command, topic, message)
+        except _UNAVAILABLE as err:
+            raise EngineUnavailableError(str(err)) from err
 
     async def listen(self, channel: str) -> None:
         """Subscribe this process to the channel's topic; returns once Redis confirmed it."""

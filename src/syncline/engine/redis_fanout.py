@@ -26,8 +26,14 @@ from redis.asyncio.connection import AbstractConnection
 from redis.crc import key_slot
 from redis.exceptions import RedisError
 
-from syncline.engine.base import EngineClosedError, EngineUnavailableError, FanoutHandler
-from syncline.engine.redis_scripts import decode_message
+from syncline.core.log import ClientInfo
+from syncline.engine.base import (
+    EngineClosedError,
+    EngineUnavailableError,
+    FanoutHandler,
+    PresenceHandler,
+)
+from syncline.engine.redis_scripts import decode_message, decode_presence_message
 
 logger = structlog.get_logger(__name__)
 
@@ -100,6 +106,7 @@ class Fanout:
         # insertion-ordered, and never larger than the listened channels.
         self._lost: dict[str, None] = {}
         self._handlers: tuple[FanoutHandler, ...] = ()
+        self._presence_handlers: tuple[PresenceHandler, ...] = ()
         self._wake = asyncio.Event()
         self._dispatcher: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -113,6 +120,14 @@ class Fanout:
 
         def unsubscribe() -> None:
             self._handlers = tuple(h for h in self._handlers if h is not handler)
+
+        return unsubscribe
+
+    def subscribe_presence(self, handler: PresenceHandler) -> Callable[[], None]:
+        self._presence_handlers = (*self._presence_handlers, handler)
+
+        def unsubscribe() -> None:
+            self._presence_handlers = tuple(h for h in self._presence_handlers if h is not handler)
 
         return unsubscribe
 
@@ -270,6 +285,10 @@ class Fanout:
                 self._gap(channel)
                 continue
             try:
+                presence = decode_presence_message(message)
+                if presence is not None:
+                    self._presence(channel, *presence)
+                    continue
                 epoch, pub = decode_message(message)
             except ValueError:
                 logger.exception("redis_message_malformed", channel=channel)
@@ -281,6 +300,15 @@ class Fanout:
                 except Exception:
                     logger.exception("fanout_handler_failed", channel=channel, offset=pub.offset)
                     _report_gap(handler, channel)
+
+    def _presence(self, channel: str, info: ClientInfo, joined: bool) -> None:
+        # A lost join or leave is not a gap: presence is read from the store, these only
+        # tell subscribers who came and went (as Centrifugo's are best effort too).
+        for handler in self._presence_handlers:
+            try:
+                handler.on_presence(channel, info, joined)
+            except Exception:
+                logger.exception("presence_handler_failed", channel=channel)
 
     def _gap(self, channel: str) -> None:
         for handler in self._handlers:

@@ -260,6 +260,28 @@ def encode_message(offset: int, time_ms: int, epoch: str, body: bytes) -> bytes:
     return b"%d %d %b %b" % (offset, time_ms, epoch.encode(), body)
 
 
+# A join or leave travels on the channel's topic like an ephemeral publication, with one of
+# these in place of the offset (a publication's offset is always digits).
+JOIN_MARK, LEAVE_MARK = b"J", b"L"
+
+
+def encode_presence_message(time_ms: int, info: ClientInfo, joined: bool) -> bytes:
+    """A join (or leave) of ``info``'s client, for the channel's pub/sub topic."""
+    return b"%b %d  %b" % (JOIN_MARK if joined else LEAVE_MARK, time_ms, encode_body(b"", info))
+
+
+def decode_presence_message(message: bytes) -> tuple[ClientInfo, bool] | None:
+    """(info, joined) of a presence message; None for a publication."""
+    mark = message[:1]
+    if mark not in (JOIN_MARK, LEAVE_MARK):
+        return None
+    _, _, _, body = message.split(b" ", 3)
+    _, info = decode_body(body)
+    if info is None:
+        raise ValueError("a presence message without client info")
+    return info, mark == JOIN_MARK
+
+
 def decode_message(message: bytes) -> tuple[str, Publication]:
     """The epoch and publication of a pub/sub message."""
     offset, time_ms, epoch, body = message.split(b" ", 3)

@@ -12,8 +12,8 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from syncline import metrics
-from syncline.core.log import Publication
-from syncline.core.wire import encode_pub_push
+from syncline.core.log import ClientInfo, Publication
+from syncline.core.wire import encode_join_push, encode_leave_push, encode_pub_push
 
 if TYPE_CHECKING:
     from syncline.gateway.connection import Connection, Subscription
@@ -49,6 +49,14 @@ class Hub:
         for conn, sub in list(subs.items()):
             conn.deliver(sub, epoch, offset, frame)
         metrics.DELIVERIES.inc(len(subs))
+
+    def on_presence(self, channel: str, info: ClientInfo, joined: bool, /) -> None:
+        subs = self.channels.get(channel)
+        if not subs:
+            return
+        frame = (encode_join_push if joined else encode_leave_push)(channel, info)
+        for conn in list(subs):
+            conn.queue(frame)
 
     def on_gap(self, channel: str | None, /) -> None:
         names = [channel] if channel is not None else list(self.channels)

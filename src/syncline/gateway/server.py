@@ -23,7 +23,6 @@ from psycopg_pool import AsyncConnectionPool
 
 from syncline import metrics
 from syncline.control.base import ControlBus
-from syncline.core import wire
 from syncline.core.codes import DisconnectCode
 from syncline.core.control import (
     ControlCommand,
@@ -110,6 +109,7 @@ class Gateway:
         self._ticker: asyncio.Task[None] | None = None
         self._presence_refresher: asyncio.Task[None] | None = None
         self._unsubscribe_fanout = engine.subscribe_fanout(self.hub)
+        self._unsubscribe_presence = engine.subscribe_presence(self.hub)
         self._unsubscribe_control = control.subscribe(self.on_control) if control else None
         self._namespaces: dict[str, Namespace | Deny] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -151,6 +151,7 @@ class Gateway:
                 async with asyncio.timeout(PRESENCE_DRAIN_S):
                     await asyncio.gather(*self._tasks, return_exceptions=True)
         self._unsubscribe_fanout()
+        self._unsubscribe_presence()
         if self._unsubscribe_control is not None:
             self._unsubscribe_control()
         if self._server is not None:
@@ -231,18 +232,26 @@ class Gateway:
             )
             return False
         if announce:
-            self.broadcast(channel, wire.encode_join_push(channel, info))
+            await self._announce(channel, info, joined=True)
         return True
 
     def left(self, channel: str, info: ClientInfo, *, announce: bool) -> None:
         """A present client left ``channel``: removed from presence, its leave pushed."""
-        if announce:
-            self.broadcast(channel, wire.encode_leave_push(channel, info))
-        self._spawn(self._remove_presence(channel, info.client))
+        self._spawn(self._remove_presence(channel, info, announce))
 
-    async def _remove_presence(self, channel: str, client: str) -> None:
+    async def _announce(self, channel: str, info: ClientInfo, *, joined: bool) -> None:
+        """Push a join or leave to the channel's subscribers in every process (the engine
+        carries it; each process's hub pushes it to its own subscribers)."""
         try:
-            await self.presence.remove(channel, client)
+            await self.engine.publish_presence(channel, info, joined)
+        except ConnectionError as err:
+            log.warning("engine unavailable: a join or leave not pushed", error=str(err))
+
+    async def _remove_presence(self, channel: str, info: ClientInfo, announce: bool) -> None:
+        if announce:
+            await self._announce(channel, info, joined=False)
+        try:
+            await self.presence.remove(channel, info.client)
         except ConnectionError as err:
             log.warning(
                 "presence unavailable: the entry will expire", channel=channel, error=str(err)
@@ -305,11 +314,6 @@ class Gateway:
         async with self.pool.connection() as conn:
             cur = await conn.execute(check.query, dict(check.params))
             return await cur.fetchone() is not None
-
-    def broadcast(self, channel: str, frame: bytes) -> None:
-        """A push for every subscriber of a channel on this node (join/leave)."""
-        for conn in list(self.hub.channels.get(channel, {})):
-            conn.queue(frame)
 
     def unlisten_soon(self, channel: str) -> None:
         if self.hub.subscribers(channel) == 0:
