@@ -155,3 +155,28 @@ async def test_a_client_that_never_reads_again_is_cut_off_after_the_grace(
         assert not gateway.hub.channels.get("orders", {}).get(conn)
     finally:
         await client.close()
+
+
+def test_frames_stay_whole_on_uvloop(schema_url: str) -> None:
+    """Production runs on uvloop, whose transport kept a view of picows's reused header
+    buffer while the socket was backed up: the close frame overwrote a data frame's header."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def stall() -> None:
+        server = await start_live_server(schema_url, send_buffer=SEND_BUFFER)
+        try:
+            client, conn = await stalled_client(server)
+            try:
+                await overflow(server, conn)
+                client.resume_reading()
+                offsets, code, reason = await read_back(client)
+                assert (code, reason) == (3008, "slow")
+                assert offsets == list(range(1, len(offsets) + 1))
+                await client.eof()
+            finally:
+                await client.close()
+        finally:
+            await stop_live_server(server)
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(stall())

@@ -352,7 +352,9 @@ class Connection(WSListener):
 
     def resume_writing(self) -> None:
         self._paused = False
-        self.flush()
+        if self._out:
+            # Not flush(): uvloop calls this from inside a write to the transport.
+            self.gw.hub.mark_dirty(self)
 
     def _slow(self) -> None:
         metrics.SLOW_DISCONNECTS.inc()

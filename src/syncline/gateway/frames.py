@@ -1,12 +1,14 @@
-"""RFC 6455 rules that picows leaves to the application: fragments, UTF-8, close codes, logs."""
+"""RFC 6455 rules that picows leaves to the application: fragments, UTF-8, close codes, logs,
+and writing a text frame safely."""
 
 from __future__ import annotations
 
 import codecs
+import itertools
 import logging
 from typing import Any
 
-from picows import WSCloseCode
+from picows import WSCloseCode, WSMsgType, WSTransport
 
 # Close codes a peer may send (RFC 6455 §7.4.1 and the IANA registry): 1004-1006 and 1015 are
 # reserved for local use and never go on the wire, 1016-2999 are unassigned.
@@ -14,6 +16,25 @@ _RECEIVABLE_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, *range(1007, 1015)}
 
 # picows's own messages for frames a client got wrong, which it logs at ERROR.
 _CLIENT_FAULTS = ("WS parser error",)
+# picows writes a frame's header (at most 14 bytes) into the room left in front of a message.
+_HEADROOM = 14
+
+
+def send_text(transport: WSTransport, parts: list[bytes]) -> None:
+    """Send ``parts`` as one text frame, separated by newlines.
+
+    Not transport.send(): for a message over 8 KiB it hands the transport a view of picows's
+    header buffer, which the next frame reuses. While the socket is backed up, uvloop (and
+    asyncio's writelines from 3.12) keep that view until the kernel takes the bytes, so a
+    frame sent meanwhile (the close frame, typically) overwrote the header and the client read
+    garbage. Here the header goes in front of this frame's own copy of the message.
+    """
+    buf = bytearray(_HEADROOM)
+    buf += parts[0]
+    for part in itertools.islice(parts, 1, None):
+        buf += b"\n"
+        buf += part
+    transport.send_reuse_external_bytearray(WSMsgType.TEXT, buf, _HEADROOM)
 
 
 class FrameError(Exception):
