@@ -15,7 +15,6 @@ from syncline.presence import (
     PresenceStore,
     online_key,
     open_presence,
-    redis_target,
 )
 
 # Redis entries expire by Redis's clock in real time: short TTLs keep these tests quick, and
@@ -218,15 +217,3 @@ def test_open_presence_knows_memory_and_refuses_other_urls() -> None:
     for url in ("postgresql://x", "redis://localhost/0?cluster=maybe", "memory:"):
         with pytest.raises(ValueError, match="memory"):
             open_presence(url)
-
-
-def test_a_redis_url_takes_the_engines_parameters() -> None:
-    assert redis_target("redis://h:1/0") == ("redis://h:1/0", False, "syncline")
-    assert redis_target("rediss://u:p@h:1/2?cluster=true&prefix=p1&durable=true&meta_ttl=5") == (
-        "rediss://u:p@h:1/2",
-        True,
-        "p1",
-    )
-    assert redis_target("redis://h/0?health_check_interval=3&cluster=0").url == (
-        "redis://h/0?health_check_interval=3"
-    )

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from syncline.control.base import ControlBus, ControlHandler
 from syncline.control.memory import MemoryControlBus
-from syncline.presence import redis_target
+from syncline.redis_url import parse_redis_url
 
 __all__ = ["ControlBus", "ControlHandler", "MemoryControlBus", "open_control_bus"]
 
 
 async def open_control_bus(url: str = "memory") -> ControlBus:
     """The bus ``url`` names: ``memory`` (this process only) or a Redis URL (the engine's
-    syntax: ``cluster=true``, ``prefix=NAME``; see ``syncline.presence.redis_target``).
+    syntax: ``cluster=true``, ``prefix=NAME``; see ``syncline.redis_url``).
 
     A Redis bus is returned once its subscription is live, so that no command published
     after start-up is missed; if Redis does not confirm it in time this raises
@@ -21,7 +21,7 @@ async def open_control_bus(url: str = "memory") -> ControlBus:
     if url == "memory":
         return MemoryControlBus()
     try:
-        target = redis_target(url)
+        target = parse_redis_url(url)
     except ValueError as err:
         raise ValueError(f"the control bus must be 'memory' or a Redis URL: {err}") from None
     from syncline.control.redis import RedisControlBus

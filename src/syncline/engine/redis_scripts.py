@@ -18,11 +18,11 @@ deliver without another round trip. A body is ``<info length> <info><data>``.
 
 from __future__ import annotations
 
-import hashlib
 from typing import Final
 
 from syncline.core.changes import CommitPosition
 from syncline.core.log import ClientInfo, Publication
+from syncline.redis_url import hash_tag, script_sha
 
 # The append script: one call appends a whole batch (of one slot in cluster mode).
 #
@@ -179,24 +179,8 @@ return {epoch, top, entries}
 """
 
 
-def sha1(source: str) -> str:
-    """The digest EVALSHA names a script by."""
-    return hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
-
-
-APPEND_SHA: Final = sha1(APPEND)
-READ_SHA: Final = sha1(READ)
-
-
-def hash_tag(channel: str) -> str:
-    """The part of a channel's key names that Redis Cluster hashes: the channel itself.
-
-    A valid channel has no braces (core/namespaces.py); for any other name a digest keeps the
-    three keys of the channel in one slot, since Redis hashes only up to the first ``}``.
-    """
-    if channel and "{" not in channel and "}" not in channel:
-        return channel
-    return "#" + hashlib.sha1(channel.encode(), usedforsecurity=False).hexdigest()
+APPEND_SHA: Final = script_sha(APPEND)
+READ_SHA: Final = script_sha(READ)
 
 
 def channel_keys(prefix: str, channel: str) -> tuple[str, str, str]:

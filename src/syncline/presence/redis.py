@@ -25,7 +25,6 @@ after it, whichever process reads.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -47,6 +46,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from syncline.core.log import ClientInfo
 from syncline.logs import get_logger
 from syncline.presence.base import DEFAULT_PRESENCE_TTL_S
+from syncline.redis_url import hash_tag, script_sha
 
 log = get_logger(__name__)
 
@@ -179,22 +179,7 @@ end
 return redis.call('HGETALL', KEYS[1])
 """
 
-_SHA = {
-    source: hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
-    for source in (ADD, REMOVE, READ)
-}
-
-
-def hash_tag(channel: str) -> str:
-    """The hash tag of ``channel``'s keys: the name itself, or a digest of it.
-
-    The engine's rule (engine/redis_scripts.py): Redis hashes only up to the first ``}``,
-    so a name with braces (or an empty one) is replaced by its digest to keep the three keys
-    of the channel in one slot.
-    """
-    if channel and "{" not in channel and "}" not in channel:
-        return channel
-    return "#" + hashlib.sha1(channel.encode(), usedforsecurity=False).hexdigest()
+_SHA = {source: script_sha(source) for source in (ADD, REMOVE, READ)}
 
 
 def presence_keys(prefix: str, channel: str) -> tuple[str, str, str]:

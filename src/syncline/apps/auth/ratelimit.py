@@ -6,21 +6,16 @@ import enum
 import math
 import time
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from limits import RateLimitItem, parse_many
 from limits.aio.storage import MemoryStorage, RedisClusterStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 
+from syncline.redis_url import parse_redis_url
 from syncline.settings import Settings
 
 # Account keys are what the client typed (folded); cap them so a key can't be a megabyte.
 MAX_KEY_LENGTH = 256
-# Redis keys of the counters are "<engine prefix>:limits:…", beside the engine's own keys.
-DEFAULT_KEY_PREFIX = "syncline"
-_TRUE = {"1", "true", "yes", "on"}
-# Query parameters of an engine URL that are the engine's, not redis-py's.
-_ENGINE_PARAMETERS = {"cluster", "prefix", "durable", "meta_ttl"}
 
 
 class Rule(enum.Enum):
@@ -52,18 +47,12 @@ def storage_for(engine: str) -> Storage:
     process of a cluster counts the same attempts (redis-py, the client the engine uses)."""
     if engine == "memory":
         return MemoryStorage()
-    parts = urlsplit(engine)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    cluster = any(name == "cluster" and value.lower() in _TRUE for name, value in query)
-    # Only redis-py's own URL options go on; the engine's (prefix, durable…) are not for it.
-    kept = urlencode([(n, v) for n, v in query if n not in _ENGINE_PARAMETERS])
-    scheme = ("async+redis+cluster" if cluster else "async+redis") + (
-        "s" if parts.scheme == "rediss" and not cluster else ""
-    )
-    uri = urlunsplit(parts._replace(scheme=scheme, query=kept))
-    prefix = dict(query).get("prefix", DEFAULT_KEY_PREFIX) + ":limits"
-    if cluster:
+    target = parse_redis_url(engine)
+    prefix = target.prefix + ":limits"
+    if target.cluster:
+        uri = "async+redis+cluster" + target.url.removeprefix(target.scheme)
         return RedisClusterStorage(uri, implementation="redispy", key_prefix=prefix)
+    uri = "async+" + target.url
     return RedisStorage(uri, implementation="redispy", key_prefix=prefix)
 
 
