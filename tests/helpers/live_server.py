@@ -42,18 +42,21 @@ class LiveServer:
             await conn.commit()
 
 
-async def start_live_server(url: str, **overrides: object) -> LiveServer:
+async def start_live_server(
+    url: str, *, wait_for_capture: bool = True, **overrides: object
+) -> LiveServer:
+    """A Syncline on free ports; `wait_for_capture=False` for a node that stands by while
+    another one captures (same slot and engine)."""
     slot = f"s_{secrets.token_hex(4)}"
-    settings = load_settings(
-        None,
-        jwt_secret=TEST_SECRET,
-        port=0,
-        gateway_port=0,
-        slot_name=slot,
-        publication_name=slot,
-        log_level="warning",
-        **{**NO_AUTH_RATE_LIMITS, **overrides},
-    )
+    defaults: dict[str, object] = {
+        "jwt_secret": TEST_SECRET,
+        "port": 0,
+        "gateway_port": 0,
+        "slot_name": slot,
+        "publication_name": slot,
+        "log_level": "warning",
+    }
+    settings = load_settings(None, **{**defaults, **NO_AUTH_RATE_LIMITS, **overrides})
     runtime = Runtime(settings, TEST_SECRET)
     server = LiveServer(runtime, url)
     ready = asyncio.Event()
@@ -70,7 +73,8 @@ async def start_live_server(url: str, **overrides: object) -> LiveServer:
     if task in done:
         task.result()
     assert runtime.capture is not None
-    await asyncio.wait_for(runtime.capture.ready.wait(), 15)
+    if wait_for_capture:
+        await asyncio.wait_for(runtime.capture.ready.wait(), 15)
     return server
 
 
