@@ -15,7 +15,7 @@ from syncline import metrics
 from syncline.gateway.connection import Connection
 
 from helpers.live_server import LiveServer, start_live_server, stop_live_server
-from helpers.raw_ws import TEXT, RawClient
+from helpers.raw_ws import CLOSE, TEXT, RawClient, close_payload
 
 SEND_BUFFER = 65536
 ROW = 20_000  # bytes of product name per row: a few transactions overflow the send buffer
@@ -88,7 +88,7 @@ async def read_back(client: RawClient, pause: float = 0.0) -> tuple[list[int], i
         got = await client.recv(timeout=10)
         assert got is not None, "the server closed TCP without a close frame"
         if got.opcode != TEXT:
-            assert got.opcode == 0x8, got
+            assert got.opcode == CLOSE, got
             return offsets, got.close_code, got.close_reason
         assert got.fin, got
         for line in got.payload.splitlines():  # whole JSON lines, or orjson raises
@@ -117,8 +117,10 @@ async def test_a_stalled_client_that_reads_again_gets_whole_frames_then_3008(
         assert (code, reason) == (3008, "slow")
         assert offsets == list(range(1, len(offsets) + 1)), "a gap or a repeat before the close"
         assert len(offsets) < published
-        await client.eof()
-        await eventually(lambda: conn not in gateway.connections)
+        await client.eof()  # the server half-closed behind its close frame
+        assert conn in gateway.connections  # and waits for the client's answer
+        await client.send_frame(CLOSE, close_payload(3008))
+        await eventually(lambda: conn not in gateway.connections, timeout=1)
     finally:
         await client.close()
 

@@ -374,8 +374,9 @@ class Connection(WSListener):
     def close(self, code: int, *, flush: bool = True, reason: str | None = None) -> None:
         """Close with a protocol code and its plain-text reason (idempotent).
 
-        The close frame is the last thing written. The client then has until it stops
-        reading for CLOSE_GRACE_S to get to it (tick), however much is ahead of it.
+        The close frame is the last thing written. When frames the client has not read yet
+        are ahead of it, the client has until it stops reading for CLOSE_GRACE_S to get to it
+        (tick), however much that is.
         """
         if self.transport is None or self.closing:
             return
@@ -387,12 +388,13 @@ class Connection(WSListener):
         if reason is None:
             reason = DisconnectCode(code).reason
         transport = self.transport
-        transport.send_close(WSCloseCode(code), reason.encode())
         underlying = transport.underlying_transport
-        if underlying.can_write_eof() and not underlying.is_closing():
-            # Half-close and go on reading until the client answers: closing the socket with
-            # input unread would reset the connection, and the reset destroys whatever the
-            # client has not read yet, the close frame included.
+        backlog = sendq.unsent(underlying)
+        transport.send_close(WSCloseCode(code), reason.encode())
+        if backlog and underlying.can_write_eof() and not underlying.is_closing():
+            # Closing the socket with input unread (a pong, say) would reset the connection,
+            # and the reset destroys what the client has not read yet, the close frame
+            # included: half-close, and go on reading until the client answers.
             underlying.write_eof()
         else:
             transport.disconnect(graceful=True)
