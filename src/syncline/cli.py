@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import json
 import os
+import signal
+import socket
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,6 +33,7 @@ from syncline.errors import SynclineError
 from syncline.keys import api_key, jwt_secret
 from syncline.logs import configure_logging, get_logger
 from syncline.settings import CaptureMode, LogLevel, Settings, load_settings, mask_url, masked
+from syncline.workers import worker_count
 
 app = typer.Typer(
     name="syncline",
@@ -157,6 +161,10 @@ def up(
     engine: Annotated[
         str | None, typer.Option(help="memory, or a redis:// URL shared by every node [memory]")
     ] = None,
+    workers: Annotated[
+        str | None,
+        typer.Option(help="processes on the same ports: a number or 'auto' (one per core) [1]"),
+    ] = None,
     log_level: LogLevelOption = None,
 ) -> None:
     """Run everything: PostgreSQL (embedded unless DATABASE_URL), migrations, API, UI."""
@@ -172,8 +180,12 @@ def up(
             data_dir=data_dir,
             capture=capture,
             engine=engine,
+            workers=workers,
             log_level=log_level,
         )
+        if worker_count(settings.workers) > 1:
+            run_workers(settings, worker_count(settings.workers))
+            return
         # Reserve the ports and check the key first: a taken port or a missing key costs nothing.
         secret = jwt_secret(settings)
         runtime = Runtime(settings, secret, api_key(settings))
@@ -198,6 +210,110 @@ def up(
     _guarded(body)
 
 
+def run_workers(settings: Settings, count: int) -> None:
+    """The parent of `up --workers N`: the database, migrations and Redis once, then the
+    workers (syncline.workers), until SIGINT or SIGTERM."""
+    from syncline.private_redis import PrivateRedis
+    from syncline.runtime import Endpoints, bind_socket
+    from syncline.workers import Workers
+
+    secret, key = jwt_secret(settings), api_key(settings)
+    # Reserve both ports now (bound, not listening: no connection comes to the parent), so a
+    # port in use is one clear error, and port 0 becomes one port every worker shares.
+    ws_host = settings.gateway_host or settings.host
+    http = bind_socket(settings.host, settings.port, reuse_port=True, listen=False)
+    try:
+        gateway = bind_socket(ws_host, settings.gateway_port, reuse_port=True, listen=False)
+    except SynclineError as err:
+        http.close()
+        raise SynclineError(str(err).replace("--port", "--gateway-port")) from None
+    port, gateway_port = http.getsockname()[1], gateway.getsockname()[1]
+    node = settings.node_name or socket.gethostname()
+    needs_lock = settings.database_url is not None and settings.engine == "memory"
+    with contextlib.ExitStack() as stack:
+        if needs_lock:  # the private Redis lives in the data dir (embedded mode locks it too)
+            stack.enter_context(_data_dir_lock(settings.data_dir))
+        url, info = stack.enter_context(_database(settings))
+        upgrade_in_child(url)
+        engine = settings.engine
+        private = None
+        if engine == "memory":
+            private = PrivateRedis(settings.data_dir)
+            engine = private.start()
+            stack.callback(private.stop)
+        base = settings.model_dump(mode="json", exclude={"database_url", "jwt_secret", "api_key"})
+
+        def worker_settings(index: int) -> dict[str, Any]:
+            return {
+                **base,
+                "port": port,
+                "gateway_port": gateway_port,
+                "engine": engine,
+                "workers": 1,
+                "node_name": f"{node}-w{index}",
+                "database_url": url,
+                "jwt_secret": secret,
+                "api_key": key,
+            }
+
+        group = Workers(count, worker_settings, shutdown_timeout=settings.shutdown_timeout)
+        supervisor = PostgresSupervisor(EmbeddedPostgres(settings.data_dir)) if info else None
+
+        def banner() -> None:
+            host = f"[{settings.host}]" if ":" in settings.host else settings.host
+            endpoints = Endpoints(
+                f"http://{host}:{port}",
+                settings.public_ws_url or f"ws://{host}:{gateway_port}/connection/websocket",
+            )
+            _print_banner(settings, endpoints, info, workers=group.pids, private=private)
+
+        async def supervise() -> None:
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, group.request_stop)
+            watched = asyncio.create_task(supervisor.run()) if supervisor else None
+            runner = asyncio.create_task(group.run(on_ready=banner))
+            waits = {runner} if watched is None else {runner, watched}
+            await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            group.request_stop()
+            await runner
+            if watched is not None:
+                watched.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watched
+                if not watched.cancelled() and watched.exception() is not None:
+                    raise watched.exception()  # type: ignore[misc]
+
+        try:
+            asyncio.run(supervise())
+        finally:
+            http.close()
+            gateway.close()
+
+
+@app.command(name="worker", hidden=True)
+def worker_command() -> None:
+    """One worker of `up --workers N`: its settings come as JSON on stdin from the parent."""
+
+    def body() -> None:
+        from syncline.runtime import Runtime
+
+        data = json.loads(sys.stdin.read())
+        settings = load_settings(None, **data)
+        configure_logging(settings.log_level)
+        runtime = Runtime(settings, data["jwt_secret"], data["api_key"], reuse_port=True)
+        runtime.bind()
+
+        def ready(_: Any) -> None:
+            print("ready", flush=True)
+
+        url = data["database_url"]
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            runner.run(runtime.run(url, on_ready=ready))
+
+    _guarded(body)
+
+
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop where it is installed (Linux, macOS): the HTTP path and the gateway share one
     loop, and uvloop's is several times cheaper per request; else asyncio's own."""
@@ -208,7 +324,14 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-def _print_banner(settings: Settings, endpoints: Any, info: ServerInfo | None) -> None:
+def _print_banner(
+    settings: Settings,
+    endpoints: Any,
+    info: ServerInfo | None,
+    *,
+    workers: list[int] | None = None,
+    private: Any = None,
+) -> None:
     lines = [
         f"Syncline {__version__} is up",
         f"  UI         {endpoints.http_url}/",
@@ -222,6 +345,12 @@ def _print_banner(settings: Settings, endpoints: Any, info: ServerInfo | None) -
     else:
         url = settings.database_url.get_secret_value() if settings.database_url else ""
         lines.append(f"  Database   {mask_url(url)}")
+    if workers:
+        lines.append(f"  Workers    {len(workers)} (pids {', '.join(map(str, workers))})")
+    if private is not None:
+        lines.append(
+            f"  Redis      private, 127.0.0.1:{private.port}, data in {private.data_dir}/redis"
+        )
     lines.append("Press Ctrl+C to stop.")
     print("\n".join(lines), flush=True)
 

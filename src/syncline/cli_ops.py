@@ -27,7 +27,7 @@ from rich.table import Table
 from syncline.apps.sync import app_rules
 from syncline.capture import setup
 from syncline.capture.choose import ServerCapabilities, capabilities, choose
-from syncline.capture.service import LEADER_LOCK_KEY
+from syncline.capture.service import CAPTURE_APPLICATION_PREFIX, LEADER_LOCK_KEY
 from syncline.cli import _guarded, _settings
 from syncline.core import wire
 from syncline.core.changes import Op
@@ -626,17 +626,20 @@ async def _doctor_checks(url: str, settings: Settings, c: _Check) -> None:
         c.add("ok", f"capture mode: {mode} ({why})")
         lock = await (
             await conn.execute(
-                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
-                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-                " AND classid = %s AND objid = %s AND objsubid = 1",
+                "SELECT l.pid, a.application_name FROM pg_locks l"
+                " LEFT JOIN pg_stat_activity a ON a.pid = l.pid"
+                " WHERE l.locktype = 'advisory' AND l.granted"
+                " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                " AND l.classid = %s AND l.objid = %s AND l.objsubid = 1",
                 (LEADER_LOCK_KEY >> 32, LEADER_LOCK_KEY & 0xFFFFFFFF),
             )
         ).fetchone()
         running = lock is not None
+        leader = str(lock[1] or "").removeprefix(CAPTURE_APPLICATION_PREFIX) if lock else ""
         c.add(
             "ok" if running else "info",
-            "a Syncline is capturing from this database"
-            if running
+            f"capture leader: node {leader or '?'} (backend pid {lock[0]})"
+            if lock
             else "no Syncline is capturing from this database now",
         )
         await _slot_checks(conn, settings, mode, running, c)

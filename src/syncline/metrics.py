@@ -22,6 +22,10 @@ CAPTURE_LAG_BYTES = Gauge("syncline_capture_lag_bytes", "WAL bytes between serve
 CAPTURE_LAG_SECONDS = Gauge("syncline_capture_lag_seconds", "Seconds from commit to append")
 SLOT_RETAINED_WAL = Gauge("syncline_slot_retained_wal_bytes", "WAL retained by the slot")
 CAPTURE_UP = Gauge("syncline_capture_up", "1 while the capture source is streaming")
+CAPTURE_LEADER = Gauge(
+    "syncline_capture_leader", "1 while this node holds the capture lock (0: standing by)"
+)
+NODE_INFO = Gauge("syncline_node_info", "This node's name (always 1)", ["node"])
 COMMIT_TO_APPEND = Histogram(
     "syncline_commit_to_append_seconds",
     "Commit to channel-log append latency",

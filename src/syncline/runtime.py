@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import uvicorn
 from psycopg_pool import AsyncConnectionPool
 
+from syncline import metrics
 from syncline.api.app import create_app
 from syncline.api.context import AppContext
 from syncline.apps.auth.live_sessions import LiveSessionCache
@@ -31,7 +32,7 @@ from syncline.gateway.auth import TokenVerifier
 from syncline.gateway.server import Gateway
 from syncline.health import Readiness
 from syncline.logs import get_logger
-from syncline.nodes import LocalNodeDirectory, NodeIdentity
+from syncline.nodes import LocalNodeDirectory, NodeDirectory, NodeIdentity
 from syncline.presence import open_presence
 from syncline.rpc import RpcRegistry
 from syncline.settings import Settings, mask_url
@@ -47,11 +48,20 @@ POOL_OPEN_TIMEOUT_S = 10.0
 CLOSE_RESERVE_S = 1.0
 
 
-def bind_socket(host: str, port: int) -> socket.socket:
-    """Bind a listening socket now: a port in use is one clear error before anything starts."""
+def bind_socket(
+    host: str, port: int, *, reuse_port: bool = False, listen: bool = True
+) -> socket.socket:
+    """Bind a listening socket now: a port in use is one clear error before anything starts.
+
+    ``reuse_port``: several processes bind the same port and the kernel spreads connections
+    over them (SO_REUSEPORT, Linux): the workers of `syncline up --workers N`. ``listen=False``
+    only reserves the port (the parent's socket, which takes no connection).
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as err:
@@ -61,7 +71,8 @@ def bind_socket(host: str, port: int) -> socket.socket:
                 f"port {port} on {host} is already in use (choose another with --port)"
             ) from None
         raise SynclineError(f"cannot listen on {host}:{port}: {err.strerror}") from None
-    sock.listen(2048)
+    if listen:
+        sock.listen(2048)
     sock.setblocking(False)
     return sock
 
@@ -85,8 +96,18 @@ class Endpoints:
 class Runtime:
     """The running Syncline: HTTP API, (later) capture and gateway, over one connection pool."""
 
-    def __init__(self, settings: Settings, jwt_secret: str, api_key: str | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        jwt_secret: str,
+        api_key: str | None = None,
+        *,
+        reuse_port: bool = False,
+    ) -> None:
         self.settings = settings
+        self.reuse_port = reuse_port
+        self.identity = NodeIdentity(name=settings.node_name or socket.gethostname())
+        metrics.NODE_INFO.labels(self.identity.name).set(1)
         self.jwt_secret = jwt_secret
         if api_key is None and settings.api_key is not None:
             api_key = settings.api_key.get_secret_value()
@@ -100,6 +121,7 @@ class Runtime:
         self.control: ControlBus = MemoryControlBus()
         self.capture: CaptureService | None = None
         self.gateway: Gateway | None = None
+        self.nodes: NodeDirectory | None = None
         self.rpc = RpcRegistry()
         self._gateway_socket: socket.socket | None = None
         self.readiness = Readiness()
@@ -112,10 +134,13 @@ class Runtime:
         """Reserve the listening ports (fails fast and clearly if one is taken)."""
         if self._endpoints is not None:
             return self._endpoints
-        self._http_socket = bind_socket(self.settings.host, self.settings.port)
+        reuse = self.reuse_port
+        self._http_socket = bind_socket(self.settings.host, self.settings.port, reuse_port=reuse)
         ws_host = self.settings.gateway_host or self.settings.host
         try:
-            self._gateway_socket = bind_socket(ws_host, self.settings.gateway_port)
+            self._gateway_socket = bind_socket(
+                ws_host, self.settings.gateway_port, reuse_port=reuse
+            )
         except SynclineError as err:
             self._http_socket.close()
             raise SynclineError(str(err).replace("--port", "--gateway-port")) from None
@@ -197,6 +222,7 @@ class Runtime:
             sessions=session_guard,
             control=self.control,
             presence=self.presence,
+            node_name=self.identity.name,
         )
         self.gateway = gateway
         chat = ChatRealtime(self.rpc, self.engine, self.sync.registry, self.presence, pool)
@@ -235,6 +261,16 @@ class Runtime:
 
             self.readiness.add("postgres", postgres_check)
 
+        nodes: NodeDirectory
+        redis_nodes = None
+        if self.settings.engine == "memory":
+            nodes = LocalNodeDirectory(self.identity, gateway)
+        else:
+            from syncline.nodes_redis import RedisNodeDirectory
+
+            nodes = redis_nodes = RedisNodeDirectory(self.settings.engine, self.identity, gateway)
+            redis_nodes.start()
+        self.nodes = nodes
         context = AppContext(
             settings=self.settings,
             pool=pool,
@@ -245,7 +281,9 @@ class Runtime:
             engine=self.engine,
             namespaces=self.sync.registry,
             presence=self.presence,
-            nodes=LocalNodeDirectory(NodeIdentity(), gateway),
+            nodes=nodes,
+            node_name=self.identity.name,
+            capture_role=lambda: capture.role,
             api_key=self.api_key,
             control=self.control,
             session_guard=session_guard,
@@ -296,6 +334,8 @@ class Runtime:
             unsubscribe_guard()
             await deadline.step("control", self.control.close())
             await deadline.step("presence", self.presence.close())
+            if redis_nodes is not None:
+                await deadline.step("nodes", redis_nodes.close())
             await deadline.step("chat", chat.close())
             await deadline.step("auth", app.state.auth.close())
             self.readiness.close()

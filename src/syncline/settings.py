@@ -5,7 +5,7 @@ from __future__ import annotations
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from limits import parse_many
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
@@ -21,6 +21,8 @@ DEFAULT_CONFIG_FILE = Path("syncline.toml")
 # A JWT HMAC key shorter than this is guessable offline from one captured token.
 MIN_SECRET_BYTES = 32
 
+# More processes than this on one machine is a configuration mistake, not a plan.
+MAX_WORKERS = 64
 CaptureMode = Literal["auto", "logical", "trigger", "poll"]
 LogLevel = Literal["debug", "info", "warning", "error"]
 
@@ -66,6 +68,17 @@ class Settings(BaseSettings):
         "memory",
         description="channel log, presence and control bus: 'memory' (one process) or a"
         " redis:// or rediss:// URL (shared by every process; ?cluster=true for Redis Cluster)",
+    )
+    workers: Annotated[int, Field(ge=1, le=MAX_WORKERS)] | Literal["auto"] = Field(
+        1,
+        description="processes serving HTTP and WebSocket on the same ports ('auto': one per"
+        " core); more than one needs a shared engine (a private redis-server if none is set)",
+    )
+    node_name: str | None = Field(
+        None,
+        max_length=128,
+        description="this node's name in the server API's info and the X-Syncline-Node"
+        " header (default: the host name; workers add -w<n>)",
     )
     capture: CaptureMode = "auto"
     poll_interval: float = Field(0.25, gt=0, le=60, description="poll capture interval, seconds")

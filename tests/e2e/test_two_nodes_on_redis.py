@@ -16,6 +16,8 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
+from syncline.nodes_redis import RedisNodeDirectory
+
 from helpers.accounts import bearer, login_user, register_user
 from helpers.live_server import LiveServer, start_live_server, stop_live_server
 
@@ -26,7 +28,12 @@ API_KEY = "k" * 40
 async def nodes(schema_url: str, redis_url: str) -> AsyncIterator[tuple[LiveServer, LiveServer]]:
     engine = f"{redis_url}?prefix=n{secrets.token_hex(4)}"
     slot = f"n_{secrets.token_hex(4)}"
-    shared: dict[str, Any] = {"engine": engine, "slot_name": slot, "publication_name": slot, "api_key": API_KEY}
+    shared: dict[str, Any] = {
+        "engine": engine,
+        "slot_name": slot,
+        "publication_name": slot,
+        "api_key": API_KEY,
+    }
     first = await start_live_server(schema_url, **shared)
     # The second stands by for capture (the first holds the leader lock) and serves clients.
     second = await start_live_server(schema_url, wait_for_capture=False, **shared)
@@ -143,9 +150,15 @@ async def test_a_client_on_one_node_sees_everything_done_through_the_other(
         async with httpx.AsyncClient(base_url=a.http_url) as http:
             profile = await http.get(f"/api/users/{ann['user']['id']}", headers=bearer(ben))
         assert profile.json()["online"] is True
-        # `info` and `channels` on A list both nodes.
-        info = await server_api(a, "info", {})
-        assert len(info["nodes"]) >= 1
+        # `info` and `channels` on either node answer for both nodes (from their reports).
+        for node in (a, b):
+            assert isinstance(node.runtime.nodes, RedisNodeDirectory)
+            await node.runtime.nodes.report()
+        info = await server_api(b, "info", {})
+        assert len(info["nodes"]) == 2
+        assert sum(n["num_clients"] for n in info["nodes"]) == 2
+        channels = (await server_api(a, "channels", {"pattern": channel}))["channels"]
+        assert channels == {channel: {"num_clients": 2}}
         # Ben leaves on A: Ann on B sees the leave.
         await on_a.command({"unsubscribe": {"channel": channel}})
         await until(lambda: any("leave" in p for p in on_b.pushes), "no leave pushed across nodes")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated
 
@@ -43,6 +44,9 @@ class AppContext:
     # The process's one session-liveness cache, shared with the gateway; None: the auth
     # service makes its own.
     session_guard: SessionGuard | None = None
+    # This node's name, and which capture role it has ("leader", "standby"…), for /readyz.
+    node_name: str = ""
+    capture_role: Callable[[], str] | None = None
     # The server API's key; None turns the server API off.
     api_key: str | None = None
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import socket
 
 import psycopg
 from psycopg.rows import TupleRow
@@ -25,6 +26,9 @@ log = get_logger(__name__)
 # One capturing process per database: the holder of this session advisory lock. Holding it
 # also proves that a walsender still attached to our slot belongs to a dead instance.
 LEADER_LOCK_KEY = 0x53594E4C  # "SYNL"
+# The lock connection's application_name: the node's name after it, so `syncline doctor` and
+# pg_stat_activity tell which node leads capture.
+CAPTURE_APPLICATION_PREFIX = "syncline-capture:"
 # After a source that was streaming fails (database restart, network), retry with jittered
 # exponential backoff between these bounds; the slot or outbox keeps every change meanwhile.
 RETRY_MIN_S = 0.5
@@ -51,8 +55,14 @@ class CaptureService:
         self._outage: str | None = None
         self._retry_now = asyncio.Event()
         self.ready = asyncio.Event()
+        # "leader" while this process holds the capture lock, "standby" while another does.
+        self.role = "starting"
+        self.node_name = settings.node_name or socket.gethostname()
 
     def problem(self) -> str | None:
+        if self.role == "standby":
+            # Another node captures; this one serves its clients and takes over if it dies.
+            return None
         if self._outage is not None:
             return self._outage
         if self._source is None:
@@ -74,13 +84,18 @@ class CaptureService:
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(
-                    self._url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+                    self._url,
+                    autocommit=True,
+                    connect_timeout=CONNECT_TIMEOUT_S,
+                    application_name=(CAPTURE_APPLICATION_PREFIX + self.node_name)[:63],
                 ) as lock:
                     await self._lead(lock)
                     self._outage = None
                     delay = RETRY_MIN_S
                     await self._run_while_leading(lock)
             except (CaptureError, psycopg.Error, OSError) as err:
+                self.role = "down"
+                metrics.CAPTURE_LEADER.set(0)
                 # EngineUnavailableError is an OSError too: Redis down. Nothing was acknowledged
                 # past what the engine holds, so leading again re-reads exactly the rest.
                 metrics.CAPTURE_UP.set(0)
@@ -96,9 +111,15 @@ class CaptureService:
             cur = await conn.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK_KEY,))
             row = await cur.fetchone()
             if row and row[0]:
+                if waited:
+                    log.warning("capture leader gone; this node captures now")
+                self.role = "leader"
+                metrics.CAPTURE_LEADER.set(1)
                 return
             if not waited:
-                log.warning("another Syncline is capturing from this database; standing by")
+                log.info("another Syncline is capturing from this database; standing by")
+                self.role = "standby"
+                metrics.CAPTURE_LEADER.set(0)
                 self._outage = "standing by: another Syncline is capturing from this database"
                 waited = True
             await asyncio.sleep(STANDBY_POLL_S)

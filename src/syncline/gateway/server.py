@@ -82,6 +82,7 @@ class Gateway:
         sessions: SessionCheck | None = None,
         control: ControlBus | None = None,
         presence: PresenceStore | None = None,
+        node_name: str = "",
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -92,6 +93,9 @@ class Gateway:
         # Checks the sign-in session behind tokens with a `sid`; None: such tokens are not
         # checked (a gateway without the auth application).
         self.sessions = sessions
+        # Every upgrade response names the node (and worker) that took the connection:
+        # operators and tests can tell where a client landed behind a balancer.
+        self._upgrade_headers = {"X-Syncline-Node": node_name} if node_name else None
         self.hub = Hub()
         # Who is in which channel, and who is online, across every process of the cluster.
         self.presence: PresenceStore = presence if presence is not None else MemoryPresenceStore()
@@ -176,7 +180,13 @@ class Gateway:
                 WSUpgradeResponse.create_error_response(403, b"origin not allowed"), None
             )
         # picows would upgrade versions 7 and 8 too, whose framing we do not speak.
-        return upgrade.refuse_version(request) or Connection(self)
+        refused = upgrade.refuse_version(request)
+        if refused is not None:
+            return refused
+        if self._upgrade_headers is None:
+            return Connection(self)
+        response = WSUpgradeResponse.create_101_response(extra_headers=self._upgrade_headers)
+        return WSUpgradeResponseWithListener(response, Connection(self))
 
     def _origin_allowed(self, origin: str) -> bool:
         return origin.rstrip("/").lower() in self._origins

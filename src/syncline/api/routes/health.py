@@ -28,6 +28,11 @@ async def readyz(context: Context) -> JSONResponse:
         "status": "ready" if ready else "not ready",
         "checks": {name: problem or "ok" for name, problem in results.items()},
     }
+    if context.node_name:
+        body["node"] = context.node_name
+    if context.capture_role is not None:
+        # Exactly one node of a cluster leads capture; the others stand by, ready.
+        body["capture"] = context.capture_role()
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
