@@ -4,7 +4,6 @@ and writing a text frame safely."""
 from __future__ import annotations
 
 import codecs
-import itertools
 import logging
 from typing import Any
 
@@ -16,6 +15,8 @@ _RECEIVABLE_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, *range(1007, 1015)}
 
 # picows's own messages for frames a client got wrong, which it logs at ERROR.
 _CLIENT_FAULTS = ("WS parser error",)
+# picows copies a message up to this size into the frame it writes; above it, see send_text.
+_PICOWS_COPIES = 8192
 # picows writes a frame's header (at most 14 bytes) into the room left in front of a message.
 _HEADROOM = 14
 
@@ -23,17 +24,19 @@ _HEADROOM = 14
 def send_text(transport: WSTransport, parts: list[bytes]) -> None:
     """Send ``parts`` as one text frame, separated by newlines.
 
-    Not transport.send(): for a message over 8 KiB it hands the transport a view of picows's
-    header buffer, which the next frame reuses. While the socket is backed up, uvloop (and
+    Not transport.send() for a message over 8 KiB: picows then hands the transport a view of
+    its header buffer, which the next frame reuses. While the socket is backed up, uvloop (and
     asyncio's writelines from 3.12) keep that view until the kernel takes the bytes, so a
     frame sent meanwhile (the close frame, typically) overwrote the header and the client read
-    garbage. Here the header goes in front of this frame's own copy of the message.
+    garbage. Such a message gets the header in front of its own copy instead. Smaller ones,
+    nearly all of them, take picows's path, which copies them whole.
     """
+    message = parts[0] if len(parts) == 1 else b"\n".join(parts)
+    if len(message) <= _PICOWS_COPIES:
+        transport.send(WSMsgType.TEXT, message)
+        return
     buf = bytearray(_HEADROOM)
-    buf += parts[0]
-    for part in itertools.islice(parts, 1, None):
-        buf += b"\n"
-        buf += part
+    buf += message
     transport.send_reuse_external_bytearray(WSMsgType.TEXT, buf, _HEADROOM)
 
 
