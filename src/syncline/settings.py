@@ -80,6 +80,13 @@ class Settings(BaseSettings):
         description="this node's name in the server API's info and the X-Syncline-Node"
         " header (default: the host name; workers add -w<n>)",
     )
+    presence_ttl: float = Field(
+        30.0,
+        ge=1,
+        le=3600,
+        description="seconds a presence or online entry lives unless its node refreshes it:"
+        " the users of a node that died leave within it",
+    )
     capture: CaptureMode = "auto"
     poll_interval: float = Field(0.25, gt=0, le=60, description="poll capture interval, seconds")
     slot_name: str = Field("syncline", pattern=r"^[a-z_][a-z0-9_]{0,62}$")

@@ -54,12 +54,10 @@ TICK_S = 1.0
 # picows starts every connection with a 16 KiB read buffer; client frames are small (a
 # command is ~200 bytes) and the buffer grows when one is not, so idle connections keep 2 KiB.
 READ_BUFFER_INIT_SIZE = 2048
-# Presence entries live this long without a refresh: the clients of a process that died are
-# gone from every other process's presence and online status within it.
-PRESENCE_TTL_S = 30.0
-# Each process re-adds its entries this often: three refreshes per TTL, so one slow or lost
-# refresh does not drop anyone.
-PRESENCE_REFRESH_S = PRESENCE_TTL_S / 3
+# Each process re-adds its presence entries three times per `presence_ttl` (the setting: how
+# long an entry lives without a refresh), so one slow or lost refresh does not drop anyone,
+# and the clients of a process that died are gone everywhere within the TTL.
+PRESENCE_REFRESHES_PER_TTL = 3
 # Entries per add_many call (a Redis round trip of batched scripts).
 PRESENCE_REFRESH_BATCH = 5000
 # At shutdown, how long the leaves of the closed clients may take to reach the store.
@@ -219,7 +217,7 @@ class Gateway:
         """A user's connection is open: present under the user's online key, cluster-wide."""
         info = ClientInfo(conn.user, conn.client, conn.conn_info)
         try:
-            await self.presence.add(online_key(conn.user), info, PRESENCE_TTL_S)
+            await self.presence.add(online_key(conn.user), info, self.settings.presence_ttl)
         except ConnectionError as err:
             log.warning("presence unavailable: online status not recorded", error=str(err))
 
@@ -235,7 +233,7 @@ class Gateway:
         """A client is present in ``channel`` (and its join pushed, if ``announce``); False
         when the presence store could not take it (the subscription stands anyway)."""
         try:
-            await self.presence.add(channel, info, PRESENCE_TTL_S)
+            await self.presence.add(channel, info, self.settings.presence_ttl)
         except ConnectionError as err:
             log.warning(
                 "presence unavailable: a join not recorded", channel=channel, error=str(err)
@@ -286,12 +284,12 @@ class Gateway:
     async def _refresh_presence_loop(self) -> None:
         """Keep this process's entries from expiring; a dead process's expire on their own."""
         while True:
-            await asyncio.sleep(PRESENCE_REFRESH_S)
+            await asyncio.sleep(self.settings.presence_ttl / PRESENCE_REFRESHES_PER_TTL)
             entries = self._present()
             for start in range(0, len(entries), PRESENCE_REFRESH_BATCH):
                 try:
                     await self.presence.add_many(
-                        entries[start : start + PRESENCE_REFRESH_BATCH], PRESENCE_TTL_S
+                        entries[start : start + PRESENCE_REFRESH_BATCH], self.settings.presence_ttl
                     )
                 except ConnectionError as err:
                     log.warning("presence refresh failed", error=str(err))
