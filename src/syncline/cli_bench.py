@@ -59,6 +59,28 @@ CaptureOption = Annotated[
     str,
     typer.Option("--capture", help="capture of the started server: auto|logical|trigger|poll"),
 ]
+
+
+def _engine_choice(value: str | None) -> str | None:
+    from syncline.bench.engines import check_choice
+
+    try:
+        return None if value is None else check_choice(value)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+
+
+EngineOption = Annotated[
+    str | None,
+    typer.Option(
+        "--engine",
+        callback=_engine_choice,
+        help="channel log of the started server: memory [default] | redis (a private"
+        " redis-server on a free port, AOF everysec, stopped at the end) | a redis:// URL"
+        " (keys under a prefix of the run's own)",
+        show_default=False,
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout")]
 OutOption = Annotated[
     Path | None, typer.Option("--out", help="write PNG charts (and k6's summary) here")
@@ -80,6 +102,7 @@ class _Common:
     capture: str
     as_json: bool
     out: Path | None
+    engine: str | None = None  # None: memory for a started server, a running one's own
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -95,15 +118,21 @@ def _run(
 ) -> None:
     """Start (or reach) the server, run `body` with progress bars, print, chart, judge."""
     from syncline.bench import report
+    from syncline.bench.engines import bench_engine
     from syncline.bench.server import remote_target, started_server
     from syncline.logs import configure_logging
 
     configure_logging("warning")
+    if common.url is not None and common.engine is not None:
+        _fail("--engine chooses the engine of the server the bench starts: not with --url", 2)
 
     @contextlib.contextmanager
     def target() -> Iterator[Any]:
         if common.url is None:
-            with started_server(capture=common.capture, env=env) as started:
+            with (
+                bench_engine(common.engine or "memory") as engine,
+                started_server(capture=common.capture, env=env, engine=engine) as started,
+            ):
                 yield started
         else:
             yield remote_target(
@@ -119,18 +148,20 @@ def _run(
         with target() as tgt, report.progress_bars(err) as progress:
             if tgt.self_started:
                 progress.console.print(f"syncline up: {tgt.http_url} (pid {tgt.pid})")
+                progress.console.print(tgt.engine.describe())
             result = body(tgt, progress)
             where = {
                 "http_url": tgt.http_url,
                 "ws_url": tgt.ws_url,
                 "self_started": tgt.self_started,
             }
+            engine_info = None if tgt.engine is None else tgt.engine.as_dict()
     except SynclineError as error:
         _fail(str(error), error.exit_code)
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     if common.as_json:
-        sys.stdout.write(report.document(command, where, result) + "\n")
+        sys.stdout.write(report.document(command, where, result, engine_info) + "\n")
         sys.stdout.flush()
     failure = result.pop("_failure", None)
     if failure:
@@ -146,8 +177,9 @@ def _common(
     capture: str,
     as_json: bool,
     out: Path | None,
+    engine: str | None = None,
 ) -> _Common:
-    return _Common(url, database_url, token, jwt_secret, pid, capture, as_json, out)
+    return _Common(url, database_url, token, jwt_secret, pid, capture, as_json, out, engine)
 
 
 def _fanout_body(
@@ -170,22 +202,24 @@ def _fanout_body(
                 f" {result.sustainable_rate or 0:g} rows/s; stopped: {result.stopped_because}"
             )
         if common.out is not None:
+            tag = _chart_tag(target.engine)
             files = [
                 charts.latency_chart(
-                    common.out / ("latency.png" if command == "latency" else "fanout-latency.png"),
+                    common.out
+                    / f"{'latency' if command == 'latency' else 'fanout-latency'}{tag}.png",
                     _labelled(result.steps, with_commit=command == "latency"),
-                    f"{command}: commit → client, {options.subscribers:,} subscriber(s)",
+                    f"{command}: commit → client, {options.subscribers:,} subscriber(s){tag}",
                     options.p99_bound_ms if options.ramp else None,
                 )
             ]
             if len(result.steps) > 1:
                 files.append(
                     charts.ramp_chart(
-                        common.out / f"{command}-ramp.png",
+                        common.out / f"{command}-ramp{tag}.png",
                         [s.offered_rate for s in result.steps],
                         [s.latency_ms for s in result.steps],
                         [s.deliveries_per_s for s in result.steps],
-                        f"{command}: {options.subscribers:,} subscribers, latency vs rate",
+                        f"{command}: {options.subscribers:,} subscribers, latency vs rate{tag}",
                         options.p99_bound_ms,
                     )
                 )
@@ -194,6 +228,11 @@ def _fanout_body(
         return data
 
     return body
+
+
+def _chart_tag(engine: Any) -> str:
+    """Charts of a Redis-engine run get their own names (and titles): memory's keep theirs."""
+    return "-redis" if engine is not None and engine.name == "redis" else ""
 
 
 def _labelled(steps: list[Any], with_commit: bool = False) -> list[tuple[str, Any]]:
@@ -235,6 +274,7 @@ def fanout(
     token: TokenOption = None,
     jwt_secret: SecretOption = None,
     capture: CaptureOption = "auto",
+    engine: EngineOption = None,
     as_json: JsonOption = False,
     out: OutOption = None,
     drop_every: DropOption = 0,
@@ -269,7 +309,7 @@ def fanout(
         via=via,
         batch=batch,
     )
-    common = _common(url, database_url, token, jwt_secret, None, capture, as_json, out)
+    common = _common(url, database_url, token, jwt_secret, None, capture, as_json, out, engine)
     _run("fanout", common, _fanout_body("fanout", common, options))
 
 
@@ -282,6 +322,7 @@ def latency(
     token: TokenOption = None,
     jwt_secret: SecretOption = None,
     capture: CaptureOption = "auto",
+    engine: EngineOption = None,
     as_json: JsonOption = False,
     out: OutOption = None,
     drop_every: DropOption = 0,
@@ -298,7 +339,7 @@ def latency(
         drop_every=drop_every,
         dup_every=dup_every,
     )
-    common = _common(url, database_url, token, jwt_secret, None, capture, as_json, out)
+    common = _common(url, database_url, token, jwt_secret, None, capture, as_json, out, engine)
     _run("latency", common, _fanout_body("latency", common, options))
 
 
@@ -313,6 +354,7 @@ def connections(
     jwt_secret: SecretOption = None,
     pid: PidOption = None,
     capture: CaptureOption = "auto",
+    engine: EngineOption = None,
     as_json: JsonOption = False,
     out: OutOption = None,
 ) -> None:
@@ -320,7 +362,7 @@ def connections(
     from syncline.bench.connections import ConnectionsOptions
 
     options = ConnectionsOptions(connections=count, waves=waves, settle_s=settle)
-    common = _common(url, database_url, token, jwt_secret, pid, capture, as_json, out)
+    common = _common(url, database_url, token, jwt_secret, pid, capture, as_json, out, engine)
 
     def body(target: Any, progress: Progress) -> dict[str, Any]:
         from syncline.bench import charts, report
@@ -369,6 +411,7 @@ def capture_command(
     rate: Annotated[int, typer.Option(help="commits/s for the latency part")] = 1000,
     seconds: Annotated[float, typer.Option(help="seconds of the latency part")] = 10,
     write_cost: Annotated[bool, typer.Option(help="also the trigger's cost on writes")] = False,
+    engine: EngineOption = None,
     database_url: Annotated[
         str | None,
         typer.Option(
@@ -383,6 +426,7 @@ def capture_command(
     """Changes/s through one capture source alone, and its commit → append latency."""
     from syncline.bench import report
     from syncline.bench.capture_modes import MODES, CaptureOptions, run_capture_modes
+    from syncline.bench.engines import bench_engine
     from syncline.logs import configure_logging
 
     configure_logging("warning")
@@ -392,8 +436,9 @@ def capture_command(
         _fail(f"unknown capture mode {unknown[0]!r}: choose from {', '.join(MODES)}")
     options = CaptureOptions(chosen, backlog, rate, seconds, write_cost)
     try:
-        with report.progress_bars(err) as progress:
-            run = run_capture_modes(options, database_url, progress)
+        with bench_engine(engine or "memory") as chosen_engine, report.progress_bars(err) as bars:
+            bars.console.print(chosen_engine.describe())
+            run = run_capture_modes(options, database_url, bars, chosen_engine)
     except SynclineError as error:
         _fail(str(error), error.exit_code)
     data = run.as_dict()
@@ -413,16 +458,17 @@ def capture_command(
         from syncline.bench import charts
 
         path = charts.bar_chart(
-            out / "capture.png",
+            out / f"capture{_chart_tag(chosen_engine)}.png",
             [r.mode for r in run.results],
             [r.changes_per_s for r in run.results],
             y_label="backlog drained (changes/s)",
-            title=f"capture alone: {backlog:,}-change backlog",
+            title=f"capture alone: {backlog:,}-change backlog, {chosen_engine.name} engine",
         )
         data["charts"] = [str(path)]
     if as_json:
         where = {"database": "embedded" if database_url is None else "given"}
-        sys.stdout.write(report.document("capture", where, data) + "\n")
+        engine_info = chosen_engine.as_dict()
+        sys.stdout.write(report.document("capture", where, data, engine_info) + "\n")
     lost, duplicated = data["lost"], data["duplicated"]
     if lost or duplicated:
         _fail(f"{lost:,} changes lost and {duplicated:,} duplicated")
@@ -441,6 +487,7 @@ def chat(
     script: Annotated[Path | None, typer.Option(help="k6 script [bench/k6/chat.js]")] = None,
     url: UrlOption = None,
     capture: CaptureOption = "auto",
+    engine: EngineOption = None,
     as_json: JsonOption = False,
     out: OutOption = None,
 ) -> None:
@@ -457,7 +504,7 @@ def chat(
         scenarios, users, ladder_scale, message_interval, post_rate, post_seconds, script
     )
     # The chat needs no database access from here: k6 speaks HTTP and WebSocket only.
-    common = _common(url, None, None, None, None, capture, as_json, out)
+    common = _common(url, None, None, None, None, capture, as_json, out, engine)
 
     def body(target: Any, progress: Progress) -> dict[str, Any]:
         import tempfile

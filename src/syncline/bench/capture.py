@@ -14,10 +14,11 @@ from typing import Any
 import psycopg
 from hdrh.histogram import HdrHistogram
 
+from syncline.bench.server import process_cpu_seconds
 from syncline.capture.pipeline import Pipeline
 from syncline.capture.service import CaptureService
 from syncline.core.changes import Change
-from syncline.engine.memory import MemoryEngine
+from syncline.engine import open_engine
 from syncline.settings import load_settings
 from syncline.sync_config import build_sync_config
 
@@ -36,13 +37,18 @@ class CaptureResult:
     """What one capture benchmark measured."""
 
     mode: str
+    engine: str = "memory"
     backlog_changes: int = 0
     backlog_seconds: float = 0.0
     changes_per_s: float = 0.0
     cpu_seconds: float = 0.0
+    engine_cpu_seconds: float | None = None  # the private redis-server's, while draining
     latency_rate: int = 0
     latency_changes: int = 0
     latency_ms: dict[str, float] = field(default_factory=dict)
+    # What the channel log holds at the end: its top offset (consecutive from 1, each append
+    # one), so an append the engine skipped or made twice shows even if the sink saw it once.
+    log_offset: int = 0
     lost: int = 0
     duplicated: int = 0
 
@@ -94,9 +100,17 @@ def _writer(url: str, rate: int, seconds: float) -> None:
 
 
 async def run_capture(
-    url: str, mode: str, *, backlog: int, rate: int, seconds: float
+    url: str,
+    mode: str,
+    *,
+    backlog: int,
+    rate: int,
+    seconds: float,
+    engine_url: str = "memory",
+    engine_pid: int | None = None,
 ) -> CaptureResult:
-    """Measure one capture mode against the database at `url` (its bench_rows table)."""
+    """Measure one capture mode against the database at `url` (its bench_rows table),
+    appending through the engine at `engine_url` (`engine_pid`: its server, for CPU time)."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(TABLE_DDL)
         conn.execute("TRUNCATE bench_rows")
@@ -105,9 +119,9 @@ async def run_capture(
         None, capture=mode, rules=RULES, slot_name=slot, publication_name=slot, log_level="warning"
     )
     sync = build_sync_config(settings)
-    engine = MemoryEngine()
+    engine = open_engine(engine_url)
     counter = _Counter(Pipeline(sync.rules, sync.registry, engine))
-    result = CaptureResult(mode=mode)
+    result = CaptureResult(mode=mode, engine="memory" if engine_url == "memory" else "redis")
 
     async def start() -> tuple[CaptureService, asyncio.Task[None]]:
         service = CaptureService(url, settings, sync.rules, counter)
@@ -131,11 +145,14 @@ async def run_capture(
                 (start_n, min(start_n + 1000, backlog) - 1),
             )
     counter.target = backlog
+    engine_cpu0 = process_cpu_seconds(engine_pid)
     cpu0, t0 = time.process_time(), time.perf_counter()
     _, task = await start()
     await asyncio.wait_for(counter.done.wait(), 600)
     result.backlog_seconds = time.perf_counter() - t0
     result.cpu_seconds = time.process_time() - cpu0
+    if engine_cpu0 is not None:
+        result.engine_cpu_seconds = round((process_cpu_seconds(engine_pid) or 0.0) - engine_cpu0, 2)
     result.backlog_changes = counter.count
     result.changes_per_s = round(counter.count / result.backlog_seconds, 1)
 
@@ -157,8 +174,9 @@ async def run_capture(
     }
     result.latency_ms["max"] = round(counter.hist.get_max_value() / 1000, 3)
     expected = backlog + int(rate * seconds)
-    result.lost = expected - len(counter.seen)
-    result.duplicated = counter.duplicates
+    result.log_offset = (await engine.position(RULES[0]["channel"])).offset
+    result.lost = max(expected - len(counter.seen), expected - result.log_offset)
+    result.duplicated = counter.duplicates + max(result.log_offset - expected, 0)
     await engine.close()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(

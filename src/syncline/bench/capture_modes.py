@@ -14,6 +14,7 @@ from typing import Any
 from rich.progress import Progress
 
 from syncline.bench.capture import CaptureResult, run_capture, trigger_write_cost
+from syncline.bench.engines import BenchEngine
 from syncline.db import migrate
 from syncline.db.embedded import EmbeddedPostgres
 
@@ -63,9 +64,14 @@ def _database(database_url: str | None) -> Iterator[str]:
 
 
 def run_capture_modes(
-    options: CaptureOptions, database_url: str | None = None, progress: Progress | None = None
+    options: CaptureOptions,
+    database_url: str | None = None,
+    progress: Progress | None = None,
+    engine: BenchEngine | None = None,
 ) -> CaptureRun:
-    """Each mode in turn on one database (an embedded PostgreSQL made for the run by default)."""
+    """Each mode in turn on one database (an embedded PostgreSQL made for the run by default),
+    appending through `engine` (memory by default)."""
+    engine = engine or BenchEngine("memory", "memory")
     run = CaptureRun()
     with _database(database_url) as url:
         migrate.upgrade(url)
@@ -73,7 +79,14 @@ def run_capture_modes(
             task = progress.add_task(f"capture {mode}", total=1) if progress else None
             result = asyncio.run(
                 run_capture(
-                    url, mode, backlog=options.backlog, rate=options.rate, seconds=options.seconds
+                    url,
+                    mode,
+                    backlog=options.backlog,
+                    rate=options.rate,
+                    seconds=options.seconds,
+                    # A key prefix per mode: each mode's commit positions start afresh.
+                    engine_url=engine.for_run(),
+                    engine_pid=engine.pid,
                 )
             )
             run.results.append(result)

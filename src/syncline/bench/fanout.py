@@ -13,7 +13,7 @@ from rich.progress import Progress, TaskID
 from syncline.bench import histogram
 from syncline.bench.accounting import Tally
 from syncline.bench.clients import ClientPool, ClientSpec, ConnectStats
-from syncline.bench.server import CHANNEL, RULE_TOML, Target
+from syncline.bench.server import CHANNEL, RULE_TOML, Target, process_cpu_seconds
 from syncline.bench.writer import Via, WriterProcess, write_rows
 from syncline.errors import SynclineError
 
@@ -72,6 +72,7 @@ class StepResult:
     client_cpu_s: float
     hist: HdrHistogram = field(repr=False)
     server_cpu_s: float | None = None
+    engine_cpu_s: float | None = None  # the private redis-server's, when there is one
     # The writer's INSERT+COMMIT round trip (WAL flush included): the part of the latency
     # spent before capture can see the row at all.
     commit_ms: dict[str, float | int] = field(default_factory=dict)
@@ -86,8 +87,10 @@ class StepResult:
         data["write_seconds"] = round(self.write_seconds, 3)
         data["deliveries_per_s"] = round(self.deliveries_per_s, 1)
         data["client_cpu_s"] = round(self.client_cpu_s, 2)
-        if self.server_cpu_s is not None:
-            data["server_cpu_s"] = round(self.server_cpu_s, 2)
+        for name in ("server_cpu_s", "engine_cpu_s"):
+            value = getattr(self, name)
+            if value is not None:
+                data[name] = round(value, 2)
         data["accounting"] = self.tally.as_dict()
         # The whole distribution, HDR-encoded (base64): charts can be redrawn from the JSON.
         data["latency_hdr"] = histogram.encode(self.hist).decode()
@@ -168,7 +171,8 @@ def _step(
     progress: Progress | None,
 ) -> StepResult:
     note = "x" * options.payload
-    server_cpu = _cpu_seconds(target.pid)
+    engine_pid = target.engine.pid if target.engine is not None else None
+    server_cpu, engine_cpu = process_cpu_seconds(target.pid), process_cpu_seconds(engine_pid)
     via = Via(options.via, options.batch, target.http_url, target.api_key or "")
     writer = WriterProcess(target.database_url, run, rate, options.seconds, note, via)
     rows = max(int(rate * options.seconds), 1)
@@ -193,7 +197,10 @@ def _step(
     _wait_for(pool, run, expected, options.drain_idle_s, progress, deliver_task)
     report = pool.report(run, written.rows)
     commits = histogram.merge([written.commit_hist])
-    server_cpu_after = _cpu_seconds(target.pid)
+    server_cpu_after, engine_cpu_after = (
+        process_cpu_seconds(target.pid),
+        process_cpu_seconds(engine_pid),
+    )
     deliveries = report.tally.received - report.tally.duplicated
     return StepResult(
         rate=rate,
@@ -207,25 +214,15 @@ def _step(
         tally=report.tally,
         client_cpu_s=report.client_cpu_s,
         hist=report.hist,
-        server_cpu_s=None
-        if server_cpu is None or server_cpu_after is None
-        else server_cpu_after - server_cpu,
+        server_cpu_s=_difference(server_cpu, server_cpu_after),
+        engine_cpu_s=_difference(engine_cpu, engine_cpu_after),
         commit_ms=histogram.summary_ms(commits),
         commit_hist=commits,
     )
 
 
-def _cpu_seconds(pid: int | None) -> float | None:
-    """CPU time (user + system) of the server's process so far; None when it is elsewhere."""
-    if pid is None:
-        return None
-    import psutil
-
-    try:
-        times = psutil.Process(pid).cpu_times()
-    except psutil.Error:
-        return None
-    return float(times.user + times.system)
+def _difference(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else after - before
 
 
 def _warmup(target: Target, pool: ClientPool, run: int, subscribers: int) -> Tally:

@@ -65,9 +65,20 @@ def environment() -> dict[str, Any]:
     }
 
 
-def document(command: str, target: Mapping[str, Any], result: Mapping[str, Any]) -> str:
-    """The one JSON document `--json` prints."""
-    doc = {"command": command, **environment(), "target": dict(target), "result": dict(result)}
+def document(
+    command: str,
+    target: Mapping[str, Any],
+    result: Mapping[str, Any],
+    engine: Mapping[str, Any] | None = None,
+) -> str:
+    """The one JSON document `--json` prints; `engine` is None for a running server's own."""
+    doc = {
+        "command": command,
+        **environment(),
+        "engine": None if engine is None else dict(engine),
+        "target": dict(target),
+        "result": dict(result),
+    }
     return json.dumps(doc, indent=2, default=str)
 
 
@@ -85,7 +96,7 @@ def fanout_table(title: str, steps: Iterable[Mapping[str, Any]]) -> Table:
         table.add_column(name, justify="right")
     table.add_column("commit p99", justify="right")
     table.add_column("lost / dup", justify="right")
-    table.add_column("CPU s server / clients", justify="right")
+    table.add_column("CPU s server / clients (/ redis)", justify="right")
     for step in steps:
         lat = step["latency_ms"]
         acc = step["accounting"]
@@ -100,7 +111,11 @@ def fanout_table(title: str, steps: Iterable[Mapping[str, Any]]) -> Table:
             _ms(lat.get("max")),
             _ms(step.get("commit_ms", {}).get("p99")),
             f"{acc['lost']:,} / {acc['duplicated']:,}",
-            f"{step.get('server_cpu_s', '-')} / {step['client_cpu_s']}",
+            " / ".join(
+                str(cpu)
+                for cpu in (step.get("server_cpu_s", "-"), step["client_cpu_s"])
+                + ((step["engine_cpu_s"],) if "engine_cpu_s" in step else ())
+            ),
         )
     return table
 

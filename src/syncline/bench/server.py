@@ -20,6 +20,7 @@ from pathlib import Path
 import jwt
 import psycopg
 
+from syncline.bench.engines import BenchEngine
 from syncline.db.embedded import EmbeddedPostgres, free_port
 from syncline.errors import SynclineError
 
@@ -60,6 +61,7 @@ class Target:
     api_key: str | None = None  # the server API's, for `--via http`
     self_started: bool = False
     versions: dict[str, str] = field(default_factory=dict)
+    engine: BenchEngine | None = None  # None: a running server's own, unknown here
 
     def make_token(self, sub: str = "bench") -> str:
         """A connection token: the given one, or an HS256 JWT with `sub` signed with the key."""
@@ -169,8 +171,11 @@ def started_server(
     capture: str = "auto",
     env: Mapping[str, str] | None = None,
     keep: bool = False,
+    engine: BenchEngine | None = None,
 ) -> Iterator[Target]:
-    """`syncline up` in a temp data dir on free ports, with the bench rule; stopped on exit."""
+    """`syncline up` in a temp data dir on free ports, with the bench rule and the given engine
+    (memory by default); stopped on exit."""
+    engine = engine or BenchEngine("memory", "memory")
     work = Path(tempfile.mkdtemp(prefix="syncline-bench-"))
     # The embedded server runs as its own system user, which must reach its data below here.
     work.chmod(0o755)
@@ -190,7 +195,7 @@ def started_server(
         log_path = work / "up.log"
         argv = [sys.executable, "-m", "syncline", "up", "--config", str(config)]
         argv += ["--data-dir", str(data), "--port", str(port), "--gateway-port", str(gateway_port)]
-        argv += ["--capture", capture]
+        argv += ["--capture", capture, "--engine", engine.for_run()]
         with log_path.open("wb") as log_file:
             proc = subprocess.Popen(
                 argv, stdout=log_file, stderr=subprocess.STDOUT, env=child_env, cwd=work
@@ -209,6 +214,7 @@ def started_server(
             pid=proc.pid,
             self_started=True,
             api_key=(data / "api.key").read_text().strip(),
+            engine=engine,
         )
     finally:
         if proc is not None:
@@ -230,3 +236,16 @@ def rss_bytes(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) * 1024
         raise SynclineError(f"no VmRSS for process {pid}") from None
+
+
+def process_cpu_seconds(pid: int | None) -> float | None:
+    """CPU time (user + system) of a local process so far; None when there is none to ask."""
+    if pid is None:
+        return None
+    import psutil
+
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return None
+    return float(times.user + times.system)

@@ -1,0 +1,167 @@
+"""`syncline bench … --engine redis|URL`: tiny runs through the Redis engine, all accounted."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytestmark = pytest.mark.redis
+
+# What the private redis-server runs with, and what the report must say it ran with.
+PRODUCTION_PERSISTENCE = "appendonly yes, appendfsync everysec"
+
+
+def bench(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "syncline", "bench", *args],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        env=env,
+        check=False,
+    )
+
+
+def report(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert proc.returncode == 0, proc.stderr
+    data: dict[str, Any] = json.loads(proc.stdout)
+    return data
+
+
+def assert_private_redis(data: dict[str, Any], stderr: str) -> None:
+    engine = data["engine"]
+    assert engine["name"] == "redis"
+    assert engine["started"] is True
+    assert engine["persistence"] == PRODUCTION_PERSISTENCE
+    assert "url" not in engine
+    assert f"persistence: {PRODUCTION_PERSISTENCE}" in stderr
+
+
+def assert_every_delivery(result: dict[str, Any], subscribers: int) -> None:
+    assert (result["lost"], result["duplicated"]) == (0, 0)
+    for step in result["steps"]:
+        accounting = step["accounting"]
+        assert accounting["expected"] == accounting["received"] == step["rows"] * subscribers
+        assert accounting["lost"] == accounting["duplicated"] == accounting["reordered"] == 0
+        # The redis-server's CPU time is measured per step, next to the server's.
+        assert step["engine_cpu_s"] >= 0
+
+
+def test_fanout_through_a_private_redis(tmp_path: Path) -> None:
+    proc = bench(
+        "fanout",
+        "--engine",
+        "redis",
+        "--subscribers",
+        "3",
+        "--processes",
+        "1",
+        "--rate",
+        "30",
+        "--seconds",
+        "1",
+        "--json",
+        "--out",
+        str(tmp_path),
+    )
+    data = report(proc)
+    assert_private_redis(data, proc.stderr)
+    assert_every_delivery(data["result"], 3)
+    # Its charts do not overwrite a memory run's.
+    assert (tmp_path / "fanout-latency-redis.png").exists()
+
+
+def test_latency_through_a_private_redis() -> None:
+    proc = bench("latency", "--engine", "redis", "--rate", "20", "--seconds", "1", "--json")
+    data = report(proc)
+    assert_private_redis(data, proc.stderr)
+    (step,) = data["result"]["steps"]
+    assert step["subscribers"] == 1
+    assert step["latency_ms"]["count"] == step["rows"] == 20
+    assert_every_delivery(data["result"], 1)
+
+
+def test_capture_appends_through_a_private_redis(migrated_url: str) -> None:
+    proc = bench(
+        "capture",
+        "logical",
+        "--engine",
+        "redis",
+        "--database-url",
+        migrated_url,
+        "--backlog",
+        "300",
+        "--rate",
+        "50",
+        "--seconds",
+        "1",
+        "--json",
+    )
+    data = report(proc)
+    assert_private_redis(data, proc.stderr)
+    (mode,) = data["result"]["modes"]
+    assert mode["engine"] == "redis"
+    assert mode["backlog_changes"] == 300
+    # The channel log itself holds every change once: offsets 1..350 in Redis.
+    assert mode["log_offset"] == 350
+    assert (mode["lost"], mode["duplicated"]) == (0, 0)
+    assert mode["engine_cpu_seconds"] >= 0
+
+
+def test_capture_modes_on_a_given_redis_each_get_their_own_keys(
+    migrated_url: str, redis_url: str
+) -> None:
+    """Poll's commit positions are below logical's LSNs: on shared keys the engine would skip
+    every poll change as already appended."""
+    proc = bench(
+        "capture",
+        "logical",
+        "poll",
+        "--engine",
+        redis_url,
+        "--database-url",
+        migrated_url,
+        "--backlog",
+        "200",
+        "--rate",
+        "20",
+        "--seconds",
+        "1",
+        "--json",
+    )
+    data = report(proc)
+    engine = data["engine"]
+    assert (engine["name"], engine["started"], engine["pid"]) == ("redis", False, None)
+    assert engine["persistence"] == "appendonly no, appendfsync everysec"
+    for mode in data["result"]["modes"]:
+        assert mode["log_offset"] == 220
+        assert (mode["lost"], mode["duplicated"]) == (0, 0)
+
+
+@pytest.mark.parametrize("command", ["fanout", "latency", "capture"])
+def test_no_redis_server_on_path_is_one_line(tmp_path: Path, command: str) -> None:
+    proc = bench(command, "--engine", "redis", "--json", env={**os.environ, "PATH": str(tmp_path)})
+    assert proc.returncode == 1
+    assert proc.stdout == ""
+    (line,) = proc.stderr.strip().splitlines()
+    assert line == "error: --engine redis needs redis-server on PATH (apt install redis-server)"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("fanout", "--engine", "mongodb://x"), "--engine"),
+        (("capture", "--engine", "redis-please"), "--engine"),
+        (("latency", "--engine", "redis", "--url", "http://127.0.0.1:9"), "not with --url"),
+    ],
+)
+def test_bad_engine_options_are_one_clear_error(args: tuple[str, ...], message: str) -> None:
+    proc = bench(*args)
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
