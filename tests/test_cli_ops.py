@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from syncline.cli import app
-from syncline.cli_ops import rule_toml, toml_string
+from syncline.cli.sync import rule_toml, toml_string
 
 from helpers.live_server import TEST_SECRET, LiveServer
 

@@ -12,27 +12,31 @@ from typing import Annotated, Any
 import psycopg
 import typer
 from psycopg.rows import dict_row
-from rich.console import Console
 from rich.markup import escape
 
-from syncline.cli import _database, _guarded, _settings
-from syncline.cli_ops import ConfigOption, JsonOption, _running_url
+from syncline.cli.base import (
+    ConfigOption,
+    JsonOption,
+    database,
+    guarded,
+    out,
+    running_url,
+    settings_for,
+)
 from syncline.errors import SynclineError
 from syncline.settings import Settings, mask_url
-
-out = Console(highlight=False, soft_wrap=True)
 
 MAX_LIMIT = 1000
 
 
 @contextlib.contextmanager
-def _outbox_database(settings: Settings) -> Iterator[str]:
+def _outboxdatabase(settings: Settings) -> Iterator[str]:
     """The running Syncline's database; else the embedded one, started for the command."""
-    url = _running_url(settings)
+    url = running_url(settings)
     if url is not None:
         yield url
         return
-    with _database(settings) as (started_url, _):
+    with database(settings) as (started_url, _):
         yield started_url
 
 
@@ -88,8 +92,8 @@ def mail(
     """Show the account mails (verification, password reset) in the outbox, newest first."""
 
     def body() -> None:
-        settings = _settings(config)
-        with _outbox_database(settings) as url:
+        settings = settings_for(config)
+        with _outboxdatabase(settings) as url:
             mails = read_outbox(url, limit, to)
         if as_json:
             data = [
@@ -107,4 +111,4 @@ def mail(
             return
         out.print("\n".join(escape(format_mail(m)) for m in mails).rstrip("\n"))
 
-    _guarded(body)
+    guarded(body)

@@ -8,19 +8,13 @@ from typing import Annotated, Any
 
 import httpx
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from syncline.cli import _guarded, _settings
+from syncline.cli.base import ConfigOption, JsonOption, guarded, out, settings_for
 from syncline.errors import SynclineError
 from syncline.keys import api_key
 from syncline.server_api import ServerAPI, ServerAPIError
 
-out = Console(highlight=False, soft_wrap=True)
-
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="syncline.toml to use", show_default=False)
-]
 UrlOption = Annotated[
     str | None,
     typer.Option("--url", help="Syncline's HTTP URL [http://HOST:PORT from settings]"),
@@ -43,7 +37,7 @@ def _client(
     config: Path | None, url: str | None, key: str | None, data_dir: Path | None
 ) -> ServerAPI:
     overrides: dict[str, Any] = {"data_dir": data_dir} if data_dir else {}
-    settings = _settings(config, **overrides)
+    settings = settings_for(config, **overrides)
     if not key:
         key = api_key(settings)
     if not key:
@@ -85,12 +79,12 @@ def publish(
         _call(_client(config, url, key, data_dir), "publish", {"channel": channel, "data": value})
         out.print(f"published to {channel}")
 
-    _guarded(body)
+    guarded(body)
 
 
 def channels(
     pattern: Annotated[str, typer.Argument(help="glob, e.g. 'room:*'")] = "",
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
+    as_json: JsonOption = False,
     url: UrlOption = None,
     key: KeyOption = None,
     data_dir: DataDirOption = None,
@@ -112,4 +106,4 @@ def channels(
             table.add_row(name, str(found[name]["num_clients"]))
         out.print(table)
 
-    _guarded(body)
+    guarded(body)

@@ -1,24 +1,17 @@
-"""Operator commands: `sync add` and `sync list` for rules, `tail` a channel live, `doctor`."""
+"""`syncline sync add` and `sync list`: the sync rules and each table's capture state."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import sys
-import time
 import tomllib
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-import jwt
-import psycopg
 import typer
-from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
@@ -26,78 +19,28 @@ from rich.table import Table
 
 from syncline.apps.sync import app_rules
 from syncline.capture import setup
-from syncline.capture.choose import ServerCapabilities, capabilities, choose
-from syncline.capture.service import CAPTURE_APPLICATION_PREFIX, LEADER_LOCK_KEY
-from syncline.cli import _guarded, _settings
-from syncline.core import wire
+from syncline.capture.choose import capabilities, choose
+from syncline.cli.base import (
+    ConfigOption,
+    JsonOption,
+    connect,
+    guarded,
+    out,
+    running_url,
+    settings_for,
+)
 from syncline.core.changes import Op
 from syncline.core.namespaces import describe_errors
-from syncline.core.protocol import Method
-from syncline.core.rules import (
-    ALL_COLUMNS,
-    ReplicaIdentity,
-    Rule,
-    required_replica_identity,
-)
-from syncline.db.embedded import EmbeddedPostgres, ServerInfo
+from syncline.core.rules import ALL_COLUMNS, ReplicaIdentity, Rule, required_replica_identity
 from syncline.errors import ConfigError, SynclineError
-from syncline.keys import JWT_KEY_FILE, jwt_secret
-from syncline.settings import DEFAULT_CONFIG_FILE, Settings, mask_url
+from syncline.settings import DEFAULT_CONFIG_FILE, Settings
 from syncline.sync_config import SyncConfig, build_sync_config
 
-sync_app: typer.Typer = typer.Typer(
-    name="sync", help="Show and add sync rules (syncline.toml).", no_args_is_help=True
-)
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="syncline.toml to use", show_default=False)
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="print JSON")]
 OP_ORDER = [Op.INSERT, Op.UPDATE, Op.DELETE, Op.TRUNCATE]
-# An inactive slot retaining more WAL than this is a problem, not a pause.
-SLOT_RETAINED_LIMIT = 64 * 1024 * 1024
-OUTBOX_BACKLOG_LIMIT = 10_000
 _REPLIDENT = {"d": "default", "f": "full", "n": "nothing", "i": "index"}
 
 
-# -- shared helpers ---------------------------------------------------------------------------
-
-
-def _reason(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[-1] if text else type(error).__name__
-
-
-def _running_url(settings: Settings) -> str | None:
-    """The database of a running Syncline, without starting anything; None: nothing running.
-
-    In embedded mode the data dir remembers the port and password of the running server
-    (the data dir lock is held by `syncline up`, so its server can't be started here).
-    """
-    if settings.database_url is not None:
-        return settings.database_url.get_secret_value()
-    if not EmbeddedPostgres(settings.data_dir).is_running():
-        return None
-    try:
-        password = (settings.data_dir / "postgres.password").read_text().strip()
-        port = int((settings.data_dir / "postgres.port").read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return ServerInfo("127.0.0.1", port, password).url()
-
-
-async def _connect(url: str) -> psycopg.AsyncConnection[Any]:
-    try:
-        return await psycopg.AsyncConnection.connect(url, autocommit=True, connect_timeout=5)
-    except psycopg.Error as error:
-        raise SynclineError(
-            f"cannot reach PostgreSQL at {mask_url(url)}: {_reason(error)}"
-        ) from None
-
-
-def _sync_config(settings: Settings, extra: Mapping[str, Any] | None = None) -> SyncConfig:
+def sync_config(settings: Settings, extra: Mapping[str, Any] | None = None) -> SyncConfig:
     if extra is None:
         return build_sync_config(settings)
     return build_sync_config(settings.model_copy(update={"rules": [*settings.rules, extra]}))
@@ -186,7 +129,7 @@ def _append_rule(path: Path, body: Mapping[str, Any]) -> None:
 
 
 async def _apply(url: str, settings: Settings, config: SyncConfig) -> tuple[str, setup.SetupReport]:
-    conn = await _connect(url)
+    conn = await connect(url)
     async with conn:
         caps = await capabilities(conn)
         mode, _ = choose(settings.capture, caps)
@@ -202,7 +145,6 @@ async def _apply(url: str, settings: Settings, config: SyncConfig) -> tuple[str,
         return mode, await setup.setup_triggers(conn, config.rules.rules)
 
 
-@sync_app.command("add")
 def sync_add(
     table: Annotated[str, typer.Argument(help="schema.table, or table for public.table")],
     channel: Annotated[str, typer.Option(help="channel template, e.g. 'room:{room_id}'")],
@@ -220,15 +162,15 @@ def sync_add(
     def body() -> None:
         path = config if config is not None else DEFAULT_CONFIG_FILE
         rule = _rule_body(table, channel, columns, ops, truncate_channel)
-        settings = _settings(path if path.exists() else None)
-        sync_config = _sync_config(settings, rule)  # namespaces, duplicates
+        settings = settings_for(path if path.exists() else None)
+        config_in_force = sync_config(settings, rule)  # namespaces, duplicates
         _append_rule(path, rule)
         out.print(f"added rule {escape(table)} → {escape(channel)} to {escape(str(path))}")
-        url = _running_url(settings)
+        url = running_url(settings)
         if url is None:
             out.print("database not running: `syncline up` sets the table up when it starts")
         else:
-            mode, report = asyncio.run(_apply(url, settings, sync_config))
+            mode, report = asyncio.run(_apply(url, settings, config_in_force))
             for change in report.changed:
                 out.print(f"  {mode} capture: {escape(change)}")
             if not report.changed:
@@ -240,7 +182,7 @@ def sync_add(
                 )
         out.print("a running Syncline picks the rule up after a restart")
 
-    _guarded(body)
+    guarded(body)
 
 
 # -- sync list --------------------------------------------------------------------------------
@@ -258,7 +200,7 @@ class _TableState:
 async def _table_states(
     url: str, settings: Settings, rules: list[Rule]
 ) -> tuple[str, dict[tuple[str, str], _TableState]]:
-    conn = await _connect(url)
+    conn = await connect(url)
     states: dict[tuple[str, str], _TableState] = {}
     async with conn:
         caps = await capabilities(conn)
@@ -313,15 +255,14 @@ def _capture_text(state: _TableState) -> str:
     return ", ".join([*parts, identity])
 
 
-@sync_app.command("list")
 def sync_list(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Show the sync rules in force (defaults + syncline.toml) and their capture state."""
 
     def body() -> None:
-        settings = _settings(config)
-        rules = list(_sync_config(settings).rules.rules)
+        settings = settings_for(config)
+        rules = list(sync_config(settings).rules.rules)
         n_defaults = len(app_rules())
-        url = _running_url(settings)
+        url = running_url(settings)
         mode, states, note = None, None, None
         if url is None:
             note = "database not running: capture state unknown"
@@ -367,347 +308,4 @@ def sync_list(config: ConfigOption = None, as_json: JsonOption = False) -> None:
         Console(highlight=False).print(grid)
         out.print(f"capture: {escape(mode)}" if mode else escape(note or ""))
 
-    _guarded(body)
-
-
-# -- tail -------------------------------------------------------------------------------------
-
-
-class _Listener(WSListener):
-    """Hands every text frame (or None on disconnect) to a queue."""
-
-    def __init__(self, queue: asyncio.Queue[str | None]) -> None:
-        super().__init__()
-        self.queue = queue
-
-    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        if frame.msg_type == WSMsgType.TEXT:
-            self.queue.put_nowait(frame.get_payload_as_utf8_text())
-        elif frame.msg_type == WSMsgType.CLOSE:
-            transport.send_close(frame.get_close_code())
-            transport.disconnect()
-
-    def on_ws_disconnected(self, transport: WSTransport) -> None:
-        self.queue.put_nowait(None)
-
-
-def _websocket_url(host: str, port: int) -> str:
-    if host in ("0.0.0.0", "::", ""):  # noqa: S104  (a listen address, not one to connect to)
-        host = "127.0.0.1"
-    if ":" in host:
-        host = f"[{host}]"
-    info_url = f"http://{host}:{port}/api/info"
-    try:
-        with urllib.request.urlopen(info_url, timeout=5) as response:
-            ws_url = json.loads(response.read())["websocket_url"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        reason = error.reason if isinstance(error, urllib.error.URLError) else error
-        raise SynclineError(f"cannot reach Syncline at {info_url}: {reason}") from None
-    if not isinstance(ws_url, str) or not ws_url.startswith(("ws://", "wss://")):
-        raise SynclineError(f"{info_url} gave no WebSocket URL")
-    return ws_url
-
-
-def _tail_secret(settings: Settings) -> str:
-    key_file = settings.data_dir / JWT_KEY_FILE
-    if settings.jwt_secret is None and settings.embedded and not key_file.exists():
-        raise SynclineError(
-            f"no JWT key in {settings.data_dir}: run tail in the directory of `syncline up`,"
-            " or set SYNCLINE_JWT_SECRET"
-        )
-    return jwt_secret(settings)
-
-
-def _summary(data: Mapping[str, Any]) -> str:
-    row = data.get("row") or data.get("old") or {}
-    if not isinstance(row, Mapping):
-        return json.dumps(row)
-    text = " ".join(f"{k}={json.dumps(v, default=str)}" for k, v in row.items())
-    return text if len(text) <= 160 else text[:159] + "…"
-
-
-def _print_publication(channel: str, pub: Mapping[str, Any], as_json: bool) -> None:
-    data = pub.get("data")
-    if as_json:
-        line = {"channel": channel, "offset": pub.get("offset", 0), "data": data}
-        sys.stdout.write(json.dumps(line, default=str) + "\n")
-        sys.stdout.flush()
-        return
-    if isinstance(data, Mapping) and "op" in data:
-        when = str(data.get("commit_time") or "")[:23].replace("T", " ")
-        table = str(data.get("table", ""))
-        text = f"{when}  {data['op']:<8} {table}  {_summary(data)}"
-    else:
-        text = f"{time.strftime('%Y-%m-%d %H:%M:%S')}  message  {json.dumps(data, default=str)}"
-    out.print(escape(text))
-
-
-@dataclass
-class _Tail:
-    channel: str
-    table: str | None
-    as_json: bool
-    subscribed: bool = field(default=False)
-
-    def wanted(self, data: object) -> bool:
-        if self.table is None:
-            return True
-        if not isinstance(data, Mapping):
-            return False
-        name = str(data.get("table", ""))
-        return self.table in (name, f"public.{name}", name.removeprefix("public."))
-
-    def handle(self, obj: Mapping[str, Any], transport: WSTransport) -> None:
-        if not obj:  # a ping
-            transport.send(WSMsgType.TEXT, wire.PING)
-            return
-        if "error" in obj:
-            error = obj["error"]
-            what = "connect" if obj.get("id") == 1 else f"subscribe to {self.channel}"
-            raise SynclineError(f"{what} refused: {error.get('message', error)}")
-        if obj.get("id") == 2:
-            self.subscribed = True
-            err.print(f"tailing {escape(self.channel)} (Ctrl+C to stop)")
-            for pub in obj.get(Method.SUBSCRIBE.value, {}).get("publications", []):
-                if self.wanted(pub.get("data")):
-                    _print_publication(self.channel, pub, self.as_json)
-            return
-        push = obj.get("push")
-        if not isinstance(push, Mapping):
-            return
-        if "disconnect" in push:
-            reason = push["disconnect"].get("reason", "")
-            raise SynclineError(f"disconnected by the server: {reason}")
-        if "unsubscribe" in push and push.get("channel") == self.channel:
-            reason = push["unsubscribe"].get("reason", "")
-            raise SynclineError(f"unsubscribed from {self.channel} by the server: {reason}")
-        pub = push.get("pub")
-        channel = push.get("channel")
-        if isinstance(pub, Mapping) and channel == self.channel and self.wanted(pub.get("data")):
-            _print_publication(self.channel, pub, self.as_json)
-
-
-async def _run_tail(ws_url: str, token: str, tail: _Tail) -> None:
-    queue: asyncio.Queue[str | None] = asyncio.Queue()
-    try:
-        transport, _ = await ws_connect(lambda: _Listener(queue), ws_url)
-    except (TimeoutError, OSError, RuntimeError) as error:
-        raise SynclineError(f"cannot connect to {ws_url}: {error}") from None
-    try:
-        commands = [
-            wire.dumps({"id": 1, Method.CONNECT.value: {"token": token, "name": "syncline-tail"}}),
-            wire.dumps({"id": 2, Method.SUBSCRIBE.value: {"channel": tail.channel}}),
-        ]
-        transport.send(WSMsgType.TEXT, wire.join_lines(commands))
-        while (frame := await queue.get()) is not None:
-            for line in frame.split("\n"):
-                if line.strip():
-                    tail.handle(json.loads(line), transport)
-        raise SynclineError("the server closed the connection")
-    finally:
-        transport.disconnect()
-
-
-@dataclass
-class _TailArgs:
-    channel: str
-    table: str | None
-    as_json: bool
-    user: str
-    host: str | None
-    port: int | None
-    config: Path | None
-
-
-def _tail(args: _TailArgs) -> None:
-    settings = _settings(args.config, host=args.host, port=args.port)
-    token = jwt.encode({"sub": args.user}, _tail_secret(settings), algorithm="HS256")
-    ws_url = _websocket_url(settings.host, settings.port)
-    tail = _Tail(args.channel, args.table, args.as_json)
-    try:
-        asyncio.run(_run_tail(ws_url, token, tail))
-    except KeyboardInterrupt:
-        return
-
-
-@dataclass
-class _Check:
-    """Doctor's findings: (level, text, fix) with level ok, info, warn or fail."""
-
-    lines: list[tuple[str, str, str | None]] = field(default_factory=list)
-
-    def add(self, level: str, text: str, fix: str | None = None) -> None:
-        self.lines.append((level, text, fix))
-
-    @property
-    def failed(self) -> int:
-        return sum(1 for level, _, _ in self.lines if level == "fail")
-
-
-def tail(
-    channel: Annotated[str, typer.Argument(help="channel to subscribe to")] = "orders",
-    table: Annotated[str | None, typer.Option(help="only changes of this table")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
-    user: Annotated[str, typer.Option(help="the user (token sub) to connect as")] = (
-        "syncline-tail"
-    ),
-    host: Annotated[str | None, typer.Option(help="Syncline's HTTP address [settings]")] = None,
-    port: Annotated[int | None, typer.Option(help="Syncline's HTTP port [settings]")] = None,
-    config: ConfigOption = None,
-) -> None:
-    """Print the changes published on a channel of a running Syncline, live."""
-    _guarded(lambda: _tail(_TailArgs(channel, table, as_json, user, host, port, config)))
-
-
-# -- doctor -----------------------------------------------------------------------------------
-
-
-def _mb(size: int) -> str:
-    return f"{size / (1024 * 1024):.1f} MB"
-
-
-async def _slot_checks(
-    conn: psycopg.AsyncConnection[Any], settings: Settings, mode: str, running: bool, c: _Check
-) -> None:
-    slot = settings.slot_name
-    row = await (
-        await conn.execute(
-            "SELECT active, restart_lsn::text, confirmed_flush_lsn::text,"
-            " pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint,"
-            " pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint, wal_status"
-            " FROM pg_replication_slots WHERE slot_name = %s",
-            (slot,),
-        )
-    ).fetchone()
-    if row is None:
-        if mode == "logical":
-            c.add("info", f"replication slot {slot}: not created yet (Syncline makes it at start)")
-        return
-    active, restart_lsn, _, retained, lag, wal_status = row
-    retained, lag = int(retained or 0), int(lag or 0)
-    text = (
-        f"replication slot {slot}: {'active' if active else 'inactive'},"
-        f" restart_lsn {restart_lsn}, retains {_mb(retained)} of WAL, lag {_mb(lag)}"
-    )
-    drop = f"SELECT pg_drop_replication_slot('{slot}');"
-    if wal_status == "lost":
-        c.add("fail", text + ", WAL lost", f"the slot is unusable: {drop} then restart Syncline")
-    elif mode != "logical":
-        c.add("warn", text, f"{mode} capture does not read this slot; {drop} frees its WAL")
-    elif not active and retained > SLOT_RETAINED_LIMIT:
-        fix = f"the slot retains {_mb(retained)}: is Syncline running? start it, or {drop}"
-        c.add("fail", text, fix)
-    elif not active:
-        c.add("warn" if running else "info", text, "start Syncline to read the slot")
-    else:
-        c.add("ok", text)
-
-
-async def _doctor_checks(url: str, settings: Settings, c: _Check) -> None:
-    conn = await _connect(url)
-    async with conn:
-        version = await (await conn.execute("SHOW server_version")).fetchone()
-        c.add("ok", f"PostgreSQL {version[0] if version else '?'} at {mask_url(url)}")
-        caps: ServerCapabilities = await capabilities(conn)
-        wal_fix = "ALTER SYSTEM SET wal_level = logical; then restart PostgreSQL"
-        role_fix = f"ALTER ROLE {caps.role} REPLICATION;"
-        level = "warn" if settings.capture == "auto" else "fail"
-        needs_logical = settings.capture in ("auto", "logical")
-        if caps.wal_level == "logical":
-            c.add("ok", "wal_level is logical")
-        else:
-            c.add(level if needs_logical else "info", f"wal_level is {caps.wal_level}", wal_fix)
-        if caps.can_replicate:
-            c.add("ok", f"role {caps.role} may replicate")
-        else:
-            who = f"role {caps.role} has no REPLICATION privilege"
-            c.add(level if needs_logical else "info", who, role_fix)
-        mode, why = choose(settings.capture, caps)
-        c.add("ok", f"capture mode: {mode} ({why})")
-        lock = await (
-            await conn.execute(
-                "SELECT l.pid, a.application_name FROM pg_locks l"
-                " LEFT JOIN pg_stat_activity a ON a.pid = l.pid"
-                " WHERE l.locktype = 'advisory' AND l.granted"
-                " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-                " AND l.classid = %s AND l.objid = %s AND l.objsubid = 1",
-                (LEADER_LOCK_KEY >> 32, LEADER_LOCK_KEY & 0xFFFFFFFF),
-            )
-        ).fetchone()
-        running = lock is not None
-        leader = str(lock[1] or "").removeprefix(CAPTURE_APPLICATION_PREFIX) if lock else ""
-        c.add(
-            "ok" if running else "info",
-            f"capture leader: node {leader or '?'} (backend pid {lock[0]})"
-            if lock
-            else "no Syncline is capturing from this database now",
-        )
-        await _slot_checks(conn, settings, mode, running, c)
-        outbox = await (await conn.execute("SELECT to_regclass('syncline.changes')")).fetchone()
-        if outbox and outbox[0]:
-            count_row = await (
-                await conn.execute("SELECT count(*) FROM syncline.changes")
-            ).fetchone()
-            backlog = int(count_row[0]) if count_row else 0
-            text = f"outbox backlog: {backlog} change(s) in syncline.changes"
-            if backlog == 0:
-                c.add("ok", text)
-            elif not running:
-                fix = "start Syncline (syncline up) to deliver them"
-                fix += "; stale? DELETE FROM syncline.changes"
-                c.add("fail", text, fix)
-            elif backlog > OUTBOX_BACKLOG_LIMIT:
-                c.add(
-                    "fail", text, "Syncline is falling behind: check its log and the database load"
-                )
-            else:
-                c.add("ok", text)
-        try:
-            config = _sync_config(settings)
-        except ConfigError as error:
-            c.add("fail", f"sync rules: {error}", "fix syncline.toml (see `syncline sync list`)")
-            return
-        tables = sorted({r.table_key for r in config.rules.rules})
-        _, missing = await setup.existing_tables(conn, tables)
-        for schema, name in missing:
-            c.add(
-                "warn", f"rule table {schema}.{name} does not exist", "create it, or drop its rule"
-            )
-
-
-def _doctor(config: Path | None) -> None:
-    settings = _settings(config)
-    url = _running_url(settings)
-    if url is None:
-        raise SynclineError(
-            f"nothing to check: the embedded PostgreSQL in {settings.data_dir} is not running"
-            " (start it with `syncline up`, or set DATABASE_URL)"
-        )
-    c = _Check()
-    asyncio.run(_doctor_checks(url, settings, c))
-    from syncline.db import migrate  # Alembic loads only for the commands that need it
-
-    try:
-        current, head = migrate.current_revision(url), migrate.head_revision()
-    except Exception as error:
-        c.add("fail", f"migrations: cannot read the revision: {_reason(error)}")
-    else:
-        if current == head:
-            c.add("ok", f"migrations at head ({head})")
-        else:
-            c.add("fail", f"migrations at {current or 'none'}, head is {head}", "syncline migrate")
-    marks = {"ok": "[green]ok  [/]", "info": "[blue]info[/]", "warn": "[yellow]warn[/]"}
-    marks["fail"] = "[bold red]FAIL[/]"
-    for level, text, fix in c.lines:
-        out.print(f"{marks[level]} {escape(text)}")
-        if fix and level != "ok":
-            out.print(f"     fix: {escape(fix)}")
-    if c.failed:
-        out.print(f"[bold red]{c.failed} problem(s) found[/]")
-        raise typer.Exit(1)
-    out.print("[green]healthy[/]")
-
-
-def doctor(config: ConfigOption = None) -> None:
-    """Check the database for Syncline: wal_level, privileges, slot, outbox, migrations."""
-    _guarded(lambda: _doctor(config))
+    guarded(body)

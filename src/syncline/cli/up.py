@@ -1,156 +1,44 @@
-"""The `syncline` command: up, migrate, config, psql."""
+"""`syncline up`: everything in one process, or a supervised group of workers."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
-import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from collections.abc import Callable
+from typing import Annotated, Any
 
-import psycopg
 import typer
-from rich.console import Console
 
 from syncline import __version__
-from syncline.db.embedded import (
-    IMMEDIATE_STOP_TIMEOUT_S,
-    START_TIMEOUT_S,
-    EmbeddedPostgres,
-    ServerInfo,
-    pg_binary,
+from syncline.cli.base import (
+    EXIT_RESERVE_S,
+    ConfigOption,
+    DataDirOption,
+    LogLevelOption,
+    data_dir_lock,
+    database,
+    guarded,
+    settings_for,
 )
+from syncline.db.embedded import IMMEDIATE_STOP_TIMEOUT_S, EmbeddedPostgres, ServerInfo
 from syncline.db.migrate_child import upgrade_in_child
 from syncline.db.supervisor import PostgresSupervisor
 from syncline.errors import SynclineError
 from syncline.keys import api_key, jwt_secret
-from syncline.logs import configure_logging, get_logger
-from syncline.settings import CaptureMode, LogLevel, Settings, load_settings, mask_url, masked
+from syncline.logs import configure_logging
+from syncline.settings import CaptureMode, Settings, load_settings, mask_url
 from syncline.workers import worker_count
 
-app = typer.Typer(
-    name="syncline",
-    help="Real-time sync from PostgreSQL to WebSocket clients (Centrifuge protocol).",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-)
-out = Console()
-err_console = Console(stderr=True)
-log = get_logger(__name__)
-T = TypeVar("T")
-# The embedded server's fast stop (a checkpoint) gets at least this even when shutdown_timeout
-# is spent; past it, an immediate stop (crash recovery on the next start, nothing lost).
-MIN_FAST_STOP_S = 0.1
-# The interpreter's own exit after everything stopped (0.3 s measured).
-EXIT_RESERVE_S = 0.5
 # Of shutdown_timeout, what `up` keeps for stopping the embedded server after everything else,
 # and exiting (at most half of it): the whole shutdown fits in shutdown_timeout whatever the
 # server does.
 EMBEDDED_STOP_RESERVE_S = 0.5 + IMMEDIATE_STOP_TIMEOUT_S + EXIT_RESERVE_S
 
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="syncline.toml to read", show_default=False)
-]
-LogLevelOption = Annotated[
-    LogLevel | None, typer.Option("--log-level", help="debug, info, warning or error")
-]
-DataDirOption = Annotated[
-    Path | None, typer.Option("--data-dir", help="embedded PostgreSQL data and keys [.syncline]")
-]
 
-
-def _fail(message: str, code: int = 1) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def _guarded(fn: Callable[[], T]) -> T:
-    """Run a command body; a SynclineError becomes one line on stderr and a non-zero exit."""
-    try:
-        return fn()
-    except SynclineError as err:
-        _fail(str(err), err.exit_code)
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
-    raise AssertionError("unreachable")
-
-
-def _settings(config: Path | None, **overrides: Any) -> Settings:
-    settings = load_settings(config, **overrides)
-    configure_logging(settings.log_level)
-    return settings
-
-
-@contextmanager
-def _data_dir_lock(data_dir: Path) -> Iterator[None]:
-    """One Syncline per data dir: a second one would fight over the embedded server."""
-    try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        handle = (data_dir / "syncline.lock").open("a+")
-    except OSError as err:
-        raise SynclineError(f"data dir {data_dir} is not writable: {err.strerror}") from None
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise SynclineError(
-            f"another syncline is already running with data dir {data_dir}"
-        ) from None
-    try:
-        yield
-    finally:
-        fcntl.flock(handle, fcntl.LOCK_UN)
-        handle.close()
-
-
-def _check_database(url: str) -> None:
-    try:
-        with psycopg.connect(url, connect_timeout=5) as conn:
-            conn.execute("SELECT 1")
-    except psycopg.Error as err:
-        reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-        raise SynclineError(f"cannot reach PostgreSQL at {mask_url(url)}: {reason}") from None
-
-
-@contextmanager
-def _database(
-    settings: Settings, stop_within: Callable[[], float] = lambda: START_TIMEOUT_S
-) -> Iterator[tuple[str, ServerInfo | None]]:
-    """The database URL to use: DATABASE_URL, or an embedded server started for the block
-    and stopped after it within `stop_within()` seconds (fast, else immediately)."""
-    if settings.database_url is not None:
-        url = settings.database_url.get_secret_value()
-        _check_database(url)
-        yield url, None
-        return
-    with _data_dir_lock(settings.data_dir):
-        server = EmbeddedPostgres(settings.data_dir)
-        info = server.start()
-        try:
-            yield info.url(), info
-        finally:
-            fast = stop_within() - IMMEDIATE_STOP_TIMEOUT_S - EXIT_RESERVE_S
-            server.stop(timeout=max(fast, MIN_FAST_STOP_S))
-
-
-@app.callback()
-def _main(
-    version: Annotated[bool, typer.Option("--version", help="print the version and exit")] = False,
-) -> None:
-    if version:
-        out.print(f"syncline {__version__}")
-        raise typer.Exit()
-
-
-@app.command()
 def up(
     config: ConfigOption = None,
     host: Annotated[str | None, typer.Option(help="listen address [127.0.0.1]")] = None,
@@ -172,7 +60,7 @@ def up(
     def body() -> None:
         from syncline.runtime import Runtime
 
-        settings = _settings(
+        settings = settings_for(
             config,
             host=host,
             port=port,
@@ -190,7 +78,7 @@ def up(
         secret = jwt_secret(settings)
         runtime = Runtime(settings, secret, api_key(settings))
         runtime.bind()
-        with _database(settings, runtime.shutdown_time_left) as (url, info):
+        with database(settings, runtime.shutdown_time_left) as (url, info):
             upgrade_in_child(url)
             # Embedded: restart the server if it dies; DATABASE_URL: the pool and capture
             # reconnect by themselves when it is back.
@@ -207,7 +95,7 @@ def up(
             with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
                 runner.run(ready)
 
-    _guarded(body)
+    guarded(body)
 
 
 def run_workers(settings: Settings, count: int) -> None:
@@ -232,8 +120,8 @@ def run_workers(settings: Settings, count: int) -> None:
     needs_lock = settings.database_url is not None and settings.engine == "memory"
     with contextlib.ExitStack() as stack:
         if needs_lock:  # the private Redis lives in the data dir (embedded mode locks it too)
-            stack.enter_context(_data_dir_lock(settings.data_dir))
-        url, info = stack.enter_context(_database(settings))
+            stack.enter_context(data_dir_lock(settings.data_dir))
+        url, info = stack.enter_context(database(settings))
         upgrade_in_child(url)
         engine = settings.engine
         private = None
@@ -291,8 +179,7 @@ def run_workers(settings: Settings, count: int) -> None:
             gateway.close()
 
 
-@app.command(name="worker", hidden=True)
-def worker_command() -> None:
+def worker() -> None:
     """One worker of `up --workers N`: its settings come as JSON on stdin from the parent."""
 
     def body() -> None:
@@ -311,7 +198,7 @@ def worker_command() -> None:
         with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
             runner.run(runtime.run(url, on_ready=ready))
 
-    _guarded(body)
+    guarded(body)
 
 
 def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
@@ -353,91 +240,3 @@ def _print_banner(
         )
     lines.append("Press Ctrl+C to stop.")
     print("\n".join(lines), flush=True)
-
-
-@app.command(name="migrate")
-def migrate_command(
-    config: ConfigOption = None,
-    sql: Annotated[bool, typer.Option("--sql", help="print the SQL instead of running it")] = False,
-    data_dir: DataDirOption = None,
-    log_level: LogLevelOption = None,
-) -> None:
-    """Upgrade the database schema to the newest version (or print its SQL)."""
-
-    def body() -> None:
-        from syncline.db import migrate
-
-        if sql:
-            sys.stdout.write(migrate.upgrade_sql())
-            return
-        settings = _settings(config, data_dir=data_dir, log_level=log_level)
-        with _database(settings) as (url, _):
-            before = migrate.current_revision(url)
-            migrate.upgrade(url)
-            after = migrate.current_revision(url)
-        if before == after:
-            out.print(f"database is up to date (revision {after})")
-        else:
-            out.print(f"migrated from {before or 'empty'} to {after}")
-
-    _guarded(body)
-
-
-@app.command(name="config")
-def config_command(
-    config: ConfigOption = None,
-    as_json: Annotated[bool, typer.Option("--json", help="print JSON")] = False,
-) -> None:
-    """Print the effective settings, with secrets masked."""
-
-    def body() -> None:
-        settings = load_settings(config)
-        data = masked(settings)
-        if as_json:
-            sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
-            return
-        for key, value in data.items():
-            out.print(f"{key} = {json.dumps(value, default=str)}", highlight=False)
-
-    _guarded(body)
-
-
-@app.command()
-def psql(
-    config: ConfigOption = None,
-    data_dir: DataDirOption = None,
-) -> None:
-    """Open psql on Syncline's database (the embedded one must be running)."""
-
-    def body() -> None:
-        settings = load_settings(config, data_dir=data_dir)
-        if settings.database_url is not None:
-            url = settings.database_url.get_secret_value()
-        else:
-            server = EmbeddedPostgres(settings.data_dir)
-            if not server.is_running():
-                raise SynclineError(
-                    f"the embedded PostgreSQL in {settings.data_dir} is not running"
-                )
-            password = (settings.data_dir / "postgres.password").read_text().strip()
-            port = int((settings.data_dir / "postgres.port").read_text().strip())
-            url = ServerInfo("127.0.0.1", port, password).url()
-        os.execv(str(pg_binary("psql")), ["psql", url])  # noqa: S606  (fixed argv, no shell)
-
-    _guarded(body)
-
-
-from syncline import cli_bench, cli_mail, cli_ops, cli_server  # noqa: E402  (they use the helpers above)
-
-app.add_typer(cli_ops.sync_app, name="sync")
-app.command()(cli_ops.tail)
-app.command()(cli_ops.doctor)
-app.add_typer(cli_bench.bench_app, name="bench")
-app.command()(cli_server.publish)
-app.command()(cli_server.channels)
-app.command()(cli_mail.mail)
-
-
-def main() -> None:
-    """Console entry point."""
-    app()

@@ -1,0 +1,52 @@
+"""The `syncline` command: one module per command group, shared helpers in base."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from syncline import __version__, cli_bench
+from syncline.cli import db, doctor, mail, server, sync, tail, up
+from syncline.cli.base import out
+
+app = typer.Typer(
+    name="syncline",
+    help="Real-time sync from PostgreSQL to WebSocket clients (Centrifuge protocol).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+sync_app = typer.Typer(
+    name="sync", help="Show and add sync rules (syncline.toml).", no_args_is_help=True
+)
+sync_app.command("add")(sync.sync_add)
+sync_app.command("list")(sync.sync_list)
+
+
+@app.callback()
+def _main(
+    version: Annotated[bool, typer.Option("--version", help="print the version and exit")] = False,
+) -> None:
+    if version:
+        out.print(f"syncline {__version__}")
+        raise typer.Exit()
+
+
+app.command()(up.up)
+app.command(name="worker", hidden=True)(up.worker)
+app.command()(db.migrate)
+app.command()(db.config)
+app.command()(db.psql)
+app.add_typer(sync_app, name="sync")
+app.command()(tail.tail)
+app.command()(doctor.doctor)
+app.command()(server.publish)
+app.command()(server.channels)
+app.command()(mail.mail)
+app.add_typer(cli_bench.bench_app, name="bench")
+
+
+def main() -> None:
+    """Console entry point."""
+    app()
