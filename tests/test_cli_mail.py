@@ -6,10 +6,12 @@ import json
 import secrets
 from pathlib import Path
 
+import psycopg
 import pytest
 from typer.testing import CliRunner, Result
 
 from syncline.cli import app
+from syncline.db import migrate
 
 from helpers.accounts import auth_api, email_for
 
@@ -70,11 +72,26 @@ async def test_mail_lists_the_outbox_newest_first(clean: None, migrated_url: str
     assert mails[0]["sent_at"] is None and mails[0]["error"] is None
 
 
-def test_mail_on_an_empty_outbox_and_bad_options(clean: None, migrated_url: str) -> None:
-    result = invoke("--to", "nobody@example.test", url=migrated_url)
+def test_mail_on_an_empty_outbox_and_bad_options(clean: None, fresh_database_url: str) -> None:
+    migrate.upgrade(fresh_database_url)
+    result = invoke("--to", "nobody@example.test", url=fresh_database_url)
     assert result.exit_code == 0, result.output
     assert "the mail outbox is empty" in result.output
-    assert invoke("--limit", "0", url=migrated_url).exit_code == 2
+    assert invoke("--limit", "0", url=fresh_database_url).exit_code == 2
+
+
+def test_mail_to_an_address_with_none_counts_the_others(
+    clean: None, fresh_database_url: str
+) -> None:
+    migrate.upgrade(fresh_database_url)
+    with psycopg.connect(fresh_database_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO mail_outbox (to_address, subject, body)"
+            " VALUES ('a@example.test', 's', 'b'), ('b@example.test', 's', 'b')"
+        )
+    result = invoke("--to", "nobody@example.test", url=fresh_database_url)
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "no mail to nobody@example.test (2 in the outbox)"
 
 
 def test_mail_before_migrations_says_what_to_do(clean: None, fresh_database_url: str) -> None:

@@ -24,13 +24,24 @@ sync_app.command("add")(sync.sync_add)
 sync_app.command("list")(sync.sync_list)
 
 
-@app.callback()
-def _main(
-    version: Annotated[bool, typer.Option("--version", help="print the version and exit")] = False,
-) -> None:
-    if version:
+def _print_version(value: bool) -> None:
+    if value:
         out.print(f"syncline {__version__}")
         raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    # Eager, with its own callback: the group's callback alone runs only with a command, so
+    # `syncline --version` would say "Missing command."
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="print the version and exit", is_eager=True, callback=_print_version
+        ),
+    ] = False,
+) -> None:
+    """Real-time sync from PostgreSQL to WebSocket clients (Centrifuge protocol)."""
 
 
 app.command()(up.up)

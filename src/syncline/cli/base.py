@@ -61,10 +61,13 @@ def guarded(fn: Callable[[], T]) -> T:
     raise AssertionError("unreachable")
 
 
-def settings_for(config: Path | None, **overrides: Any) -> Settings:
-    """The effective settings, with logging set up at their level."""
+def settings_for(config: Path | None, *, quiet: bool = False, **overrides: Any) -> Settings:
+    """The effective settings, with logging set up at their level; `quiet` for the commands
+    that report on their own: their libraries' info lines (Alembic's, capture setup's) would
+    only repeat or bury the report, so they log warnings and errors (debug still logs all)."""
     settings = load_settings(config, **overrides)
-    configure_logging(settings.log_level)
+    level = settings.log_level
+    configure_logging("warning" if quiet and level == "info" else level)
     return settings
 
 

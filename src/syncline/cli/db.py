@@ -8,6 +8,7 @@ import sys
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from syncline.cli.base import (
     ConfigOption,
@@ -20,9 +21,10 @@ from syncline.cli.base import (
     out,
     settings_for,
 )
+from syncline.cli.effective import as_text, effective
 from syncline.db.embedded import pg_binary
 from syncline.errors import SynclineError
-from syncline.settings import load_settings, masked
+from syncline.settings import load_settings
 
 
 def migrate(
@@ -53,21 +55,32 @@ def migrate(
 
 
 def config(config: ConfigOption = None, as_json: JsonOption = False) -> None:
-    """Print the effective settings, with secrets masked."""
+    """Print the settings, rules and namespaces in force; secrets masked."""
 
     def body() -> None:
-        data = masked(load_settings(config))
+        data = effective(load_settings(config))
         if as_json:
             sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
             return
-        for key, value in data.items():
-            out.print(f"{key} = {json.dumps(value, default=str)}")
+        out.print(escape("\n".join(as_text(data))))
 
     guarded(body)
 
 
-def psql(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
-    """Open psql on Syncline's database (the embedded one must be running)."""
+def psql(
+    psql_args: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="PSQL_ARGS",
+            help="passed to psql as they are, after --: syncline psql -- -c 'select 1'",
+            show_default=False,
+        ),
+    ] = None,
+    config: ConfigOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Open psql on Syncline's database (the embedded one must be running); arguments
+    after -- go to psql."""
 
     def body() -> None:
         settings = load_settings(config, data_dir=data_dir)
@@ -80,6 +93,8 @@ def psql(config: ConfigOption = None, data_dir: DataDirOption = None) -> None:
                     f"the embedded PostgreSQL in {settings.data_dir} is not running"
                 )
             url = found
-        os.execv(str(pg_binary("psql")), ["psql", url])  # noqa: S606  (fixed argv, no shell)
+        # The URL first, so that the user's own options (even a -d) come after and win.
+        argv = ["psql", "--dbname", url, *(psql_args or [])]
+        os.execv(str(pg_binary("psql")), argv)  # noqa: S606  (no shell: arguments stay as given)
 
     guarded(body)

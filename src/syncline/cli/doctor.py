@@ -152,7 +152,7 @@ async def _doctor_checks(url: str, settings: Settings, c: _Check) -> None:
 
 
 def _doctor(config: Path | None) -> None:
-    settings = settings_for(config)
+    settings = settings_for(config, quiet=True)
     url = running_url(settings)
     if url is None:
         raise SynclineError(

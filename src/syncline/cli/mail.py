@@ -40,8 +40,9 @@ def _outboxdatabase(settings: Settings) -> Iterator[str]:
         yield started_url
 
 
-def read_outbox(url: str, limit: int, to: str | None) -> list[dict[str, Any]]:
-    """The newest `limit` mails (to one address, if given), newest first."""
+def read_outbox(url: str, limit: int, to: str | None) -> tuple[list[dict[str, Any]], int]:
+    """The newest `limit` mails (to one address, if given), newest first, and, when there is
+    none to that address, how many the outbox holds for anyone."""
     query = (
         "SELECT id, to_address AS to, subject, body, created_at, sent_at, error"
         " FROM mail_outbox WHERE (%(to)s::text IS NULL OR lower(to_address) = lower(%(to)s))"
@@ -49,7 +50,12 @@ def read_outbox(url: str, limit: int, to: str | None) -> list[dict[str, Any]]:
     )
     try:
         with psycopg.connect(url, connect_timeout=5, row_factory=dict_row) as conn:
-            return conn.execute(query, {"to": to, "limit": limit}).fetchall()
+            mails = conn.execute(query, {"to": to, "limit": limit}).fetchall()
+            if mails or to is None:
+                return mails, len(mails)
+            # Nothing to that address: say how much the outbox holds for others.
+            total = conn.execute("SELECT count(*) AS n FROM mail_outbox").fetchone()
+            return mails, int(total["n"]) if total else 0
     except psycopg.errors.UndefinedTable:
         raise SynclineError(
             "this database has no mail outbox yet: run `syncline migrate` (or `syncline up`)"
@@ -92,9 +98,9 @@ def mail(
     """Show the account mails (verification, password reset) in the outbox, newest first."""
 
     def body() -> None:
-        settings = settings_for(config)
+        settings = settings_for(config, quiet=True)
         with _outboxdatabase(settings) as url:
-            mails = read_outbox(url, limit, to)
+            mails, total = read_outbox(url, limit, to)
         if as_json:
             data = [
                 {
@@ -107,7 +113,12 @@ def mail(
             sys.stdout.write(json.dumps(data, indent=2) + "\n")
             return
         if not mails:
-            out.print("the mail outbox is empty")
+            empty = total == 0
+            out.print(
+                "the mail outbox is empty"
+                if empty
+                else escape(f"no mail to {to} ({total} in the outbox)")
+            )
             return
         out.print("\n".join(escape(format_mail(m)) for m in mails).rstrip("\n"))
 

@@ -37,7 +37,7 @@ def _client(
     config: Path | None, url: str | None, key: str | None, data_dir: Path | None
 ) -> ServerAPI:
     overrides: dict[str, Any] = {"data_dir": data_dir} if data_dir else {}
-    settings = settings_for(config, **overrides)
+    settings = settings_for(config, quiet=True, **overrides)
     if not key:
         key = api_key(settings)
     if not key:

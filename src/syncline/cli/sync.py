@@ -162,7 +162,7 @@ def sync_add(
     def body() -> None:
         path = config if config is not None else DEFAULT_CONFIG_FILE
         rule = _rule_body(table, channel, columns, ops, truncate_channel)
-        settings = settings_for(path if path.exists() else None)
+        settings = settings_for(path if path.exists() else None, quiet=True)
         config_in_force = sync_config(settings, rule)  # namespaces, duplicates
         _append_rule(path, rule)
         out.print(f"added rule {escape(table)} → {escape(channel)} to {escape(str(path))}")
@@ -259,7 +259,7 @@ def sync_list(config: ConfigOption = None, as_json: JsonOption = False) -> None:
     """Show the sync rules in force (defaults + syncline.toml) and their capture state."""
 
     def body() -> None:
-        settings = settings_for(config)
+        settings = settings_for(config, quiet=True)
         rules = list(sync_config(settings).rules.rules)
         n_defaults = len(app_rules())
         url = running_url(settings)

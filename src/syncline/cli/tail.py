@@ -173,7 +173,7 @@ class _TailArgs:
 
 
 def _tail(args: _TailArgs) -> None:
-    settings = settings_for(args.config, host=args.host, port=args.port)
+    settings = settings_for(args.config, quiet=True, host=args.host, port=args.port)
     token = jwt.encode({"sub": args.user}, _tail_secret(settings), algorithm="HS256")
     ws_url = _websocket_url(settings.host, settings.port)
     tail = _Tail(args.channel, args.table, args.as_json)
