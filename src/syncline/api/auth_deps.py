@@ -61,7 +61,7 @@ def build_auth_service(context: AppContext) -> AuthService:
     )
 
 
-def get_auth(request: Request) -> AuthService:
+async def get_auth(request: Request) -> AuthService:
     service: AuthService = request.app.state.auth
     return service
 
@@ -69,7 +69,7 @@ def get_auth(request: Request) -> AuthService:
 Auth = Annotated[AuthService, Depends(get_auth)]
 
 
-def client_info(request: Request) -> ClientInfo:
+async def client_info(request: Request) -> ClientInfo:
     """The caller's address and user agent.
 
     The address is the TCP peer's, or X-Forwarded-For's when the peer is one of the

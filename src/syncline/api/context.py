@@ -51,7 +51,9 @@ class AppContext:
     api_key: str | None = None
 
 
-def get_context(request: Request) -> AppContext:
+# Every dependency is `async def`: FastAPI runs a plain `def` one in a worker thread, a
+# thread hop per dependency per request (a tenth of the chat POST's time, measured).
+async def get_context(request: Request) -> AppContext:
     context: AppContext = request.app.state.context
     return context
 

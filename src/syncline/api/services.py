@@ -15,11 +15,11 @@ from syncline.apps.errors import AppError
 from syncline.apps.orders.service import OrderService
 
 
-def chat_service(context: Annotated[AppContext, Depends(get_context)]) -> ChatService:
+async def chat_service(context: Annotated[AppContext, Depends(get_context)]) -> ChatService:
     return ChatService(context.pool, OnlineStatus(context.presence).online)
 
 
-def order_service(context: Annotated[AppContext, Depends(get_context)]) -> OrderService:
+async def order_service(context: Annotated[AppContext, Depends(get_context)]) -> OrderService:
     return OrderService(context.pool)
 
 
