@@ -16,6 +16,7 @@ from centrifuge import Client, PublicationContext, SubscriptionEventHandler
 
 from syncline.db import migrate
 from syncline.db.embedded import EmbeddedPostgres
+from syncline.db.pool import CHECKOUT_TIMEOUT_S
 
 from helpers.live_server import LiveServer, start_live_server
 
@@ -80,6 +81,18 @@ async def test_capture_and_readiness_come_back_with_the_database(
         await asyncio.to_thread(external.stop)
         status, checks = await readyz(live)
         assert status == 503, checks
+        # A request that needs the database is answered 503 with a JSON error and a hint,
+        # within the pool's checkout timeout: never a 500, never half a minute.
+        async with httpx.AsyncClient(base_url=live.http_url, timeout=30) as http:
+            asked = time.monotonic()
+            refused = await http.post(
+                "/api/auth/login", json={"username": "nobody", "password": "not-the-password-1"}
+            )
+            waited = time.monotonic() - asked
+        assert refused.status_code == 503, refused.text
+        assert refused.json()["error"]["code"] == "database_unavailable"
+        assert int(refused.headers["retry-after"]) >= 1
+        assert waited < CHECKOUT_TIMEOUT_S + 3, f"answered after {waited:.1f} s"
         await asyncio.to_thread(external.start)  # the same port: the URL is still right
         deadline = time.monotonic() + 20
         while (answer := await readyz(live))[0] != 200:

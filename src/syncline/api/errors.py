@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -56,6 +57,10 @@ def _describe(errors: Sequence[Any]) -> str:
     return "; ".join(describe(err, skip=("body",)) for err in errors[:3]) or "invalid input"
 
 
+# What a 503 for an unreachable database tells clients to wait before retrying.
+DATABASE_RETRY_AFTER_S = 2
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map framework and application errors to the JSON error shape; hide internals on 500."""
 
@@ -72,6 +77,18 @@ def install_error_handlers(app: FastAPI) -> None:
         code = _CODES.get(exc.status_code, "error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
         return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
+
+    @app.exception_handler(psycopg.OperationalError)
+    async def _database_down(request: Request, exc: psycopg.OperationalError) -> JSONResponse:
+        # The database is unreachable (restarting, a pool that found no live connection in
+        # time): the client's request was fine, so 503 and a hint when to retry, not a 500.
+        log.warning("database unavailable", path=request.url.path, error=str(exc).strip())
+        return error_response(
+            503,
+            "database_unavailable",
+            "the database is unavailable; try again shortly",
+            {"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

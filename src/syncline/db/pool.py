@@ -22,6 +22,9 @@ CONNECT_TIMEOUT_S = 5
 # in an outage can wait minutes after the database is back. Past this, the slot is freed and
 # the next request connects at once.
 RECONNECT_TIMEOUT_S = 10.0
+# How long a request waits for a free connection before it is answered 503 (psycopg_pool's
+# default, 30 s, held clients for half a minute while the database restarted).
+CHECKOUT_TIMEOUT_S = 5.0
 
 
 class DeadConnectionCheck:
@@ -74,6 +77,7 @@ def make_pool(url: str, max_size: int) -> AsyncConnectionPool:
         check=check,
         reconnect_timeout=RECONNECT_TIMEOUT_S,
         reconnect_failed=_reconnect_failed,
+        timeout=CHECKOUT_TIMEOUT_S,
     )
     check.pool = pool
     return pool
