@@ -24,6 +24,19 @@ from helpers.capture_harness import MODES, Capture, Received
 from helpers.live_server import LiveServer, drop_slot, start_live_server, stop_live_server
 
 
+@pytest.fixture(scope="session", autouse=True)
+def hermetic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests run in an empty directory with no SYNCLINE_* or DATABASE_URL of the caller's: a
+    syncline.toml or a .syncline data dir in the checkout (`syncline sync add`, `syncline up`)
+    must not reach the servers and commands the tests start."""
+    with pytest.MonkeyPatch.context() as patch:
+        for key in list(os.environ):
+            if key.startswith("SYNCLINE_") or key == "DATABASE_URL":
+                patch.delenv(key)
+        patch.chdir(tmp_path_factory.mktemp("cwd"))
+        yield
+
+
 @pytest.fixture(scope="session")
 def pg_server() -> Iterator[ServerInfo]:
     """PostgreSQL 18 from the embedded wheel, wal_level=logical, for this test process.

@@ -28,6 +28,8 @@ def _env(**extra: str) -> dict[str, str]:
 def run_cli(
     *args: str, cwd: Path, timeout: float = 60, **env: str
 ) -> subprocess.CompletedProcess[str]:
+    if args[:1] == ("up",):  # a `syncline up` the developer runs holds the default ports
+        assert "--port" in args and "--gateway-port" in args, "give `up` free ports"
     return subprocess.run(
         [*SYNCLINE, *args],
         cwd=cwd,
@@ -37,6 +39,11 @@ def run_cli(
         timeout=timeout,
         check=False,
     )
+
+
+def free_ports() -> tuple[str, ...]:
+    """`--port` and `--gateway-port` options with free ports."""
+    return ("--port", str(free_port()), "--gateway-port", str(free_port()))
 
 
 class Up:
@@ -124,7 +131,7 @@ def test_port_in_use_is_one_line_and_nonzero(workdir: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = run_cli("up", "--port", str(port), cwd=workdir)
+        result = run_cli("up", "--port", str(port), "--gateway-port", str(free_port()), cwd=workdir)
     assert result.returncode != 0
     assert f"port {port} on 127.0.0.1 is already in use" in result.stderr
     assert "Traceback" not in result.stderr
@@ -134,7 +141,7 @@ def test_port_in_use_is_one_line_and_nonzero(workdir: Path) -> None:
 
 def test_malformed_config_is_one_line_and_nonzero(workdir: Path) -> None:
     (workdir / "syncline.toml").write_text("port = \n")
-    result = run_cli("up", cwd=workdir)
+    result = run_cli("up", *free_ports(), cwd=workdir)
     assert result.returncode == 2
     assert "syncline.toml is not valid TOML" in result.stderr
     assert "Traceback" not in result.stderr
@@ -142,7 +149,9 @@ def test_malformed_config_is_one_line_and_nonzero(workdir: Path) -> None:
 
 def test_unreachable_database_is_one_line_and_nonzero(workdir: Path) -> None:
     url = f"postgresql://nobody:pw@127.0.0.1:{free_port()}/nothing"
-    result = run_cli("up", cwd=workdir, DATABASE_URL=url, SYNCLINE_JWT_SECRET="s" * 40)
+    result = run_cli(
+        "up", *free_ports(), cwd=workdir, DATABASE_URL=url, SYNCLINE_JWT_SECRET="s" * 40
+    )
     assert result.returncode == 1
     assert "cannot reach PostgreSQL at postgresql://nobody:***@" in result.stderr
     assert "pw@" not in result.stderr
@@ -150,7 +159,7 @@ def test_unreachable_database_is_one_line_and_nonzero(workdir: Path) -> None:
 
 
 def test_external_database_without_key_is_refused(workdir: Path, database_url: str) -> None:
-    result = run_cli("up", cwd=workdir, DATABASE_URL=database_url)
+    result = run_cli("up", *free_ports(), cwd=workdir, DATABASE_URL=database_url)
     assert result.returncode != 0
     assert "SYNCLINE_JWT_SECRET is required" in result.stderr
 
@@ -193,9 +202,7 @@ def test_a_second_up_on_the_same_data_dir_is_refused(workdir: Path) -> None:
     first = Up(workdir)
     try:
         first.wait_ready()
-        result = run_cli(
-            "up", "--port", str(free_port()), "--gateway-port", str(free_port()), cwd=workdir
-        )
+        result = run_cli("up", *free_ports(), cwd=workdir)
         assert result.returncode != 0
         assert "already running with data dir" in result.stderr
     finally:
