@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -25,7 +27,10 @@ class UpProcess:
     """One `syncline up` on free ports over a data dir of its own (outside pytest's tmp dir:
     pytest re-chmods that to 0700, cutting the server's system user off its data)."""
 
-    def __init__(self, **env: str) -> None:
+    def __init__(self, *, args: Sequence[str] = (), **env: str) -> None:
+        """`env` is the whole SYNCLINE_* environment; `args` go after `syncline up`'s own
+        (e.g. ``("--workers", "2")``)."""
+        self.args = list(args)
         self.base = Path(tempfile.mkdtemp(prefix="syncline-test-up-"))
         self.data_dir = self.base / "data"
         self.port, self.gateway_port = free_port(), free_port()
@@ -51,6 +56,7 @@ class UpProcess:
                     str(self.port),
                     "--gateway-port",
                     str(self.gateway_port),
+                    *self.args,
                 ],
                 stdout=subprocess.DEVNULL,
                 stderr=log,
@@ -96,6 +102,29 @@ class UpProcess:
         secret = (self.data_dir / "jwt.key").read_text().strip()
         return jwt.encode({"sub": sub, "exp": int(time.time()) + 3600}, secret, algorithm="HS256")
 
+    def children(self) -> list[int]:
+        """The pids of the `syncline up` process's children (workers, a private redis-server)."""
+        assert self.proc is not None
+        return _children(self.proc.pid)
+
+    def worker_pids(self) -> list[int]:
+        """The running `syncline worker` children of `syncline up --workers N`."""
+        return [pid for pid in self.children() if _cmdline(pid)[-2:] == ["syncline", "worker"]]
+
+    def redis_pids(self) -> list[int]:
+        """The private redis-server child of `syncline up --workers N` (none with an engine)."""
+        return [pid for pid in self.children() if "redis-server" in " ".join(_cmdline(pid))]
+
+    def worker_pids_by_name(self, node: str) -> dict[str, int]:
+        """`<node>-w<i>` → the pid of worker i's latest start, from the parent's "worker
+        started" lines (they need SYNCLINE_LOG_LEVEL=info)."""
+        pids: dict[str, int] = {}
+        for line in self.log().splitlines():
+            if '"worker started"' in line:
+                entry = json.loads(line)
+                pids[f"{node}-w{entry['worker']}"] = int(entry["pid"])
+        return pids
+
     def kill_postmaster(self) -> int:
         pid = self.postmaster_pid()
         os.kill(pid, signal.SIGKILL)
@@ -126,9 +155,50 @@ class UpProcess:
         """Kill whatever is left: the process, then its PostgreSQL (even a stopped one; the
         data dir is thrown away)."""
         if self.proc is not None and self.proc.poll() is None:
+            # Workers and a private redis-server run in sessions of their own: a kill of the
+            # parent would orphan them.
+            descendants = _descendants(self.proc.pid)
             self.proc.kill()
             self.proc.wait()
+            for pid in descendants:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         for pid in self.postgres_pids():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         shutil.rmtree(self.base, ignore_errors=True)
+
+
+def _children(pid: int) -> list[int]:
+    """A process's children (Linux: every thread's `children` list in /proc)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        with contextlib.suppress(OSError):
+            found += [int(c) for c in (task / "children").read_text().split()]
+    return sorted(set(found))
+
+
+def _descendants(pid: int) -> list[int]:
+    found, queue = [], _children(pid)
+    while queue:
+        child = queue.pop()
+        found.append(child)
+        queue += _children(child)
+    return found
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
