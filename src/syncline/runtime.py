@@ -9,6 +9,7 @@ import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import uvicorn
 from psycopg_pool import AsyncConnectionPool
@@ -207,6 +208,10 @@ class Runtime:
         if self.settings.host in ("127.0.0.1", "localhost"):
             origins.add(endpoints.http_url.replace(self.settings.host, "localhost"))
             origins.add(endpoints.http_url.replace(self.settings.host, "127.0.0.1"))
+        if self.settings.public_url:
+            # The UI served behind a proxy opens its socket from the public origin.
+            parts = urlsplit(self.settings.public_url)
+            origins.add(f"{parts.scheme}://{parts.netloc}")
         # One session cache for the HTTP API and the gateway: a revocation here forgets both;
         # a revocation in another process reaches this one over the control bus.
         session_guard = SessionGuard(pool, LiveSessionCache(self.settings.session_check_ttl))

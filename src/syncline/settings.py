@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import tomllib
 from contextvars import ContextVar
 from pathlib import Path
@@ -177,6 +178,16 @@ class Settings(BaseSettings):
                     "must be like '10/minute' or '5/minute;100/hour' ('' for no limit)"
                 ) from None
         return value.strip()
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                ipaddress.ip_network(value, strict=False)
+            except ValueError:
+                raise ValueError(f"{value!r} is not an IP address or CIDR network") from None
+        return values
 
     @field_validator("engine")
     @classmethod

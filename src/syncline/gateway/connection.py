@@ -158,7 +158,7 @@ class Connection(WSListener):
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
         peer = transport.underlying_transport.get_extra_info("peername")
-        self.ip = str(peer[0]) if peer else ""
+        self.ip = self.gw.client_ip(str(peer[0]) if peer else "", transport.request)
         refused = self.gw.admit(self)
         if refused is not None:
             self.close(refused)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import socket
 import time
@@ -64,6 +65,24 @@ PRESENCE_REFRESH_BATCH = 5000
 PRESENCE_DRAIN_S = 2.0
 
 
+# An address from a header is at most this long (an IPv6 address is 45 characters).
+MAX_IP_LENGTH = 64
+
+
+def _networks(values: list[str]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    return [ipaddress.ip_network(v, strict=False) for v in values]
+
+
+def _in_networks(
+    address: str, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]
+) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
 class Gateway:
     """Owns every connection of this process and the fan-out hub."""
 
@@ -105,6 +124,7 @@ class Gateway:
         self._per_ip: Counter[str] = Counter()
         self._rate = MovingWindowRateLimiter(MemoryStorage())
         self._rate_item = RateLimitItemPerSecond(settings.connects_per_ip_per_second)
+        self._trusted = _networks(settings.trusted_proxies)
         self._origins = {o.rstrip("/").lower() for o in (allowed_origins or set())}
         self._origins.update(o.rstrip("/").lower() for o in settings.cors_origins)
         self._server: asyncio.Server | None = None
@@ -185,6 +205,21 @@ class Gateway:
             return Connection(self)
         response = WSUpgradeResponse.create_101_response(extra_headers=self._upgrade_headers)
         return WSUpgradeResponseWithListener(response, Connection(self))
+
+    def client_ip(self, peer: str, request: WSUpgradeRequest | None) -> str:
+        """The client's address: the TCP peer's, or X-Forwarded-For's last hop added by a
+        peer in `trusted_proxies` (a balancer in front of the nodes); per-IP limits count it."""
+        if not self._trusted or request is None or not _in_networks(peer, self._trusted):
+            return peer
+        forwarded = request.headers.get("X-Forwarded-For")
+        if not forwarded:
+            return peer
+        # Hops are appended left to right; the last one not added by a trusted proxy is the
+        # client as our own proxies saw it (anything further left, the client could forge).
+        for hop in reversed([h.strip() for h in forwarded.split(",") if h.strip()]):
+            if not _in_networks(hop, self._trusted):
+                return hop[:MAX_IP_LENGTH]
+        return peer
 
     def _origin_allowed(self, origin: str) -> bool:
         return origin.rstrip("/").lower() in self._origins
