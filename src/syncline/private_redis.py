@@ -117,14 +117,15 @@ class PrivateRedis:
         self.stop()
         raise SynclineError(f"redis-server did not start within {START_TIMEOUT_S:.0f} s")
 
-    def stop(self) -> None:
-        """SIGTERM (the server writes its AOF and exits), then SIGKILL past the timeout."""
+    def stop(self, timeout: float = STOP_TIMEOUT_S) -> None:
+        """SIGTERM (the server writes its AOF and exits), then SIGKILL past `timeout` (with
+        appendfsync always, a kill loses nothing)."""
         proc, self._proc = self._proc, None
         if proc is None or proc.poll() is not None:
             return
         proc.terminate()
         try:
-            proc.wait(timeout=STOP_TIMEOUT_S)
+            proc.wait(timeout=min(timeout, STOP_TIMEOUT_S))
         except subprocess.TimeoutExpired:
             log.warning("redis-server did not stop in time; killing it")
             proc.kill()

@@ -401,3 +401,34 @@ async def test_kill_9_of_a_worker_its_clients_recover_on_the_other_and_it_restar
         resumed = s.received.subscribed[-1]
         assert resumed.was_recovering and resumed.recovered, "not recovered"
     assert restart_took < 20
+
+
+async def test_sigterm_with_a_hung_worker_stops_everything_within_shutdown_timeout() -> None:
+    """A worker that does not stop (SIGSTOPped) is killed in time for the parent to stop its
+    redis-server and embedded PostgreSQL and exit, all within shutdown_timeout."""
+    up = workers_up(SYNCLINE_LOG_LEVEL="warning")
+    hung: int | None = None
+    try:
+        async with asyncio.timeout(55):
+            up.start()
+            await up.wait_ready(READY_WITHIN_S)
+            await until(lambda: len(up.worker_pids()) == 2, "two workers", 10)
+            seen: set[str] = set()
+            while seen != {W1, W2}:  # both serve: the stop finds them running
+                ws, name = await node_of_new_connection(up)
+                await ws.close()
+                seen.add(name)
+            hung = up.worker_pids()[0]
+            os.kill(hung, signal.SIGSTOP)
+            servers = [*up.worker_pids(), *up.redis_pids()]
+            code, took = await up.terminate(timeout=SHUTDOWN_TIMEOUT + 10)
+            assert code == 0, up.log()[-2000:]
+            assert took < SHUTDOWN_TIMEOUT, f"SIGTERM took {took:.2f} s"
+            print(f"SIGTERM with a hung worker: {took:.2f} s")
+            assert "worker did not stop in time; killing it" in up.log()
+            assert [pid for pid in servers if pid_alive(pid)] == []
+            assert up.postgres_pids() == []
+    finally:
+        if hung is not None and pid_alive(hung):
+            os.kill(hung, signal.SIGKILL)
+        up.close()

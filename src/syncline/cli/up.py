@@ -8,6 +8,7 @@ import json
 import signal
 import socket
 import sys
+import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -24,7 +25,12 @@ from syncline.cli.base import (
     guarded,
     settings_for,
 )
-from syncline.db.embedded import IMMEDIATE_STOP_TIMEOUT_S, EmbeddedPostgres, ServerInfo
+from syncline.db.embedded import (
+    IMMEDIATE_STOP_TIMEOUT_S,
+    START_TIMEOUT_S,
+    EmbeddedPostgres,
+    ServerInfo,
+)
 from syncline.db.migrate_child import upgrade_in_child
 from syncline.db.supervisor import PostgresSupervisor
 from syncline.errors import SynclineError
@@ -37,6 +43,9 @@ from syncline.workers import worker_count
 # and exiting (at most half of it): the whole shutdown fits in shutdown_timeout whatever the
 # server does.
 EMBEDDED_STOP_RESERVE_S = 0.5 + IMMEDIATE_STOP_TIMEOUT_S + EXIT_RESERVE_S
+# Of shutdown_timeout, what the parent of `up --workers N` keeps for stopping its private
+# redis-server after the workers (SIGTERM; with appendfsync always it exits in milliseconds).
+PRIVATE_REDIS_STOP_RESERVE_S = 0.5
 
 
 def up(
@@ -118,17 +127,36 @@ def run_workers(settings: Settings, count: int) -> None:
     port, gateway_port = http.getsockname()[1], gateway.getsockname()[1]
     node = settings.node_name or socket.gethostname()
     needs_lock = settings.database_url is not None and settings.engine == "memory"
+    # The whole stop fits in shutdown_timeout: the workers get it less what the parent needs
+    # after them (its redis-server, the embedded server, its own exit), at most half of it.
+    after_workers = EMBEDDED_STOP_RESERVE_S if settings.embedded else EXIT_RESERVE_S
+    if settings.engine == "memory":
+        after_workers += PRIVATE_REDIS_STOP_RESERVE_S
+    workers_timeout = settings.shutdown_timeout - min(after_workers, settings.shutdown_timeout / 2)
+    stop_asked_at: float | None = None
+
+    def time_left() -> float:
+        """Of shutdown_timeout, what the stop asked for has not used (a failed start: as
+        long as a stop takes)."""
+        if stop_asked_at is None:
+            return START_TIMEOUT_S
+        return max(settings.shutdown_timeout - (time.monotonic() - stop_asked_at), 0.0)
+
+    def stop_redis(private: PrivateRedis) -> None:
+        later = EMBEDDED_STOP_RESERVE_S if settings.embedded else EXIT_RESERVE_S
+        private.stop(timeout=max(time_left() - later, 0.1))
+
     with contextlib.ExitStack() as stack:
         if needs_lock:  # the private Redis lives in the data dir (embedded mode locks it too)
             stack.enter_context(data_dir_lock(settings.data_dir))
-        url, info = stack.enter_context(database(settings))
+        url, info = stack.enter_context(database(settings, time_left))
         upgrade_in_child(url)
         engine = settings.engine
         private = None
         if engine == "memory":
             private = PrivateRedis(settings.data_dir)
             engine = private.start()
-            stack.callback(private.stop)
+            stack.callback(stop_redis, private)
         base = settings.model_dump(mode="json", exclude={"database_url", "jwt_secret", "api_key"})
 
         def worker_settings(index: int) -> dict[str, Any]:
@@ -138,13 +166,14 @@ def run_workers(settings: Settings, count: int) -> None:
                 "gateway_port": gateway_port,
                 "engine": engine,
                 "workers": 1,
+                "shutdown_timeout": workers_timeout,
                 "node_name": f"{node}-w{index}",
                 "database_url": url,
                 "jwt_secret": secret,
                 "api_key": key,
             }
 
-        group = Workers(count, worker_settings, shutdown_timeout=settings.shutdown_timeout)
+        group = Workers(count, worker_settings, shutdown_timeout=workers_timeout)
         supervisor = PostgresSupervisor(EmbeddedPostgres(settings.data_dir)) if info else None
 
         def banner() -> None:
@@ -155,15 +184,21 @@ def run_workers(settings: Settings, count: int) -> None:
             )
             _print_banner(settings, endpoints, info, workers=group.pids, private=private)
 
+        def request_stop() -> None:
+            nonlocal stop_asked_at
+            if stop_asked_at is None:
+                stop_asked_at = time.monotonic()
+            group.request_stop()
+
         async def supervise() -> None:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
-                loop.add_signal_handler(sig, group.request_stop)
+                loop.add_signal_handler(sig, request_stop)
             watched = asyncio.create_task(supervisor.run()) if supervisor else None
             runner = asyncio.create_task(group.run(on_ready=banner))
             waits = {runner} if watched is None else {runner, watched}
             await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
-            group.request_stop()
+            request_stop()
             await runner
             if watched is not None:
                 watched.cancel()
