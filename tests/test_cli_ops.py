@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import sys
 import tomllib
@@ -17,6 +18,7 @@ from typer.testing import CliRunner, Result
 
 from syncline.cli import app
 from syncline.cli.sync import rule_toml, toml_string
+from syncline.cli.tail import when
 
 from helpers.live_server import TEST_SECRET, LiveServer
 
@@ -204,15 +206,26 @@ def test_tail_unreachable_server(workdir: Path) -> None:
     assert result.stderr.strip().count("\n") == 0
 
 
-async def test_tail_prints_inserts_as_json(workdir: Path, live_server: LiveServer) -> None:
-    port = str(urlsplit(live_server.http_url).port)
+async def start_tail(workdir: Path, server: LiveServer, *args: str) -> asyncio.subprocess.Process:
+    """`syncline tail ARGS` against the live server, in a process of its own."""
+    port = str(urlsplit(server.http_url).port)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCLINE_")}
     env.pop("DATABASE_URL", None)
     env.update(SYNCLINE_JWT_SECRET=TEST_SECRET, SYNCLINE_HOST="127.0.0.1", SYNCLINE_PORT=port)
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "syncline", "tail", "orders", "--json", "--table", "orders",
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "syncline", "tail", *args,
         cwd=workdir, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
+
+
+async def stop_tail(proc: asyncio.subprocess.Process) -> None:
+    if proc.returncode is None:
+        proc.kill()
+        await proc.wait()
+
+
+async def test_tail_prints_inserts_as_json(workdir: Path, live_server: LiveServer) -> None:
+    proc = await start_tail(workdir, live_server, "orders", "--json", "--table", "orders")
     assert proc.stdout is not None and proc.stderr is not None
     try:
         ready = await asyncio.wait_for(proc.stderr.readline(), 20)
@@ -225,9 +238,34 @@ async def test_tail_prints_inserts_as_json(workdir: Path, live_server: LiveServe
         assert event["channel"] == "orders"
         assert event["data"]["op"] == "insert"
         assert event["data"]["row"]["customer_name"] == "Ada"
-        proc.send_signal(signal.SIGINT)  # Ctrl+C: a clean exit
-        assert await asyncio.wait_for(proc.wait(), 10) == 0
+        proc.send_signal(signal.SIGINT)  # Ctrl+C: a clean exit, at once
+        assert await asyncio.wait_for(proc.wait(), 1) == 0
     finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        await stop_tail(proc)
+
+
+async def test_tail_shows_personal_channels(workdir: Path, live_server: LiveServer) -> None:
+    as_operator = await start_tail(workdir, live_server, "user:7", "--json")
+    as_the_user = await start_tail(workdir, live_server, "user:7", "--json", "--user", "7")
+    tails = [as_operator, as_the_user]
+    try:
+        for proc in tails:
+            assert proc.stderr is not None
+            ready = await asyncio.wait_for(proc.stderr.readline(), 20)
+            assert b"tailing user:7" in ready, ready + await proc.stderr.read()
+            if proc is as_the_user:
+                assert b"server-side subscription of user 7" in ready
+        await live_server.sql("""SELECT syncline.publish('user:7', '{"type": "job_done"}')""")
+        for proc in tails:
+            assert proc.stdout is not None
+            line = await asyncio.wait_for(proc.stdout.readline(), 10)
+            assert json.loads(line)["data"] == {"type": "job_done"}
+    finally:
+        for proc in tails:
+            await stop_tail(proc)
+
+
+def test_tail_times_have_milliseconds() -> None:
+    assert when({"commit_time": "2026-11-23T19:04:04.123456Z"}) == "2026-11-23 19:04:04.123"
+    assert when({"commit_time": "2026-11-23T20:04:04+01:00"}) == "2026-11-23 19:04:04.000"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}", when({}))

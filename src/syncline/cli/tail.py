@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -79,6 +79,19 @@ def _summary(data: Mapping[str, Any]) -> str:
     return text if len(text) <= 160 else text[:159] + "…"
 
 
+def when(data: Mapping[str, Any]) -> str:
+    """A row change's commit time, else now, to the millisecond (UTC, as the server stamps)."""
+    text = data.get("commit_time")
+    moment = None
+    if isinstance(text, str):
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            moment = None
+    moment = moment or datetime.now(UTC)
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+
+
 def _print_publication(channel: str, pub: Mapping[str, Any], as_json: bool) -> None:
     data = pub.get("data")
     if as_json:
@@ -87,19 +100,22 @@ def _print_publication(channel: str, pub: Mapping[str, Any], as_json: bool) -> N
         sys.stdout.flush()
         return
     if isinstance(data, Mapping) and "op" in data:
-        when = str(data.get("commit_time") or "")[:23].replace("T", " ")
         table = str(data.get("table", ""))
-        text = f"{when}  {data['op']:<8} {table}  {_summary(data)}"
+        text = f"{when(data)}  {data['op']:<8} {table}  {_summary(data)}"
     else:
-        text = f"{time.strftime('%Y-%m-%d %H:%M:%S')}  message  {json.dumps(data, default=str)}"
+        text = f"{when({})}  message  {json.dumps(data, default=str)}"
     out.print(escape(text))
 
 
 @dataclass
 class _Tail:
+    """One tail session: connect (the channel may come with it, server-side), else subscribe."""
+
     channel: str
     table: str | None
     as_json: bool
+    user: str
+    secret: str
     subscribed: bool = field(default=False)
 
     def wanted(self, data: object) -> bool:
@@ -110,6 +126,27 @@ class _Tail:
         name = str(data.get("table", ""))
         return self.table in (name, f"public.{name}", name.removeprefix("public."))
 
+    def commands(self) -> bytes:
+        """The connect command, as the user tail connects as."""
+        token = jwt.encode({"sub": self.user}, self.secret, algorithm="HS256")
+        connect = {"token": token, "name": "syncline-tail"}
+        return wire.dumps({"id": 1, Method.CONNECT.value: connect})
+
+    def _subscribe(self, transport: WSTransport) -> None:
+        # A subscription token signed with the server's key: tail is the operator's, who holds
+        # that key and so may read any channel (personal and membership ones included).
+        claims = {"sub": self.user, "channel": self.channel}
+        token = jwt.encode(claims, self.secret, algorithm="HS256")
+        command = {"id": 2, Method.SUBSCRIBE.value: {"channel": self.channel, "token": token}}
+        transport.send(WSMsgType.TEXT, wire.dumps(command))
+
+    def _started(self, result: Mapping[str, Any], how: str) -> None:
+        self.subscribed = True
+        err.print(f"tailing {escape(self.channel)}{how} (Ctrl+C to stop)")
+        for pub in result.get("publications", []):
+            if self.wanted(pub.get("data")):
+                _print_publication(self.channel, pub, self.as_json)
+
     def handle(self, obj: Mapping[str, Any], transport: WSTransport) -> None:
         if not obj:  # a ping
             transport.send(WSMsgType.TEXT, wire.PING)
@@ -118,12 +155,18 @@ class _Tail:
             error = obj["error"]
             what = "connect" if obj.get("id") == 1 else f"subscribe to {self.channel}"
             raise SynclineError(f"{what} refused: {error.get('message', error)}")
+        if obj.get("id") == 1:
+            # The server subscribes a connection to some channels itself (the user's personal
+            # one): subscribing again would be refused as "already subscribed".
+            server_side = obj.get(Method.CONNECT.value, {}).get("subs", {})
+            if self.channel in server_side:
+                how = f" (server-side subscription of user {self.user})"
+                self._started(server_side[self.channel], escape(how))
+            else:
+                self._subscribe(transport)
+            return
         if obj.get("id") == 2:
-            self.subscribed = True
-            err.print(f"tailing {escape(self.channel)} (Ctrl+C to stop)")
-            for pub in obj.get(Method.SUBSCRIBE.value, {}).get("publications", []):
-                if self.wanted(pub.get("data")):
-                    _print_publication(self.channel, pub, self.as_json)
+            self._started(obj.get(Method.SUBSCRIBE.value, {}), "")
             return
         push = obj.get("push")
         if not isinstance(push, Mapping):
@@ -140,18 +183,14 @@ class _Tail:
             _print_publication(self.channel, pub, self.as_json)
 
 
-async def _run_tail(ws_url: str, token: str, tail: _Tail) -> None:
+async def _run_tail(ws_url: str, tail: _Tail) -> None:
     queue: asyncio.Queue[str | None] = asyncio.Queue()
     try:
         transport, _ = await ws_connect(lambda: _Listener(queue), ws_url)
     except (TimeoutError, OSError, RuntimeError) as error:
         raise SynclineError(f"cannot connect to {ws_url}: {error}") from None
     try:
-        commands = [
-            wire.dumps({"id": 1, Method.CONNECT.value: {"token": token, "name": "syncline-tail"}}),
-            wire.dumps({"id": 2, Method.SUBSCRIBE.value: {"channel": tail.channel}}),
-        ]
-        transport.send(WSMsgType.TEXT, wire.join_lines(commands))
+        transport.send(WSMsgType.TEXT, tail.commands())
         while (frame := await queue.get()) is not None:
             for line in frame.split("\n"):
                 if line.strip():
@@ -174,11 +213,11 @@ class _TailArgs:
 
 def _tail(args: _TailArgs) -> None:
     settings = settings_for(args.config, quiet=True, host=args.host, port=args.port)
-    token = jwt.encode({"sub": args.user}, _tail_secret(settings), algorithm="HS256")
+    secret = _tail_secret(settings)
     ws_url = _websocket_url(settings.host, settings.port)
-    tail = _Tail(args.channel, args.table, args.as_json)
+    tail = _Tail(args.channel, args.table, args.as_json, args.user, secret)
     try:
-        asyncio.run(_run_tail(ws_url, token, tail))
+        asyncio.run(_run_tail(ws_url, tail))
     except KeyboardInterrupt:
         return
 
@@ -187,12 +226,13 @@ def tail(
     channel: Annotated[str, typer.Argument(help="channel to subscribe to")] = "orders",
     table: Annotated[str | None, typer.Option(help="only changes of this table")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per line")] = False,
-    user: Annotated[str, typer.Option(help="the user (token sub) to connect as")] = (
-        "syncline-tail"
-    ),
+    user: Annotated[
+        str, typer.Option(help="connect as this user (token sub): their server-side channels too")
+    ] = "syncline-tail",
     host: Annotated[str | None, typer.Option(help="Syncline's HTTP address [settings]")] = None,
     port: Annotated[int | None, typer.Option(help="Syncline's HTTP port [settings]")] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Print the changes published on a channel of a running Syncline, live."""
+    """Print what is published on a channel of a running Syncline, live (any channel: tail
+    signs with the server's key)."""
     guarded(lambda: _tail(_TailArgs(channel, table, as_json, user, host, port, config)))
