@@ -97,3 +97,34 @@ def test_doctor_prints_its_checks_and_no_library_logs(workdir: Path, schema_url:
     assert result.exit_code == 0, result.output
     assert result.stderr == ""
     assert result.stdout.startswith("ok   PostgreSQL")
+
+
+def test_help_shows_no_type_after_flags(workdir: Path) -> None:
+    result = invoke("sync", "list", "--help")
+    assert result.exit_code == 0, result.output
+    assert "--json" in result.stdout and "<bool>" not in result.stdout
+    assert "<path>" in result.stdout  # options that take a value keep their type
+
+
+def test_sync_list_keeps_words_whole_at_80_columns(workdir: Path) -> None:
+    for columns in ("80", "200"):
+        result = invoke("sync", "list", COLUMNS=columns)
+        assert result.exit_code == 0, result.output
+        words = set(result.stdout.replace(",", " ").split())
+        assert {"public.messages", "public.room_members", "last_read_message_id"} <= words
+        assert "client_msg_id" in words and "…" not in result.stdout
+
+
+def test_errors_are_one_clean_line(workdir: Path) -> None:
+    (workdir / "syncline.toml").write_text(
+        '[[rules]]\ntable = "a"\nchannel = "nowhere:{x}"\ncolumns = "*"\n'
+        '[[rules]]\ntable = "b"\nchannel = "zz:{y}"\ncolumns = "*"\n'
+    )
+    listed = invoke("sync", "list")
+    assert listed.exit_code == 2
+    assert listed.stderr.startswith("error: invalid sync rules: rule public.a → nowhere:{x}: ")
+    assert "; rule public.b → zz:{y}: " in listed.stderr
+    assert listed.stderr.count("\n") == 1 and " - " not in listed.stderr
+    (workdir / "syncline.toml").unlink()
+    added = invoke("sync", "add", "t", "--channel", "t", "--columns", "id,password")
+    assert added.stderr.startswith("error: invalid rule: columns: column 'password' can never")

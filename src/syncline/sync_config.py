@@ -27,6 +27,10 @@ def build_sync_config(settings: Settings) -> SyncConfig:
         registry = ns.load_namespaces(settings.namespaces, defaults=app_namespaces())
         rules = [*app_rules(), *load_rules(settings.rules)]
         return SyncConfig(registry, RuleSet(rules, registry))
-    except (ns.ConfigError, ValueError, ValidationError) as err:
+    except ns.ConfigError as err:
+        # One line: the problems after one another, not a bulleted list flattened.
+        what = str(err).split(":", 1)[0]
+        raise ConfigError(f"{what}: {'; '.join(err.problems)}") from None
+    except (ValueError, ValidationError) as err:
         text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
         raise ConfigError(text) from None

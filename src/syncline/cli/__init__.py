@@ -9,6 +9,9 @@ import typer
 from syncline import __version__, cli_bench
 from syncline.cli import db, doctor, mail, server, sync, tail, up
 from syncline.cli.base import out
+from syncline.cli.help import hide_flag_types
+
+hide_flag_types()
 
 app = typer.Typer(
     name="syncline",

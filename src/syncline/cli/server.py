@@ -8,9 +8,9 @@ from typing import Annotated, Any
 
 import httpx
 import typer
-from rich.table import Table
 
 from syncline.cli.base import ConfigOption, JsonOption, guarded, out, settings_for
+from syncline.cli.tables import print_table
 from syncline.errors import SynclineError
 from syncline.keys import api_key
 from syncline.server_api import ServerAPI, ServerAPIError
@@ -101,9 +101,7 @@ def channels(
         if not found:
             out.print("no active channels")
             return
-        table = Table("channel", "clients")
-        for name in sorted(found):
-            table.add_row(name, str(found[name]["num_clients"]))
-        out.print(table)
+        rows = [[name, str(found[name]["num_clients"])] for name in sorted(found)]
+        print_table(None, ["channel", "clients"], rows)
 
     guarded(body)

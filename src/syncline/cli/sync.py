@@ -13,9 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from syncline.apps.sync import app_rules
 from syncline.capture import setup
@@ -29,6 +27,7 @@ from syncline.cli.base import (
     running_url,
     settings_for,
 )
+from syncline.cli.tables import print_table
 from syncline.core.changes import Op
 from syncline.core.namespaces import describe_errors
 from syncline.core.rules import ALL_COLUMNS, ReplicaIdentity, Rule, required_replica_identity
@@ -47,11 +46,12 @@ def sync_config(settings: Settings, extra: Mapping[str, Any] | None = None) -> S
 
 
 def _ops_text(ops: frozenset[Op]) -> str:
-    return ",".join(op.value for op in OP_ORDER if op in ops)
+    return "all" if ops == frozenset(OP_ORDER) else ", ".join(o.value for o in OP_ORDER if o in ops)
 
 
 def _columns_text(rule: Rule) -> str:
-    return ALL_COLUMNS if rule.columns == ALL_COLUMNS else ",".join(rule.columns)
+    # ", ": a narrow terminal wraps the list between names, never inside one.
+    return ALL_COLUMNS if rule.columns == ALL_COLUMNS else ", ".join(rule.columns)
 
 
 # -- sync add ---------------------------------------------------------------------------------
@@ -98,7 +98,8 @@ def _rule_body(
     try:
         Rule.model_validate(body)
     except ValidationError as error:
-        problems = "; ".join(describe_errors("rule", error, Rule))
+        where = "[rule] "  # the rule is the command's arguments, not a table in a file
+        problems = "; ".join(p.removeprefix(where) for p in describe_errors("rule", error, Rule))
         raise ConfigError(f"invalid rule: {problems}") from None
     return body
 
@@ -293,19 +294,16 @@ def sync_list(config: ConfigOption = None, as_json: JsonOption = False) -> None:
             data = {"capture": mode, "rules": [row for _, row in rows]}
             sys.stdout.write(json.dumps(data, indent=2) + "\n")
             return
-        grid = Table(title="Sync rules", title_justify="left")
-        for name in ("table", "channel", "columns", "ops", "source"):
-            grid.add_column(name, overflow="fold")
-        if states is not None:
-            grid.add_column("capture", overflow="fold")
+        headers = ["table", "channel", "columns", "ops", "source"]
+        headers += ["capture"] if states is not None else []
+        cells = []
         for rule, row in rows:
-            cells = [rule.qualified_table, rule.channel, _columns_text(rule)]
-            cells += [_ops_text(rule.ops), row["source"]]
+            line = [rule.qualified_table, rule.channel, _columns_text(rule)]
+            line += [_ops_text(rule.ops), row["source"]]
             if states is not None:
-                cells.append(_capture_text(states[rule.table_key]))
-            grid.add_row(*(escape(c) for c in cells))
-        # A console made now, not at import, so the width follows the terminal (or COLUMNS).
-        Console(highlight=False).print(grid)
+                line.append(_capture_text(states[rule.table_key]))
+            cells.append(line)
+        print_table("Sync rules", headers, cells)
         out.print(f"capture: {escape(mode)}" if mode else escape(note or ""))
 
     guarded(body)
