@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ import psycopg
 import pytest
 from centrifuge import Client, PublicationContext, SubscribedContext, SubscriptionEventHandler
 
+from syncline.capture.service import LEADER_LEASE_S
 from syncline.nodes_redis import NODE_TTL_S
 
 from helpers.live_server import TEST_SECRET, drop_slot
@@ -247,3 +249,45 @@ async def _one_leader(http: httpx.AsyncClient, nodes: list[UpProcess]) -> bool:
 
 async def _names_are(node: UpProcess, names: set[str]) -> bool:
     return await node_names(node) == names
+
+
+@pytest.mark.slow
+async def test_a_hung_capture_leader_loses_its_lease_and_a_standby_takes_over(
+    cluster: Cluster, schema_url: str
+) -> None:
+    """SIGSTOP of the leader (a hung process, or a machine gone without closing its
+    connections): its lock session ends after LEADER_LEASE_S without a renewal, its walsender
+    after wal_sender_timeout, and a standby leads and streams every row written meanwhile."""
+    clients: list[Client] = []
+    stopped: UpProcess | None = None
+    try:
+        async with asyncio.timeout(58), httpx.AsyncClient() as http:
+            everyone = list(cluster.nodes.values())
+            await within(lambda: _one_leader(http, everyone), 10, "exactly one leader")
+            (leader_name,) = await leaders(http, everyone)
+            survivors = [p for n, p in cluster.nodes.items() if n != leader_name]
+            received = Received()
+            clients.append(await subscribe(survivors[0], "1", "orders", received))
+            stopped = cluster.nodes[leader_name]
+            assert stopped.proc is not None
+            stopped.proc.send_signal(signal.SIGSTOP)
+            hung_at = time.monotonic()
+            async with await psycopg.AsyncConnection.connect(schema_url) as conn:
+                for n in range(20):
+                    await conn.execute(
+                        "INSERT INTO orders (customer_name, product_name) VALUES ('h', %s)",
+                        (f"hung{n:02d}",),
+                    )
+                    await conn.commit()
+            await within(
+                lambda: _one_leader(http, survivors), LEADER_LEASE_S + 10, "a standby leading"
+            )
+            took_over = time.monotonic() - hung_at
+            await until(lambda: len(received.names) >= 20, 40, "rows after the hang")
+            assert received.names == [f"hung{n:02d}" for n in range(20)]
+            assert took_over < LEADER_LEASE_S + 10, f"took over after {took_over:.1f} s"
+    finally:
+        if stopped is not None and stopped.proc is not None:
+            stopped.proc.send_signal(signal.SIGCONT)
+        for client in clients:
+            await client.disconnect()

@@ -40,9 +40,12 @@ STALE_READER_WAIT_STEPS = 100
 # Changes handed to the sink at once when the stream has more ready: amortizes the append.
 MAX_BATCH = 5000
 # Session settings of the walsender: pgoutput renders values in them, and the decoder
-# expects UTC ISO timestamps.
+# expects UTC ISO timestamps. wal_sender_timeout: a walsender whose client sent no feedback
+# for 20 s (four FEEDBACK_INTERVAL_S) ends, releasing the slot, so that a standby can stream
+# from it after a hung leader lost its lease (the server default, 60 s, would hold it longer).
 SESSION_OPTIONS = (
     "-c TimeZone=UTC -c DateStyle=ISO,YMD -c IntervalStyle=postgres -c extra_float_digits=1"
+    " -c wal_sender_timeout=20s"
 )
 
 

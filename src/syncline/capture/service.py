@@ -37,6 +37,10 @@ RETRY_MAX_S = 15.0
 CONNECT_TIMEOUT_S = 10
 # While another process holds the leader lock, ask for it this often.
 STANDBY_POLL_S = 1.0
+# The leader lock is a lease: its session dies after this long without a statement, and the
+# leader renews it every LEASE_RENEW_S (three renewals a lease: one late one loses nothing).
+LEADER_LEASE_S = 6.0
+LEASE_RENEW_S = LEADER_LEASE_S / 3
 
 
 class CaptureService:
@@ -89,6 +93,7 @@ class CaptureService:
                     connect_timeout=CONNECT_TIMEOUT_S,
                     application_name=(CAPTURE_APPLICATION_PREFIX + self.node_name)[:63],
                 ) as lock:
+                    await self._lease(lock)
                     await self._lead(lock)
                     self._outage = None
                     delay = RETRY_MIN_S
@@ -140,24 +145,31 @@ class CaptureService:
         raise CaptureError("capture stopped")
 
     async def _watch_lock(self, conn: psycopg.AsyncConnection[TupleRow]) -> None:
-        """Raise once the leader lock's connection is gone (the lock is gone with it).
+        """Renew the lease on the leader lock; raise once its connection is gone (the lock is
+        gone with it).
 
-        An idle connection has nothing to read until its server goes away (end of stream or a
-        FATAL message), so this notices a restart at once and sends nothing meanwhile.
+        The lock's session is killed by PostgreSQL after LEADER_LEASE_S without a statement
+        (idle_session_timeout, set in _lease): a leader that hangs (SIGSTOP, a stuck event
+        loop) or whose machine vanishes stops renewing, loses the lock within the lease, and
+        a standby takes over. A live leader renews well within it.
         """
-        loop = asyncio.get_running_loop()
         while True:
-            waiter: asyncio.Future[None] = loop.create_future()
-            fd = conn.pgconn.socket
-            loop.add_reader(fd, _wake, waiter)
+            await asyncio.sleep(LEASE_RENEW_S)
             try:
-                await waiter
-            finally:
-                loop.remove_reader(fd)
-            try:
-                await conn.execute("SELECT 1")
-            except psycopg.Error as err:
+                async with asyncio.timeout(LEADER_LEASE_S):
+                    await conn.execute("SELECT 1")
+            except (psycopg.Error, TimeoutError) as err:
                 raise CaptureError(f"lost the leader lock's connection: {err}") from None
+
+    async def _lease(self, conn: psycopg.AsyncConnection[TupleRow]) -> None:
+        """Bound the lock session's life without statements (PostgreSQL 14+)."""
+        try:
+            await conn.execute(f"SET idle_session_timeout = '{int(LEADER_LEASE_S * 1000)}ms'")
+        except psycopg.errors.UndefinedObject:
+            log.warning(
+                "this PostgreSQL has no idle_session_timeout (before 14): a hung capture leader"
+                " keeps the lock until its connection drops"
+            )
 
     async def _run(self) -> None:
         mode = self.mode if self._streamed and self.mode else await self._initial_mode()
@@ -250,12 +262,6 @@ class CaptureService:
                 await setup.record_mode(conn, mode)
         except psycopg.Error as err:
             raise CaptureError(f"{mode} capture setup failed: {err}") from None
-
-
-def _wake(waiter: asyncio.Future[None]) -> None:
-    # A reader callback can fire again before it is removed.
-    if not waiter.done():
-        waiter.set_result(None)
 
 
 def _first_line(err: BaseException) -> str:
