@@ -13,12 +13,14 @@ from syncline import __version__
 from syncline.api.auth_deps import build_auth_service
 from syncline.api.context import AppContext
 from syncline.api.errors import install_error_handlers
+from syncline.api.fast import ChatFastPath
 from syncline.api.headers import SecurityHeadersMiddleware
 from syncline.api.limits import BodyLimitMiddleware
 from syncline.api.routes import auth, health, info, server, users
 from syncline.api.routes import messages as chat_messages
 from syncline.api.routes import orders as order_routes
 from syncline.api.routes import rooms as chat_rooms
+from syncline.api.routes.docs import install_docs
 from syncline.api.services import install_app_errors
 
 # The web UI (index.html, app.js and its modules, styles.css, syncline-client.js): static files
@@ -32,12 +34,19 @@ def create_app(context: AppContext) -> FastAPI:
         title="Syncline",
         version=__version__,
         description="Real-time sync from PostgreSQL to WebSocket clients.",
+        # Served by install_docs from packaged assets: FastAPI's own pages load from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.context = context
     install_error_handlers(app)
     install_app_errors(app)
     app.state.auth = build_auth_service(context)
-    # Innermost of the middlewares: a 413 still gets the CORS and security headers.
+    # Innermost: sending and reading messages skip FastAPI's routing, still inside the size
+    # limit, CORS and the security headers; anything unusual goes on to the routes.
+    app.add_middleware(ChatFastPath, context=context, auth=app.state.auth)
+    # Inside the fast path, the innermost of the middlewares: a 413 still gets the CORS and
+    # security headers.
     app.add_middleware(BodyLimitMiddleware, max_bytes=context.settings.max_request_body)
     if context.settings.cors_origins:
         app.add_middleware(
@@ -57,6 +66,7 @@ def create_app(context: AppContext) -> FastAPI:
         return FileResponse(WEB_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
     app.mount("/web", StaticFiles(directory=WEB_DIR), name="web")
+    install_docs(app)
 
     app.include_router(health.router)
     app.include_router(info.router)
