@@ -280,3 +280,24 @@ async def test_leaving(schema_url: str) -> None:
     async with await psycopg.AsyncConnection.connect(schema_url) as conn:
         cur = await conn.execute("SELECT count(*) FROM rooms WHERE id = %s", (rid,))
         assert await cur.fetchone() == (0,)
+
+
+async def test_rooms_are_listed_by_activity_a_new_room_first(schema_url: str) -> None:
+    ann = await make_account(schema_url, "ann")
+    general = await global_room_id(schema_url)
+    h = ann.headers
+    async with api_client(schema_url) as http:
+        old = await expect(await http.post("/api/rooms", json={"name": "Old"}, headers=h), 201)
+        said = {"body": "hello"}
+        await expect(await http.post(f"/api/rooms/{old['id']}/messages", json=said, headers=h), 201)
+        new = await expect(await http.post("/api/rooms", json={"name": "New"}, headers=h), 201)
+        listed = await expect(await http.get("/api/rooms", headers=h), 200)
+        # No message yet, but made last: first, above the room with an older message.
+        order = [r["id"] for r in listed]
+        assert order.index(new["id"]) < order.index(old["id"]) < order.index(general)
+        first = listed[0]
+        assert first["last_message"] is None and first["activity_at"] == new["activity_at"]
+        await expect(await http.post(f"/api/rooms/{old['id']}/messages", json=said, headers=h), 201)
+        listed = await expect(await http.get("/api/rooms", headers=h), 200)
+        assert [r["id"] for r in listed][:2] == [old["id"], new["id"]]
+        assert listed[0]["activity_at"] == listed[0]["last_message"]["created_at"]

@@ -10,7 +10,7 @@ import re
 import secrets
 
 import websockets
-from playwright.async_api import Page, expect
+from playwright.async_api import Page, Route, expect
 
 from helpers.accounts import register_user
 from helpers.live_server import LiveServer
@@ -175,7 +175,36 @@ async def test_history_loads_on_scroll_up_and_own_messages_are_edited_and_delete
     await expect(messages_with(ben, "old 120").get_by_test_id("message-edit")).to_have_count(0)
 
 
-async def test_groups_invites_direct_rooms_and_leaving(pages: Pages) -> None:
+async def hold_room_reads(page: Page, until: asyncio.Event) -> None:
+    """Answer the page's GET /api/rooms/{id} with the room as it was when asked, but only once
+    `until` is set: a snapshot older than what the channels deliver meanwhile, the race a room
+    list must survive (it lost the first message of a new direct room to it)."""
+
+    async def handler(route: Route) -> None:
+        if route.request.method != "GET":
+            await route.continue_()
+            return
+        response = await route.fetch()
+        await until.wait()
+        await route.fulfill(response=response)
+
+    await page.route(re.compile(r"/api/rooms/\d+$"), handler)
+
+
+async def wait_logged(server: LiveServer, channel: str, text: str) -> None:
+    """Until a publication containing `text` is in the channel's log (delivered to anyone
+    subscribed)."""
+    for _ in range(200):
+        history = await server.runtime.engine.history(channel, limit=100)
+        if any(text.encode() in pub.data for pub in history.publications):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{text!r} never reached {channel}")
+
+
+async def test_groups_invites_direct_rooms_and_leaving(
+    pages: Pages, web_server: LiveServer
+) -> None:
     ann, _ = await pages.signed_in("ann")
     ben, ben_pair = await pages.signed_in("ben")
     ben_username = ben_pair["user"]["username"]
@@ -184,6 +213,8 @@ async def test_groups_invites_direct_rooms_and_leaving(pages: Pages) -> None:
     await ann.get_by_test_id("group-name").fill("Book club")
     await ann.get_by_test_id("new-group-submit").click()
     await expect(ann.locator("#conv-title")).to_have_text("Book club")
+    # A room made now is the newest activity: at the top before its first message.
+    await expect(ann.get_by_test_id("room-item").first).to_contain_text("Book club")
     await ann.get_by_test_id("invite").click()
     link = await ann.get_by_test_id("invite-link").input_value()
     assert "#/join?token=" in link
@@ -198,14 +229,29 @@ async def test_groups_invites_direct_rooms_and_leaving(pages: Pages) -> None:
     await expect(messages_with(ann, "Thanks for the invite")).to_have_count(1)
 
     # A direct conversation: Ann finds Ben; Ben's list gets the room through his own channel.
+    # Both pages read the room over REST while its first message is written, and get their
+    # answers only after the message is on the room's channel: the stale snapshot must not
+    # hide it (Ann's preview), nor may the message fall between it and the subscription
+    # (Ben's badge).
+    written = asyncio.Event()
+    await hold_room_reads(ann, written)
+    await hold_room_reads(ben, written)
     await ann.get_by_test_id("new-direct").click()
     await ann.get_by_test_id("user-search").fill(ben_username[:5])
     await ann.locator(f"[data-testid=user-result][data-username='{ben_username}']").click()
     await expect(ann.locator("#conv-title")).to_have_text("Ben")
+    direct_id = await general_id(ann)
     await send(ann, "Psst, a secret")
+    await expect(messages_with(ann, "Psst, a secret")).to_have_attribute("data-state", "confirmed")
+    await wait_logged(web_server, f"room:{direct_id}", "Psst, a secret")
+    written.set()
+    mine = ann.get_by_test_id("room-item").first
+    await expect(mine).to_contain_text("Ben")
+    await expect(mine.get_by_test_id("room-preview")).to_have_text("You: Psst, a secret")
     direct = ben.get_by_test_id("room-item").filter(has_text="Ann")
     await expect(direct).to_be_visible()
     await expect(direct.get_by_test_id("unread-badge")).to_have_text("1")
+    await expect(ben.get_by_test_id("room-item").first).to_contain_text("Ann")
     await direct.click()
     await expect(messages_with(ben, "Psst, a secret")).to_have_count(1)
     await expect(direct.get_by_test_id("unread-badge")).to_have_count(0)

@@ -140,6 +140,8 @@ class Room(BaseModel):
     unread_count: int
     last_read_message_id: int | None
     last_message: Message | None
+    # The newest message's time, or when the user joined: the room list's order.
+    activity_at: datetime
     member_count: int
     peer: PublicUser | None
 

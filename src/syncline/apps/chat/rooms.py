@@ -22,9 +22,12 @@ MAX_LISTED_MEMBERS = 500
 
 # Every room the user is in, with what the room list shows. The unread count stops at
 # UNREAD_COUNT_CAP; the peer of a direct room comes from its key, so it is shown even after
-# the peer left.
+# the peer left. activity_at orders the list: the newest message, or when the user joined (a
+# room just made or joined tops the list before its first message).
 _SUMMARY = f"""
 SELECT r.id, r.kind, r.name, m.role, m.last_read_message_id,
+    greatest(m.joined_at, (SELECT created_at FROM messages WHERE room_id = r.id
+        ORDER BY id DESC LIMIT 1)) AS activity_at,
     (SELECT count(*) FROM room_members c WHERE c.room_id = r.id) AS member_count,
     (SELECT count(*) FROM (
         SELECT 1 FROM messages u
@@ -72,8 +75,7 @@ async def require_member(conn: Conn, room_id: int, user_id: int, *, lock: bool =
 
 async def list_rooms(conn: Conn, user_id: int) -> list[Row]:
     """The user's rooms, the most recently active first."""
-    query = f"SELECT * FROM ({_SUMMARY}) s"
-    query += " ORDER BY coalesce((s.last_message->>'id')::bigint, 0) DESC, s.id"
+    query = f"SELECT * FROM ({_SUMMARY}) s ORDER BY s.activity_at DESC, s.id"
     return await fetch_all(conn, query, {"user_id": user_id})
 
 

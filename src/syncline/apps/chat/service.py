@@ -80,6 +80,7 @@ class ChatService:
             unread_count=row["unread_count"],
             last_read_message_id=row["last_read_message_id"],
             last_message=message_model(last) if last is not None else None,
+            activity_at=row["activity_at"],
             member_count=row["member_count"],
             peer=peer,
         )

@@ -35,6 +35,8 @@ export class ChatView {
     this.rooms = new Map();
     /** @type {Set<number>} rooms whose detail reload is scheduled */
     this.pendingDetail = new Set();
+    /** @type {Set<number>} rooms learned from the user channel, being subscribed and read */
+    this.learning = new Set();
     this.activeId = null;
     this.nodes = new Map(); // message key → element of the open room
     this.typing = new TypingTracker(this.me, () => this.renderTyping());
@@ -251,9 +253,7 @@ export class ChatView {
     }
     let entry = this.rooms.get(room.id);
     if (entry) {
-      const { members, ...rest } = room;
-      Object.assign(entry.room, rest);
-      if (members) this.setMembers(entry, members);
+      this.mergeRoom(entry, room);
     } else {
       entry = {
         room: { ...room },
@@ -262,6 +262,9 @@ export class ChatView {
         presence: new Map(),
         detailLoaded: false,
         unwatch: null,
+        // The newest message id that unread_count accounts for: a message the stream
+        // delivers at or below it was already counted by the room's REST snapshot.
+        countedThrough: room.last_message?.id ?? 0,
       };
       this.rooms.set(room.id, entry);
       if (room.members) this.setMembers(entry, room.members);
@@ -272,6 +275,60 @@ export class ChatView {
     }
     this.scheduleRender();
     return entry;
+  }
+
+  /**
+   * Takes a REST snapshot of a known room, never going back behind the stream: a snapshot
+   * read before a message the stream (or this page's own send) already delivered keeps that
+   * message as the last one and the unread count that includes it.
+   */
+  mergeRoom(entry, room) {
+    const { members, last_message: last, unread_count: unread, last_read_message_id: read, ...rest } = room;
+    Object.assign(entry.room, rest);
+    const known = entry.room.last_message?.id ?? 0;
+    const snapshot = last?.id ?? 0;
+    if (snapshot > known || (snapshot === known && last)) entry.room.last_message = last;
+    // Its count is current unless the page has seen newer messages or read further since.
+    const readHere = entry.room.last_read_message_id ?? 0;
+    if (snapshot >= entry.countedThrough && (read ?? 0) >= readHere) {
+      entry.room.unread_count = unread;
+      entry.countedThrough = snapshot;
+    }
+    entry.room.last_read_message_id = Math.max(readHere, read ?? 0) || null;
+    if (members) this.setMembers(entry, members);
+  }
+
+  /**
+   * A room this page did not know (its membership arrived on the user channel): subscribe to
+   * its channel first, then read it. Whatever is committed after the subscription's start
+   * arrives on the channel and whatever came before is in the snapshot, so the first message
+   * of a new direct room can't fall between the two; publications that arrive before the
+   * snapshot are applied after it (the counts ignore what the snapshot already holds).
+   */
+  async learnRoom(id) {
+    if (this.rooms.has(id) || this.learning.has(id)) return;
+    this.learning.add(id);
+    const early = [];
+    let subscribed;
+    const ready = new Promise((resolve) => { subscribed = resolve; });
+    const unwatch = realtime.watch(`room:${id}`, {
+      publication: (pub) => early.push(pub.data),
+      subscribed: () => subscribed(),
+    });
+    // A refused or slow subscription still shows the room (its badge then follows the
+    // user channel until the room's own subscription is retried).
+    await Promise.race([ready, new Promise((resolve) => setTimeout(resolve, 5000))]);
+    try {
+      const room = await request('GET', `/api/rooms/${id}`);
+      if (this.destroyed) return;
+      this.addRoom(room);
+      for (const data of early) this.onRoomPublication(id, data);
+    } catch {
+      // Gone again (left, or removed) before it could be read.
+    } finally {
+      this.learning.delete(id);
+      unwatch(); // the room's own watch (addRoom) keeps the subscription
+    }
   }
 
   /** Subscribes to the room's channel (messages, members, presence), once. */
@@ -314,7 +371,9 @@ export class ChatView {
   }
 
   sortedRooms() {
-    const activity = (e) => e.room.last_message?.id ?? 0;
+    // The newest message, or when the user joined (a room just made tops the list).
+    const time = (text) => (text ? Date.parse(text) || 0 : 0);
+    const activity = (e) => Math.max(time(e.room.last_message?.created_at), time(e.room.activity_at));
     return [...this.rooms.values()].sort(
       (a, b) => activity(b) - activity(a) || a.room.id - b.room.id,
     );
@@ -470,8 +529,11 @@ export class ChatView {
     const readHere = id === this.activeId && this.readable();
     if (fresh && row.user_id !== this.me && !readHere) {
       const lastRead = entry.room.last_read_message_id ?? 0;
-      if (row.id > lastRead) entry.room.unread_count = (entry.room.unread_count ?? 0) + 1;
+      if (row.id > lastRead && row.id > entry.countedThrough) {
+        entry.room.unread_count = (entry.room.unread_count ?? 0) + 1;
+      }
     }
+    entry.countedThrough = Math.max(entry.countedThrough, Number(row.id));
     if (fresh && id === this.activeId) this.typing.clear(row.user_id);
     if (id === this.activeId) this.scheduleRead();
   }
@@ -509,7 +571,7 @@ export class ChatView {
     if (!row) return;
     const roomId = Number(row.room_id);
     if (data.op === 'insert' && !this.rooms.has(roomId)) {
-      request('GET', `/api/rooms/${roomId}`).then((room) => this.addRoom(room), () => {});
+      this.learnRoom(roomId);
     } else if (data.op === 'delete') {
       this.removeRoom(roomId);
     } else if (data.op === 'update' && this.rooms.has(roomId) && row.last_read_message_id != null) {
