@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -44,7 +45,9 @@ def create_app(context: AppContext) -> FastAPI:
     app.state.auth = build_auth_service(context)
     # Innermost: sending and reading messages skip FastAPI's routing, still inside the size
     # limit, CORS and the security headers; anything unusual goes on to the routes.
-    app.add_middleware(ChatFastPath, context=context, auth=app.state.auth)
+    # SYNCLINE_FAST_PATH=0 leaves them to FastAPI: the benchmarks' before and after.
+    if os.environ.get("SYNCLINE_FAST_PATH", "1") != "0":
+        app.add_middleware(ChatFastPath, context=context, auth=app.state.auth)
     # Inside the fast path, the innermost of the middlewares: a 413 still gets the CORS and
     # security headers.
     app.add_middleware(BodyLimitMiddleware, max_bytes=context.settings.max_request_body)

@@ -61,6 +61,17 @@ def _describe(errors: Sequence[Any]) -> str:
 DATABASE_RETRY_AFTER_S = 2
 
 
+def database_unavailable(path: str, exc: psycopg.OperationalError) -> JSONResponse:
+    """503 for an unreachable database: the request was fine, so a hint when to retry."""
+    log.warning("database unavailable", path=path, error=str(exc).strip())
+    return error_response(
+        503,
+        "database_unavailable",
+        "the database is unavailable; try again shortly",
+        {"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map framework and application errors to the JSON error shape; hide internals on 500."""
 
@@ -82,13 +93,7 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _database_down(request: Request, exc: psycopg.OperationalError) -> JSONResponse:
         # The database is unreachable (restarting, a pool that found no live connection in
         # time): the client's request was fine, so 503 and a hint when to retry, not a 500.
-        log.warning("database unavailable", path=request.url.path, error=str(exc).strip())
-        return error_response(
-            503,
-            "database_unavailable",
-            "the database is unavailable; try again shortly",
-            {"Retry-After": str(DATABASE_RETRY_AFTER_S)},
-        )
+        return database_unavailable(request.url.path, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
