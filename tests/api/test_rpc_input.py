@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import string
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -100,7 +99,13 @@ async def test_well_formed_calls_still_work(sock: RawSocket, ids: dict[str, int]
 
 # -- property test: every registered method, every argument name, hostile values -------------
 
-# Every field of the chat's request models: the names an RPC's data can hold.
+# Each method's arguments, by the chat's naming (chat.send takes RpcSend, ...); a method with
+# no such model is tried with every field name of the chat's request models.
+ARGUMENTS = {
+    f"chat.{name.removeprefix('Rpc').lower()}": sorted(obj.model_fields)
+    for name, obj in vars(chat_models).items()
+    if name.startswith("Rpc") and isinstance(obj, type) and issubclass(obj, Input)
+}
 FIELDS = sorted(
     {
         name
@@ -113,9 +118,13 @@ FIELDS = sorted(
 # frame never reaches a method (the gateway answers it), so they are left out here.
 _CHAR = st.characters(codec="utf-8", categories=None)
 rpc_text = st.one_of(
+    st.builds(
+        lambda head, tail: f"{head}\x00{tail}",
+        st.text(_CHAR, max_size=8),
+        st.text(_CHAR, max_size=8),
+    ),
+    st.sampled_from([NUL, "\x01\x1f\x7f", " ", "", "1", "x" * 4001]),
     st.text(_CHAR, max_size=30),
-    st.sampled_from([NUL, "\x00", "\x01\x1f\x7f", " ", "", "1", "x" * 4001]),
-    st.text(st.sampled_from("\x00\x07\n\t a1" + string.punctuation), max_size=8),
 )
 rpc_scalar = st.one_of(
     rpc_text,
@@ -132,17 +141,19 @@ rpc_value = st.recursive(
 )
 
 
-def rpc_data(valid: dict[str, Any]) -> st.SearchStrategy[Any]:
-    """A dict of some known fields (valid or hostile values, maybe one unknown), or anything."""
-    field = st.sampled_from(FIELDS).flatmap(
-        lambda name: st.tuples(
-            st.just(name), st.one_of(st.just(valid.get(name, "hello")), rpc_value)
-        )
+def rpc_data(fields: list[str], valid: dict[str, Any]) -> st.SearchStrategy[Any]:
+    """Mostly valid arguments with one hostile value (what reaches the service), else some
+    fields valid or hostile with maybe an unknown one, else anything at all."""
+    base = {name: valid[name] for name in fields if name in valid}
+    one_bad = st.sampled_from(fields).flatmap(
+        lambda name: st.one_of(rpc_text, rpc_value).map(lambda value: {**base, name: value})
     )
-    fields = st.lists(field, max_size=4).map(dict)
-    return st.one_of(
-        fields, fields.flatmap(lambda d: rpc_value.map(lambda v: {**d, NUL: v})), rpc_value
+    mix = st.fixed_dictionaries(
+        {},
+        optional={name: st.one_of(st.just(valid.get(name, "hello")), rpc_value) for name in fields},
     )
+    unknown = mix.flatmap(lambda d: rpc_value.map(lambda v: {**d, NUL: v}))
+    return st.one_of(one_bad, one_bad, mix, unknown, rpc_value)  # one_bad: twice as likely
 
 
 def methods(live: LiveServer) -> list[str]:
@@ -150,9 +161,33 @@ def methods(live: LiveServer) -> list[str]:
     return sorted(live.runtime.rpc._handlers)
 
 
+async def test_every_argument_refuses_unstorable_values(
+    live: LiveServer, sock: RawSocket, ids: dict[str, int]
+) -> None:
+    """Each argument of each method, in otherwise valid data: NUL is 107 naming it; huge or
+    mistyped numbers are refused without an internal error."""
+    valid = {**ids, "body": "hello", "client_msg_id": "k-1"}
+    for method in methods(live):
+        fields = ARGUMENTS.get(method, FIELDS)
+        base = {name: valid[name] for name in fields if name in valid}
+        for field in fields:
+            for value in [NUL, [NUL], {"k": NUL}, 2**70, -(2**63) - 1, 1.5, "1"]:
+                with no_error_logs():
+                    reply = await sock.rpc(method, dump({**base, field: value}))
+                where = (method, field, value, reply)
+                if "rpc" in reply:  # e.g. "1" as a message body
+                    assert value != NUL, where
+                    continue
+                error = reply["error"]
+                assert error["code"] != ErrorCode.INTERNAL, where
+                if value == NUL:
+                    assert error["code"] == ErrorCode.BAD_REQUEST, where
+                    assert error["message"].startswith(f"invalid_input: {field}: "), where
+
+
 @given(data=st.data())
 @settings(
-    max_examples=150,
+    max_examples=300,
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -163,9 +198,10 @@ async def test_every_method_answers_any_data_without_internal_errors(
     names = methods(live)
     assert {"room_id", "message_id", "body", "client_msg_id"} <= set(FIELDS)
     assert {"chat.send", "chat.edit", "chat.delete", "chat.read", "chat.typing"} <= set(names)
+    assert set(ARGUMENTS) <= set(names), ARGUMENTS
     method = data.draw(st.sampled_from(names), label="method")
     valid = {**ids, "body": "hello", "client_msg_id": "k-1"}
-    args = data.draw(rpc_data(valid), label="data")
+    args = data.draw(rpc_data(ARGUMENTS.get(method, FIELDS), valid), label="data")
     with no_error_logs():
         reply = await sock.rpc(method, dump(args))
     error = reply.get("error")

@@ -21,12 +21,17 @@ HUGE_INTS = [2**63, 2**64, 2**70, -(2**63) - 1, -(2**70), 10**30]
 
 # Any code point, surrogates and controls included (st.text() alone leaves surrogates out).
 _ANY_CHAR = st.characters(codec=None, categories=None)
+# Text no PostgreSQL column can hold: most hostile text is such, as that is what breaks.
+unstorable_text = st.builds(
+    lambda head, bad, tail: head + bad + tail,
+    st.text(max_size=8),
+    st.sampled_from(["\x00", "\x00", "\ud800", "\udc00"]),  # NUL twice as likely
+    st.text(max_size=8),
+)
 hostile_text = st.one_of(
+    unstorable_text,
+    st.sampled_from(["\x01\x1f\x7f", "\u2028", "\ufeff", " ", "", "1", "x" * 5000]),
     st.text(_ANY_CHAR, max_size=40),
-    st.sampled_from(
-        [NUL, LONE_SURROGATE, "\udfff", "\x00", "\x01\x1f\x7f", "\u2028", "\ufeff", " ", ""]
-    ),
-    st.text(st.sampled_from("\x00\ud800\x07\n\t a1_.-@"), max_size=12),
 )
 hostile_number = st.one_of(
     st.integers(min_value=-(2**80), max_value=2**80),
@@ -95,7 +100,8 @@ class RawSocket:
         self.next_id += 1
         await self.ws.send(f'{{"id": {cid}, {body}}}')
         while True:
-            for line in str(await asyncio.wait_for(self.ws.recv(), 10)).splitlines():
+            # Split on "\n" only: str.splitlines() also splits inside strings (at U+0085, ...).
+            for line in str(await asyncio.wait_for(self.ws.recv(), 10)).split("\n"):
                 message = orjson.loads(line)
                 if message.get("id") == cid:
                     return dict(message)
