@@ -8,10 +8,14 @@
 //           from the send time carried in the message body.
 //   post    POST /api/rooms/{global}/messages at POST_RATE requests/s for POST_SECONDS
 //           (the target: >= 2,000 req/s on one worker with p99 <= 50 ms).
+//   history GET /api/rooms/{global}/messages (the newest page of 50) at POST_RATE for POST_SECONDS.
+//   rpc     chat.send over the WebSocket at POST_RATE for POST_SECONDS: RPC_SOCKETS connections,
+//           each sending on a timer (latency: RPC sent -> its reply).
 //
 // Environment: BASE_URL (http://127.0.0.1:8000), WS_URL (else from GET /api/info), USERS (the
 // pool of accounts registered in setup), SCENARIOS, LADDER_SCALE, MESSAGE_INTERVAL_S, POST_RATE,
-// POST_SECONDS.
+// POST_SECONDS, RPC_SOCKETS; TARGET_URL: where post and history send their requests (default
+// BASE_URL; a peer server on the same database and key, setup still registers at BASE_URL).
 import http from 'k6/http';
 import ws from 'k6/ws';
 import { check, sleep } from 'k6';
@@ -25,6 +29,8 @@ const SCALE = Number(__ENV.LADDER_SCALE || 1);
 const INTERVAL_S = Number(__ENV.MESSAGE_INTERVAL_S || 10);
 const POST_RATE = Number(__ENV.POST_RATE || 2000);
 const POST_SECONDS = Number(__ENV.POST_SECONDS || 30);
+const TARGET = (__ENV.TARGET_URL || BASE).replace(/\/$/, '');
+const RPC_SOCKETS = Number(__ENV.RPC_SOCKETS || 50);
 const PASSWORD = 'k6-bench-password-1';
 const JSON_HEADERS = { 'Content-Type': 'application/json' };
 // An access token lives 15 minutes; log in again well before that.
@@ -34,6 +40,12 @@ const chatPostMs = new Trend('chat_post_ms', true);
 const chatPosts = new Counter('chat_posts');
 const chatPostFailed = new Rate('chat_post_failed');
 const chatPostRateLimited = new Counter('chat_post_rate_limited');
+const chatHistoryMs = new Trend('chat_history_ms', true);
+const chatHistories = new Counter('chat_history_reads');
+const chatHistoryFailed = new Rate('chat_history_failed');
+const chatRpcMs = new Trend('chat_rpc_ms', true);
+const chatRpcs = new Counter('chat_rpcs');
+const chatRpcFailed = new Rate('chat_rpc_failed');
 const deliveryMs = new Trend('chat_delivery_ms', true);
 const wsConnectMs = new Trend('ws_connect_ms', true);
 const wsErrors = new Counter('ws_errors');
@@ -74,6 +86,20 @@ if (SCENARIOS.includes('post')) {
     duration: `${POST_SECONDS}s`, preAllocatedVUs: Math.min(POST_RATE, 200),
     maxVUs: Math.max(POST_RATE, 200), gracefulStop: '5s',
     startTime: SCENARIOS.includes('ladder') ? `${ladderSeconds() + 15}s` : '0s',
+  };
+}
+
+if (SCENARIOS.includes('history')) {
+  scenarios.history = {
+    executor: 'constant-arrival-rate', exec: 'history', rate: POST_RATE, timeUnit: '1s',
+    duration: `${POST_SECONDS}s`, preAllocatedVUs: Math.min(POST_RATE, 200),
+    maxVUs: Math.max(POST_RATE, 200), gracefulStop: '5s',
+  };
+}
+if (SCENARIOS.includes('rpc')) {
+  scenarios.rpc = {
+    executor: 'per-vu-iterations', exec: 'rpc', vus: RPC_SOCKETS, iterations: 1,
+    maxDuration: `${POST_SECONDS + 30}s`,
   };
 }
 
@@ -139,7 +165,7 @@ export function setup() {
 }
 
 function postMessage(data, token, body, tags) {
-  const url = `${BASE}/api/rooms/${data.room}/messages`;
+  const url = `${TARGET}/api/rooms/${data.room}/messages`;
   let res = http.post(url, JSON.stringify({ body }), { ...auth(token), tags });
   // A keep-alive connection the server closed while idle fails with status 0: send again once.
   if (res.status === 0) res = http.post(url, JSON.stringify({ body }), { ...auth(token), tags });
@@ -155,6 +181,57 @@ export function post(data) {
   chatPosts.add(1);
   chatPostMs.add(res.timings.duration);
   chatPostFailed.add(!ok);
+}
+
+// The history scenario: the newest page, as a client opening the room asks it.
+export function history(data) {
+  const user = data.users[exec.scenario.iterationInTest % data.users.length];
+  const url = `${TARGET}/api/rooms/${data.room}/messages`;
+  const params = { ...auth(user.token), tags: { name: 'history' } };
+  let res = http.get(url, params);
+  if (res.status === 0) res = http.get(url, params);
+  const ok = check(res, { 'history read': (r) => r.status === 200 });
+  chatHistories.add(1);
+  chatHistoryMs.add(res.timings.duration);
+  chatHistoryFailed.add(!ok);
+}
+
+// The rpc scenario: one socket per VU, chat.send on a timer so that all of them together offer
+// POST_RATE sends/s; each send's latency is from the frame sent to its reply.
+export function rpc(data) {
+  const user = data.users[(exec.vu.idInTest - 1) % data.users.length];
+  const everyMs = (1000 * RPC_SOCKETS) / POST_RATE;
+  const pending = {};
+  let nextId = 10;
+  ws.connect(data.wsUrl, {}, (socket) => {
+    socket.on('open', () => socket.send(JSON.stringify({ id: 1, connect: { token: user.token, name: 'k6' } })));
+    socket.on('message', (frame) => {
+      const now = Date.now();
+      for (const line of frame.split('\n')) {
+        if (!line) continue;
+        if (line === '{}') { socket.send('{}'); continue; }
+        const msg = JSON.parse(line);
+        if (msg.id === 1) {
+          socket.setInterval(() => {
+            const id = nextId++;
+            pending[id] = Date.now();
+            const send = { room_id: data.room, body: `k6 rpc ${id} ${exec.vu.idInTest}` };
+            socket.send(JSON.stringify({ id, rpc: { method: 'chat.send', data: send } }));
+          }, everyMs);
+          socket.setTimeout(() => socket.close(), POST_SECONDS * 1000);
+          continue;
+        }
+        if (msg.id && pending[msg.id] !== undefined) {
+          chatRpcs.add(1);
+          chatRpcMs.add(now - pending[msg.id]);
+          chatRpcFailed.add(Boolean(msg.error));
+          delete pending[msg.id];
+        }
+      }
+    });
+    socket.on('error', () => wsErrors.add(1));
+  });
+  for (const id of Object.keys(pending)) { chatRpcs.add(1); chatRpcFailed.add(true); delete pending[id]; }
 }
 
 let vuToken = null;

@@ -485,13 +485,33 @@ def chat(
     post_rate: Annotated[int, typer.Option(help="POST /messages per second")] = 2000,
     post_seconds: Annotated[float, typer.Option(help="seconds of the post scenario")] = 30,
     script: Annotated[Path | None, typer.Option(help="k6 script [bench/k6/chat.js]")] = None,
+    rates: Annotated[
+        str | None,
+        typer.Option(
+            help="offered rates for post, history and rpc, e.g. 1000,2000,3000 (each its own"
+            " k6 run; the sustainable rate is the highest with p99 ≤ 50 ms) [--post-rate]",
+            show_default=False,
+        ),
+    ] = None,
+    peer: Annotated[
+        bool,
+        typer.Option(
+            "--peer",
+            help="also run post and history against the Node REST peer"
+            " (bench/peers/chat-rest-peer.js) on the same database, right after Syncline at"
+            " each rate, and print the ratio",
+        ),
+    ] = False,
+    rpc_sockets: Annotated[int, typer.Option(help="rpc: WebSocket connections sending")] = 50,
     url: UrlOption = None,
+    database_url: DatabaseUrlOption = None,
+    jwt_secret: SecretOption = None,
     capture: CaptureOption = "auto",
     engine: EngineOption = None,
     as_json: JsonOption = False,
     out: OutOption = None,
 ) -> None:
-    """Run the k6 chat scenario (bench/k6/chat.js) and summarize k6's JSON summary."""
+    """Run the k6 chat scenarios (bench/k6/chat.js): ladder, post, history, rpc (chat.send)."""
     from syncline.bench.chat import ChatOptions, check_chat_api
 
     if url is not None:
@@ -500,8 +520,23 @@ def chat(
             check_chat_api(url)
         except SynclineError as error:
             _fail(str(error), error.exit_code)
+    try:
+        offered = tuple(int(r) for r in rates.split(",")) if rates else ()
+    except ValueError:
+        _fail("--rates: comma-separated integers, e.g. 1000,2000", 2)
+    if peer and url is not None and (database_url is None or jwt_secret is None):
+        _fail("--peer with --url needs --database-url and --jwt-secret (the peer's)", 2)
     options = ChatOptions(
-        scenarios, users, ladder_scale, message_interval, post_rate, post_seconds, script
+        scenarios,
+        users,
+        ladder_scale,
+        message_interval,
+        post_rate,
+        post_seconds,
+        script,
+        rates=offered,
+        peer=peer,
+        rpc_sockets=rpc_sockets,
     )
     # The chat needs no database access from here: k6 speaks HTTP and WebSocket only.
     common = _common(url, None, None, None, None, capture, as_json, out, engine)
@@ -510,16 +545,36 @@ def chat(
         import tempfile
 
         from syncline.bench import report
-        from syncline.bench.chat import run_chat
+        from syncline.bench.chat import chat_rate_table, run_chat
 
         progress.stop()
         out_dir = common.out or Path(tempfile.mkdtemp(prefix="syncline-k6-"))
-        result = run_chat(target, options, out_dir)
+        with contextlib.ExitStack() as stack:
+            peer_url = None
+            if options.peer:
+                from syncline.bench.node_peer import node_peer
+
+                db = database_url or target.database_url
+                secret = jwt_secret or target.secret
+                peer_url = stack.enter_context(node_peer(db, secret))
+            result = run_chat(target, options, out_dir, peer_url)
         data = result.as_dict()
+        console = report.console_for(common.as_json)
+        for scenario, steps in result.steps.items():
+            console.print(chat_rate_table(scenario, steps))
+            best = result.sustainable[scenario]
+            console.print(
+                f"{scenario}: sustainable (p99 ≤ 50 ms) Syncline {best['syncline']:,} req/s"
+                + (
+                    f", Node peer {best['peer']:,} req/s, ratio {best['ratio']}x"
+                    if best.get("peer") is not None
+                    else ""
+                )
+            )
         rows = [(f"post: {k}", str(v)) for k, v in result.post.items()]
         rows += [(f"ladder: {k}", str(v)) for k, v in result.ladder.items()]
         rows.append(("k6 exit code", str(result.k6_exit_code)))
-        report.console_for(common.as_json).print(report.pairs_table("chat (k6)", rows))
+        console.print(report.pairs_table("chat (k6)", rows))
         return data
 
     _run("chat", common, body)

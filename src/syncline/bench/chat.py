@@ -1,4 +1,9 @@
-"""The chat benchmark: the k6 scenario in bench/k6/chat.js, and a summary of k6's JSON export."""
+"""The chat benchmark: the k6 scenarios in bench/k6/chat.js, and a summary of k6's JSON export.
+
+post, history and rpc run once per offered rate, each in its own k6 run; with a peer, the Node
+REST peer answers the same post and history requests right after Syncline at the same rate,
+so that the two are compared in the same minute of a shared machine.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich.table import Table
+
 from syncline.bench.server import Target
 from syncline.errors import SynclineError
 
@@ -19,6 +26,16 @@ TREND_STATS = "avg,min,med,max,p(90),p(95),p(99)"
 # The issue's target for posting a message: on one worker, at least this rate with p99 under 50 ms.
 POST_TARGET_RATE = 2000.0
 POST_TARGET_P99_MS = 50.0
+
+
+# Rate scenarios: one request kind at a constant arrival rate; their k6 metric names.
+RATE_SCENARIOS: dict[str, tuple[str, str, str]] = {
+    "post": ("chat_post_ms", "chat_posts", "chat_post_failed"),
+    "history": ("chat_history_ms", "chat_history_reads", "chat_history_failed"),
+    "rpc": ("chat_rpc_ms", "chat_rpcs", "chat_rpc_failed"),
+}
+# What the Node peer answers (the RPC goes over Syncline's socket: no peer has it).
+PEER_SCENARIOS = ("post", "history")
 
 
 @dataclass
@@ -32,6 +49,13 @@ class ChatOptions:
     post_rate: int = 2000
     post_seconds: float = 30.0
     script: Path | None = None
+    # More offered rates for post, history and rpc (each its own k6 run); post_rate when empty.
+    rates: tuple[int, ...] = ()
+    peer: bool = False
+    rpc_sockets: int = 50
+
+    def offered(self) -> tuple[int, ...]:
+        return self.rates or (self.post_rate,)
 
 
 @dataclass
@@ -43,6 +67,10 @@ class ChatResult:
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     post: dict[str, Any] = field(default_factory=dict)
     ladder: dict[str, Any] = field(default_factory=dict)
+    # Per rate scenario: one step per offered rate ({"rate", "syncline", "peer"}), and the
+    # sustainable rates (p99 within the bound, 99 % done) of Syncline and the peer, and ratio.
+    steps: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    sustainable: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -99,6 +127,47 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
 
 
+def rate_summary(
+    metrics: dict[str, dict[str, float]], scenario: str, seconds: float
+) -> dict[str, Any]:
+    """One rate scenario's k6 numbers: requests done per second, latency, failures."""
+    trend_name, count_name, failed_name = RATE_SCENARIOS[scenario]
+    trend = metrics.get(trend_name, {})
+    done = metrics.get(count_name, {}).get("count", 0.0)
+    rate = done / seconds if seconds else 0.0
+    return {
+        "requests": int(done),
+        "requests_per_s": round(rate, 1),
+        "p50_ms": _round(trend.get("med")),
+        "p99_ms": _round(trend.get("p(99)")),
+        "failed_share": metrics.get(failed_name, {}).get("value", 0.0),
+        "dropped_iterations": int(metrics.get("dropped_iterations", {}).get("count", 0.0)),
+    }
+
+
+def sustained(step: dict[str, Any] | None, offered: int) -> bool:
+    """Whether a step kept up: 99 % of the offered rate done, p99 within the bound, no failures
+    beyond 1 %."""
+    if not step or step.get("p99_ms") is None:
+        return False
+    return bool(
+        step["requests_per_s"] >= offered * 0.99
+        and step["p99_ms"] <= POST_TARGET_P99_MS
+        and step["failed_share"] <= 0.01
+    )
+
+
+def sustainable_rates(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """The highest offered rate each side sustained, and Syncline's as a multiple of the peer's."""
+    out: dict[str, Any] = {}
+    for side in ("syncline", "peer"):
+        ok = [s["rate"] for s in steps if side in s and sustained(s[side], s["rate"])]
+        out[side] = max(ok) if ok else (0 if any(side in s for s in steps) else None)
+    peer = out.get("peer")
+    out["ratio"] = round(out["syncline"] / peer, 2) if peer else None
+    return out
+
+
 def _post_verdict(metrics: dict[str, dict[str, float]], options: ChatOptions) -> dict[str, Any]:
     trend = metrics.get("chat_post_ms", {})
     posts = metrics.get("chat_posts", {}).get("count", 0.0)
@@ -137,24 +206,11 @@ def _ladder_summary(metrics: dict[str, dict[str, float]]) -> dict[str, Any]:
     }
 
 
-def run_chat(target: Target, options: ChatOptions, out_dir: Path) -> ChatResult:
-    """Run k6 against the server; its own output goes to stderr, the numbers into the result."""
-    check_chat_api(target.http_url)
-    script = options.script or default_script()
-    if not script.exists():
-        raise SynclineError(f"the k6 script {script} is missing (pass --script)")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    summary_path = out_dir / "k6-summary.json"
-    env = {
-        "BASE_URL": target.http_url,
-        "WS_URL": target.ws_url,
-        "SCENARIOS": options.scenarios,
-        "USERS": str(options.users),
-        "LADDER_SCALE": str(options.ladder_scale),
-        "MESSAGE_INTERVAL_S": str(options.message_interval_s),
-        "POST_RATE": str(options.post_rate),
-        "POST_SECONDS": str(options.post_seconds),
-    }
+def _k6(
+    script: Path, env: dict[str, str], summary_path: Path
+) -> tuple[int, dict[str, dict[str, float]]]:
+    """One k6 run: its exit code and its summary's metrics."""
+    summary_path.unlink(missing_ok=True)
     argv = [k6_binary(), "run", "--quiet", "--no-usage-report"]
     argv += ["--summary-export", str(summary_path), "--summary-trend-stats", TREND_STATS]
     for key, value in env.items():
@@ -163,10 +219,70 @@ def run_chat(target: Target, options: ChatOptions, out_dir: Path) -> ChatResult:
     proc = subprocess.run(argv, stdout=sys.stderr, stderr=sys.stderr, check=False)
     if not summary_path.exists():
         raise SynclineError(f"k6 exited with {proc.returncode} and wrote no summary")
-    metrics = summarize(json.loads(summary_path.read_text()))
-    result = ChatResult(options, proc.returncode, metrics)
-    if "post" in options.scenarios:
-        result.post = _post_verdict(metrics, options)
-    if "ladder" in options.scenarios:
+    return proc.returncode, summarize(json.loads(summary_path.read_text()))
+
+
+def run_chat(
+    target: Target, options: ChatOptions, out_dir: Path, peer_url: str | None = None
+) -> ChatResult:
+    """Run k6 against the server (and the peer at `peer_url`, same rates, right after); its own
+    output goes to stderr, the numbers into the result."""
+    check_chat_api(target.http_url)
+    script = options.script or default_script()
+    if not script.exists():
+        raise SynclineError(f"the k6 script {script} is missing (pass --script)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = {
+        "BASE_URL": target.http_url,
+        "WS_URL": target.ws_url,
+        "USERS": str(options.users),
+        "LADDER_SCALE": str(options.ladder_scale),
+        "MESSAGE_INTERVAL_S": str(options.message_interval_s),
+        "POST_SECONDS": str(options.post_seconds),
+        "RPC_SOCKETS": str(options.rpc_sockets),
+    }
+    result = ChatResult(options)
+    wanted = [s.strip() for s in options.scenarios.split(",") if s.strip()]
+    if "ladder" in wanted:
+        run_env = {**env, "SCENARIOS": "ladder", "POST_RATE": str(options.post_rate)}
+        code, metrics = _k6(script, run_env, out_dir / "k6-ladder.json")
+        result.k6_exit_code = max(result.k6_exit_code, code)
+        result.metrics.update(metrics)
         result.ladder = _ladder_summary(metrics)
+    for scenario in (s for s in wanted if s in RATE_SCENARIOS):
+        steps: list[dict[str, Any]] = []
+        for rate in options.offered():
+            step: dict[str, Any] = {"rate": rate}
+            run_env = {**env, "SCENARIOS": scenario, "POST_RATE": str(rate)}
+            code, metrics = _k6(script, run_env, out_dir / f"k6-{scenario}-{rate}.json")
+            result.k6_exit_code = max(result.k6_exit_code, code)
+            step["syncline"] = rate_summary(metrics, scenario, options.post_seconds)
+            if scenario == "post" and rate == options.offered()[-1]:
+                result.metrics.update(metrics)
+                result.post = _post_verdict(metrics, options)
+            if peer_url is not None and scenario in PEER_SCENARIOS:
+                peer_env = {**run_env, "TARGET_URL": peer_url}
+                _, peer_metrics = _k6(script, peer_env, out_dir / f"k6-{scenario}-{rate}-peer.json")
+                step["peer"] = rate_summary(peer_metrics, scenario, options.post_seconds)
+            steps.append(step)
+        result.steps[scenario] = steps
+        result.sustainable[scenario] = sustainable_rates(steps)
     return result
+
+
+def chat_rate_table(scenario: str, steps: list[dict[str, Any]]) -> Table:
+    """One row per offered rate: done/s, p50 and p99 of Syncline and of the peer."""
+    table = Table(title=f"{scenario} ({POST_TARGET_P99_MS:g} ms p99 bound)", title_justify="left")
+    table.add_column("offered/s", justify="right")
+    sides = [side for side in ("syncline", "peer") if any(side in s for s in steps)]
+    for side in sides:
+        table.add_column(f"{side} done/s", justify="right")
+        table.add_column(f"{side} p50 / p99 ms", justify="right")
+    for step in steps:
+        cells = [f"{step['rate']:,}"]
+        for side in sides:
+            got = step.get(side) or {}
+            cells.append(f"{got.get('requests_per_s', 0):,.0f}")
+            cells.append(f"{got.get('p50_ms')} / {got.get('p99_ms')}")
+        table.add_row(*cells)
+    return table
