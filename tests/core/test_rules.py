@@ -33,7 +33,7 @@ REGISTRY = load_namespaces({}, defaults=app_namespaces())
 DEFAULTS = RuleSet(default_rules(), REGISTRY)
 POSITION = CommitPosition(0x16B374D848, 3)
 COMMIT_US = 1_700_000_000_123_456
-COMMIT_TIME = "2023-11-14T22:13:20.123456Z"
+COMMIT_TIME = "2023-11-14T22:13:20.123456+00:00"
 MESSAGE = {
     "id": 1,
     "room_id": 42,
@@ -110,13 +110,14 @@ def test_payload_carries_the_formatted_position_and_commit_time() -> None:
 @pytest.mark.parametrize(
     ("us", "text"),
     [
-        (0, "1970-01-01T00:00:00.000000Z"),
-        (1, "1970-01-01T00:00:00.000001Z"),
+        (0, "1970-01-01T00:00:00+00:00"),
+        (1, "1970-01-01T00:00:00.000001+00:00"),
+        (120_000, "1970-01-01T00:00:00.12+00:00"),
         (COMMIT_US, COMMIT_TIME),
-        (-1, "1969-12-31T23:59:59.999999Z"),
+        (-1, "1969-12-31T23:59:59.999999+00:00"),
     ],
 )
-def test_commit_time_is_iso_8601_utc_with_microseconds(us: int, text: str) -> None:
+def test_commit_time_is_rfc_3339_utc_as_to_jsonb_writes_it(us: int, text: str) -> None:
     assert format_commit_time(us) == text
 
 

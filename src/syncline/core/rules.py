@@ -232,9 +232,15 @@ def required_replica_identity(rule: Rule, key_columns: Collection[str] = ()) -> 
 
 
 def format_commit_time(commit_time_us: int) -> str:
-    """ISO 8601 in UTC with microseconds, e.g. ``2025-01-31T12:00:00.123456Z``."""
-    moment = _EPOCH + timedelta(microseconds=commit_time_us)
-    return moment.isoformat(timespec="microseconds") + "Z"
+    """RFC 3339 in UTC as to_jsonb() writes a timestamptz (the rows' own times, and REST's):
+    ``2025-01-31T12:00:00.1234+00:00``, the fraction without trailing zeros, none if whole."""
+    second, micros = divmod(commit_time_us, 1_000_000)
+    moment = _EPOCH + timedelta(seconds=second)
+    return moment.isoformat(timespec="seconds") + _fraction(micros) + "+00:00"
+
+
+def _fraction(micros: int) -> str:
+    return f".{micros:06d}".rstrip("0") if micros else ""
 
 
 def _channel_part(value: object) -> str | RoutingReason:
@@ -456,8 +462,8 @@ class RuleSet:
         second, micros = divmod(change.commit_time_us, 1_000_000)
         if second != self._second:
             self._second = second
-            self._second_text = format_commit_time(second * 1_000_000)[:-8]
-        commit_time = f"{self._second_text}.{micros:06d}Z"
+            self._second_text = format_commit_time(second * 1_000_000)[: -len("+00:00")]
+        commit_time = f"{self._second_text}{_fraction(micros)}+00:00"
         lsn = self._position_format(change.position)
         meta = {"lsn": lsn, "xid": change.xid, "commit_time": commit_time}
         out: _Out = []

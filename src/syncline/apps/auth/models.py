@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import uuid
-from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
@@ -12,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 from syncline.apps.auth.refresh import MAX_OPAQUE_TOKEN_LENGTH
 from syncline.apps.auth.tokens import ACCESS_TOKEN_TTL_S
 from syncline.apps.inputs import Input
+from syncline.apps.times import Time
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,32}$"
 MAX_EMAIL_LENGTH = 254
@@ -102,7 +102,7 @@ class UserSelf(BaseModel):
     email: str
     display_name: str
     email_verified: bool
-    created_at: datetime
+    created_at: Time
 
 
 class UserPublic(BaseModel):
@@ -110,7 +110,7 @@ class UserPublic(BaseModel):
     username: str
     display_name: str
     online: bool
-    last_seen_at: datetime | None
+    last_seen_at: Time | None
 
 
 class TokenPair(BaseModel):
@@ -123,8 +123,8 @@ class TokenPair(BaseModel):
 
 class SessionOut(BaseModel):
     id: uuid.UUID
-    created_at: datetime
-    last_used_at: datetime
+    created_at: Time
+    last_used_at: Time
     user_agent: str
     ip: str
     current: bool

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
 
 from syncline.apps.inputs import MAX_BIGINT, Input
+from syncline.apps.times import Time
 
 MAX_BODY_LENGTH = 4000
 MAX_ROOM_NAME_LENGTH = 64
@@ -105,9 +105,9 @@ class Message(BaseModel):
     user_id: int
     body: str
     client_msg_id: str | None
-    created_at: datetime
-    edited_at: datetime | None
-    deleted_at: datetime | None
+    created_at: Time
+    edited_at: Time | None
+    deleted_at: Time | None
 
 
 class MessagePage(BaseModel):
@@ -120,7 +120,7 @@ class PublicUser(BaseModel):
     username: str
     display_name: str
     online: bool
-    last_seen_at: datetime | None
+    last_seen_at: Time | None
 
 
 class Member(BaseModel):
@@ -129,7 +129,7 @@ class Member(BaseModel):
     display_name: str
     role: Literal["owner", "member"]
     last_read_message_id: int | None
-    joined_at: datetime
+    joined_at: Time
 
 
 class Room(BaseModel):
@@ -141,7 +141,7 @@ class Room(BaseModel):
     last_read_message_id: int | None
     last_message: Message | None
     # The newest message's time, or when the user joined: the room list's order.
-    activity_at: datetime
+    activity_at: Time
     member_count: int
     peer: PublicUser | None
 
@@ -152,4 +152,4 @@ class RoomDetail(Room):
 
 class Invite(BaseModel):
     token: str
-    expires_at: datetime
+    expires_at: Time

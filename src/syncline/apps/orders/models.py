@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, Field
 
 from syncline.apps.inputs import Input
+from syncline.apps.times import Time
 
 MAX_NAME_LENGTH = 100
 DEFAULT_PAGE_SIZE = 100
@@ -43,8 +43,8 @@ class Order(BaseModel):
     customer_name: str
     product_name: str
     status: Status
-    created_at: datetime
-    updated_at: datetime
+    created_at: Time
+    updated_at: Time
 
 
 class OrderPage(BaseModel):

@@ -1,0 +1,27 @@
+"""One form for every time a client sees: RFC 3339 in UTC as PostgreSQL's to_jsonb() writes
+it, which is how rows reach the channels (e.g. ``2026-11-23T19:04:04.12+00:00``): REST
+answers and channel publications agree to the character."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import PlainSerializer, WithJsonSchema
+
+
+def rfc3339(moment: datetime) -> str:
+    """`moment` in UTC, seconds, a fraction without trailing zeros (none when whole), +00:00."""
+    utc = moment.astimezone(UTC) if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    text = utc.strftime("%Y-%m-%dT%H:%M:%S")
+    if utc.microsecond:
+        text += f".{utc.microsecond:06d}".rstrip("0")
+    return text + "+00:00"
+
+
+# A datetime field of a response model: serialized in the one form above.
+Time = Annotated[
+    datetime,
+    PlainSerializer(rfc3339, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}, mode="serialization"),
+]
