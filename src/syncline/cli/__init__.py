@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from syncline import __version__, cli_bench
-from syncline.cli import db, doctor, mail, server, sync, tail, up
+from syncline import __version__
+from syncline.cli import bench, db, doctor, mail, server, sync, tail, up
 from syncline.cli.base import out
 from syncline.cli.help import hide_flag_types
 
@@ -58,7 +58,7 @@ app.command()(doctor.doctor)
 app.command()(server.publish)
 app.command()(server.channels)
 app.command()(mail.mail)
-app.add_typer(cli_bench.bench_app, name="bench")
+app.add_typer(bench.bench_app, name="bench")
 
 
 def main() -> None:
