@@ -126,10 +126,16 @@ async def history(
     conn: Conn, room_id: int, user_id: int, page: policy.Page
 ) -> tuple[list[Row], bool]:
     """A page of the room's messages in ascending id order, and whether more lie beyond it
-    (after it when reading forward from `after`, before it otherwise)."""
-    await require_member(conn, room_id, user_id)
-    where = ["room_id = %s"]
-    params: list[Any] = [room_id]
+    (after it when reading forward from `after`, before it otherwise).
+
+    One statement, membership included (a one-time filter): any row returned proves it. Only
+    an empty page asks again, to tell an empty page (or room) from a room the caller is not in.
+    """
+    where = [
+        "room_id = %s",
+        "EXISTS (SELECT FROM room_members WHERE room_id = %s AND user_id = %s)",
+    ]
+    params: list[Any] = [room_id, room_id, user_id]
     if page.after is not None:
         where.append("id > %s")
         params.append(page.after)
@@ -143,6 +149,8 @@ async def history(
         f"SELECT {COLUMNS} FROM messages WHERE {' AND '.join(where)} ORDER BY id {order} LIMIT %s",
         params,
     )
+    if not rows:
+        await require_member(conn, room_id, user_id)
     has_more = len(rows) > page.limit
     rows = rows[: page.limit]
     if not page.ascending:

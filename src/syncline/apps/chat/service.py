@@ -142,7 +142,8 @@ class ChatService:
         self, room_id: int, user_id: int, before: int | None, after: int | None, limit: int | None
     ) -> MessagePage:
         page = policy.page(before, after, limit)
-        async with self._tx() as conn:
+        # No transaction: one statement in the common case (autocommit pool).
+        async with self.pool.connection() as conn:
             rows, has_more = await messages.history(conn, room_id, user_id, page)
         return MessagePage(messages=[message_model(r) for r in rows], has_more=has_more)
 
