@@ -165,6 +165,13 @@ def sustainable_rates(steps: list[dict[str, Any]]) -> dict[str, Any]:
         out[side] = max(ok) if ok else (0 if any(side in s for s in steps) else None)
     peer = out.get("peer")
     out["ratio"] = round(out["syncline"] / peer, 2) if peer else None
+    # On a shared machine neither side may hold the p99 bound: the most done per second at
+    # any offered rate (saturation) still compares them.
+    for side in ("syncline", "peer"):
+        done = [s[side]["requests_per_s"] for s in steps if s.get(side)]
+        out[f"{side}_peak"] = max(done) if done else None
+    peak = out["peer_peak"]
+    out["peak_ratio"] = round(out["syncline_peak"] / peak, 2) if peak else None
     return out
 
 

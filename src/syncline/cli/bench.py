@@ -566,7 +566,9 @@ def chat(
             console.print(
                 f"{scenario}: sustainable (p99 ≤ 50 ms) Syncline {best['syncline']:,} req/s"
                 + (
-                    f", Node peer {best['peer']:,} req/s, ratio {best['ratio']}x"
+                    f", Node peer {best['peer']:,} req/s, ratio {best['ratio']}x; most done/s:"
+                    f" {best['syncline_peak']:,.0f} vs {best['peer_peak']:,.0f},"
+                    f" {best['peak_ratio']}x"
                     if best.get("peer") is not None
                     else ""
                 )
