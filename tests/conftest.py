@@ -174,6 +174,7 @@ def schema_url(migrated_url: str) -> str:
         conn.execute("TRUNCATE orders, messages, room_members RESTART IDENTITY")
         conn.execute(SEED_USERS_AND_ROOMS)
         conn.execute("DELETE FROM syncline.changes")
+        conn.execute("DELETE FROM syncline.sync_rules")  # rules a test added at runtime
     return migrated_url
 
 

@@ -48,7 +48,14 @@ def test_toml_strings_round_trip() -> None:
     assert toml_string("x") == '"x"'
 
 
-def test_sync_add_appends_rule_and_sets_up_logical(workdir: Path, schema_url: str) -> None:
+def stored_rules(url: str) -> list[object]:
+    with psycopg.connect(url) as conn:
+        return [r[0] for r in conn.execute("SELECT body FROM syncline.sync_rules ORDER BY id")]
+
+
+def test_sync_add_with_the_database_up_stores_the_rule_there(
+    workdir: Path, schema_url: str
+) -> None:
     with psycopg.connect(schema_url, autocommit=True) as conn:
         conn.execute("CREATE TABLE IF NOT EXISTS tasks (id serial PRIMARY KEY, team_id int)")
     (workdir / "syncline.toml").write_text(EXISTING)
@@ -57,11 +64,9 @@ def test_sync_add_appends_rule_and_sets_up_logical(workdir: Path, schema_url: st
         "--ops", "insert,update,delete", url=schema_url,
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    text = (workdir / "syncline.toml").read_text()
-    assert text.startswith(EXISTING)
-    parsed = tomllib.loads(text)
-    assert parsed["log_level"] == "warning"
-    assert parsed["rules"] == [
+    # The database is every node's record; the node's own file is left alone.
+    assert (workdir / "syncline.toml").read_text() == EXISTING
+    assert stored_rules(schema_url) == [
         {
             "table": "tasks",
             "channel": "team:{team_id}",
@@ -69,14 +74,28 @@ def test_sync_add_appends_rule_and_sets_up_logical(workdir: Path, schema_url: st
             "ops": ["insert", "update", "delete"],
         }
     ]
-    assert "restart" in result.output
+    assert "to the database (syncline.sync_rules id" in result.output
+    assert "no running capture read it yet" in result.output
     with psycopg.connect(schema_url) as conn:
-        member = conn.execute(
-            "SELECT 1 FROM pg_publication_tables WHERE pubname = 'syncline' AND tablename = 'tasks'"
-        ).fetchone()
+        members = conn.execute(
+            "SELECT schemaname || '.' || tablename FROM pg_publication_tables"
+            " WHERE pubname = 'syncline'"
+        ).fetchall()
         ident = conn.execute("SELECT relreplident FROM pg_class WHERE relname = 'tasks'").fetchone()
-    assert member is not None
+    assert {"public.tasks", "syncline.sync_rules"} <= {m[0] for m in members}
     assert ident == ("f",)  # team_id is not in the key: deletes need the full old row
+
+
+def test_sync_add_without_a_database_appends_to_syncline_toml(workdir: Path) -> None:
+    (workdir / "syncline.toml").write_text(EXISTING)
+    result = invoke("sync", "add", "tasks", "--channel", "team:{team_id}", "--columns", "id")
+    assert result.exit_code == 0, result.output
+    text = (workdir / "syncline.toml").read_text()
+    assert text.startswith(EXISTING)
+    assert tomllib.loads(text)["rules"] == [
+        {"table": "tasks", "channel": "team:{team_id}", "columns": ["id"]}
+    ]
+    assert "`syncline up` sets the table up when it starts" in result.output
 
 
 def test_sync_add_trigger_mode_installs_triggers(
@@ -87,13 +106,13 @@ def test_sync_add_trigger_mode_installs_triggers(
     clean_env.setenv("SYNCLINE_CAPTURE", "trigger")
     result = invoke("sync", "add", "public.notes", "--channel", "notes", url=schema_url)
     assert result.exit_code == 0, result.output
-    assert tomllib.loads((workdir / "syncline.toml").read_text())["rules"][0]["columns"] == "*"
+    rule = {"table": "public.notes", "channel": "notes", "columns": "*"}
+    assert stored_rules(schema_url) == [rule]
     with psycopg.connect(schema_url) as conn:
-        trigger = conn.execute(
-            "SELECT 1 FROM pg_trigger WHERE tgname = 'syncline_capture'"
-            " AND tgrelid = 'public.notes'::regclass"
-        ).fetchone()
-    assert trigger is not None
+        triggers = conn.execute(
+            "SELECT tgrelid::regclass::text FROM pg_trigger WHERE tgname = 'syncline_capture'"
+        ).fetchall()
+    assert {"notes", "syncline.sync_rules"} <= {t[0] for t in triggers}
 
 
 @pytest.mark.parametrize(
@@ -142,7 +161,7 @@ def test_sync_list_shows_defaults_and_added_rule(workdir: Path, schema_url: str)
     assert by_table["public.orders", "orders"]["source"] == "default"
     assert by_table["public.room_members", "user:{user_id}"]["exists"] is True
     tasks = by_table["public.tasks", "tasks"]
-    assert tasks["source"] == "syncline.toml"
+    assert tasks["source"] == "database"
     assert tasks["columns"] == ["id"]
     assert tasks["in_publication"] is True
     table = invoke("sync", "list", url=schema_url)

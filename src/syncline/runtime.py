@@ -20,6 +20,7 @@ from syncline.api.context import AppContext
 from syncline.apps.auth.live_sessions import LiveSessionCache
 from syncline.apps.auth.session_guard import SessionGuard
 from syncline.apps.chat.realtime import ChatRealtime
+from syncline.capture.live_rules import LiveRules, record_applied
 from syncline.capture.membership import MembershipWatch
 from syncline.capture.pipeline import Pipeline
 from syncline.capture.service import CaptureService
@@ -242,10 +243,22 @@ class Runtime:
 
         self.readiness.add("gateway", gateway_check)
         membership = MembershipWatch(self.sync.registry, self.control)
+        live = LiveRules(self.sync.rules, self.sync.registry)
+
+        async def rules_applied(applied: list[tuple[int, str]]) -> None:
+            await record_applied(database_url, applied)
+
         pipeline = Pipeline(
-            self.sync.rules, self.sync.registry, self.engine, on_routed=membership.on_routed
+            self.sync.rules,
+            self.sync.registry,
+            self.engine,
+            on_routed=membership.on_routed,
+            live=live,
+            on_rules_applied=rules_applied,
         )
-        self.capture = CaptureService(database_url, self.settings, self.sync.rules, pipeline)
+        self.capture = CaptureService(
+            database_url, self.settings, self.sync.rules, pipeline, live=live
+        )
         capture_task = asyncio.create_task(self.capture.run(), name="capture")
         capture = self.capture
 

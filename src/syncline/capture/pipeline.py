@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import orjson
 
 from syncline import metrics
+from syncline.capture.live_rules import RULES_TABLE, LiveRules
 from syncline.core.changes import Change
 from syncline.core.namespaces import Deny, NamespaceRegistry
 from syncline.core.rules import RoutingError, RuleSet
@@ -35,8 +36,14 @@ class Pipeline:
         *,
         clock: Callable[[], float] = time.time,
         on_routed: Callable[[str, str, str], None] | None = None,
+        live: LiveRules | None = None,
+        on_rules_applied: Callable[[list[tuple[int, str]]], Awaitable[None]] | None = None,
     ) -> None:
         self._rules = rules
+        # Rules added at runtime: an insert into syncline.sync_rules changes the routing of
+        # every change after it, in the same batch too; told (id, position) once appended.
+        self._live = live
+        self._on_rules_applied = on_rules_applied
         self._registry = registry
         self._engine = engine
         self._clock = clock
@@ -53,11 +60,20 @@ class Pipeline:
         tables: list[str] = []
         captured: Counter[tuple[str, str]] = Counter()
         bounds_cache, on_routed, dumps = self._bounds, self._on_routed, orjson.dumps
+        live = self._live
+        route = (self._rules if live is None else live.current).route
+        applied: list[tuple[int, str]] = []
         for change in changes:
             table = change.table or "(message)"
             op = change.op.value
+            if live is not None and (change.schema, change.table) == RULES_TABLE:
+                rule_id = live.handle(op, change.row)
+                if rule_id is not None:
+                    applied.append((rule_id, str(change.position)))
+                    route = live.current.route
+                continue
             captured[table, op] += 1
-            for routed in self._rules.route(change):
+            for routed in route(change):
                 if isinstance(routed, RoutingError):
                     self._warn(routed)
                     continue
@@ -87,6 +103,8 @@ class Pipeline:
             self.appended += sum(published.values())
             for table, count in published.items():
                 metrics.PUBLICATIONS.labels(table).inc(count)
+        if applied and self._on_rules_applied is not None:
+            await self._on_rules_applied(applied)
         if changes:
             latency = self._clock() - changes[-1].commit_time_us / 1_000_000
             metrics.COMMIT_TO_APPEND.observe(max(latency, 0.0))

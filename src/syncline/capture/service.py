@@ -11,9 +11,10 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from syncline import metrics
-from syncline.capture import setup
+from syncline.capture import live_rules, setup
 from syncline.capture.base import CaptureError, CaptureSource, ChangeSink
 from syncline.capture.choose import FALLBACK, capabilities, choose
+from syncline.capture.live_rules import LiveRules
 from syncline.capture.logical import LogicalSource
 from syncline.capture.outbox import OutboxSource
 from syncline.core.rules import RuleSet
@@ -46,10 +47,21 @@ LEASE_RENEW_S = LEADER_LEASE_S / 3
 class CaptureService:
     """Owns the running capture source for one database."""
 
-    def __init__(self, url: str, settings: Settings, rules: RuleSet, sink: ChangeSink) -> None:
+    def __init__(
+        self,
+        url: str,
+        settings: Settings,
+        rules: RuleSet,
+        sink: ChangeSink,
+        *,
+        live: LiveRules | None = None,
+    ) -> None:
         self._url = url
         self._settings = settings
         self._rules = rules
+        # With `live`, the rules added at runtime (syncline.sync_rules) too: read at every
+        # setup, in force from where capture resumes, and their table captured.
+        self._live = live
         self._sink = sink
         self._source: CaptureSource | None = None
         self.mode: str | None = None
@@ -252,12 +264,18 @@ class CaptureService:
     async def _setup(self, mode: str) -> None:
         try:
             async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
+                rules, extra = self._rules.rules, []
+                if self._live is not None:
+                    found = await live_rules.fetch(conn)
+                    if found is not None:
+                        self._live.load(found)
+                        rules, extra = self._live.current.rules, [live_rules.RULES_TABLE]
                 if mode == "logical":
                     await setup.setup_logical(
-                        conn, self._rules.rules, self._settings.publication_name
+                        conn, rules, self._settings.publication_name, extra=extra
                     )
                 else:
-                    await setup.setup_triggers(conn, self._rules.rules)
+                    await setup.setup_triggers(conn, rules, extra=extra)
                     await setup.drop_inactive_slot(conn, self._settings.slot_name)
                 await setup.record_mode(conn, mode)
         except psycopg.Error as err:

@@ -64,12 +64,17 @@ async def _primary_key(conn: psycopg.AsyncConnection[TupleRow], table: Table) ->
 
 
 async def setup_logical(
-    conn: psycopg.AsyncConnection[TupleRow], rules: Iterable[Rule], publication: str
+    conn: psycopg.AsyncConnection[TupleRow],
+    rules: Iterable[Rule],
+    publication: str,
+    *,
+    extra: Iterable[Table] = (),
 ) -> SetupReport:
-    """Publication of exactly the rule tables; REPLICA IDENTITY FULL where routing needs it."""
+    """Publication of exactly the rule tables (and `extra`, e.g. syncline.sync_rules);
+    REPLICA IDENTITY FULL where routing needs it."""
     rules = list(rules)
     report = SetupReport()
-    wanted = {r.table_key for r in rules}
+    wanted = {r.table_key for r in rules} | set(extra)
     present, report.missing = await existing_tables(conn, sorted(wanted))
     exists = await (
         await conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,))
@@ -127,11 +132,11 @@ async def setup_logical(
 
 
 async def setup_triggers(
-    conn: psycopg.AsyncConnection[TupleRow], rules: Iterable[Rule]
+    conn: psycopg.AsyncConnection[TupleRow], rules: Iterable[Rule], *, extra: Iterable[Table] = ()
 ) -> SetupReport:
-    """Row and truncate triggers that fill the outbox, on every rule table."""
+    """Row and truncate triggers that fill the outbox, on every rule table (and `extra`)."""
     report = SetupReport()
-    wanted = sorted({r.table_key for r in rules})
+    wanted = sorted({r.table_key for r in rules} | set(extra))
     present, report.missing = await existing_tables(conn, wanted)
     for table in present:
         await conn.execute(

@@ -18,6 +18,7 @@ from rich.markup import escape
 from syncline.apps.sync import app_rules
 from syncline.capture import setup
 from syncline.capture.choose import capabilities, choose
+from syncline.cli import sync_live
 from syncline.cli.base import (
     ConfigOption,
     JsonOption,
@@ -129,23 +130,6 @@ def _append_rule(path: Path, body: Mapping[str, Any]) -> None:
         raise ConfigError(f"{path} is no longer valid TOML: {error}") from None
 
 
-async def _apply(url: str, settings: Settings, config: SyncConfig) -> tuple[str, setup.SetupReport]:
-    conn = await connect(url)
-    async with conn:
-        caps = await capabilities(conn)
-        mode, _ = choose(settings.capture, caps)
-        if mode == "logical":
-            return mode, await setup.setup_logical(
-                conn, config.rules.rules, settings.publication_name
-            )
-        installed = await (
-            await conn.execute("SELECT to_regprocedure('syncline.capture_row()')")
-        ).fetchone()
-        if not installed or installed[0] is None:
-            raise SynclineError("the database has no Syncline schema yet: run `syncline migrate`")
-        return mode, await setup.setup_triggers(conn, config.rules.rules)
-
-
 def sync_add(
     table: Annotated[str, typer.Argument(help="schema.table, or table for public.table")],
     channel: Annotated[str, typer.Option(help="channel template, e.g. 'room:{room_id}'")],
@@ -158,30 +142,42 @@ def sync_add(
     ] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Add a sync rule to syncline.toml and prepare the database to capture its table."""
+    """Add a sync rule: with the database up, into the database (every node; a running
+    Syncline applies it at once, from the commit position printed); else into syncline.toml."""
 
     def body() -> None:
         path = config if config is not None else DEFAULT_CONFIG_FILE
         rule = _rule_body(table, channel, columns, ops, truncate_channel)
         settings = settings_for(path if path.exists() else None, quiet=True)
-        config_in_force = sync_config(settings, rule)  # namespaces, duplicates
-        _append_rule(path, rule)
-        out.print(f"added rule {escape(table)} → {escape(channel)} to {escape(str(path))}")
+        sync_config(settings, rule)  # namespaces, duplicates
         url = running_url(settings)
         if url is None:
+            _append_rule(path, rule)
+            out.print(f"added rule {escape(table)} → {escape(channel)} to {escape(str(path))}")
             out.print("database not running: `syncline up` sets the table up when it starts")
+            return
+        added = asyncio.run(sync_live.add(url, settings, rule))
+        out.print(
+            f"added rule {escape(table)} → {escape(channel)} to the database"
+            f" (syncline.sync_rules id {added.rule_id}, transaction {added.xid})"
+        )
+        for change in added.report.changed:
+            out.print(f"  {added.mode} capture: {escape(change)}")
+        for schema, name in added.report.missing:
+            out.print(
+                f"  table {schema}.{name} does not exist yet; "
+                "it is captured once created and Syncline restarted"
+            )
+        if added.position is None:
+            out.print(
+                "no running capture read it yet: it takes effect at its commit when capture"
+                " reads it, or from where capture resumes when Syncline starts"
+            )
         else:
-            mode, report = asyncio.run(_apply(url, settings, config_in_force))
-            for change in report.changed:
-                out.print(f"  {mode} capture: {escape(change)}")
-            if not report.changed:
-                out.print(f"  {mode} capture: the database was already set up")
-            for schema, name in report.missing:
-                out.print(
-                    f"  table {schema}.{name} does not exist yet; "
-                    "it is captured once created and Syncline restarted"
-                )
-        out.print("a running Syncline picks the rule up after a restart")
+            out.print(
+                f"in force from commit position {added.position}: every commit after it is"
+                " routed by the rule (its publications have a greater lsn)"
+            )
 
     guarded(body)
 
@@ -257,29 +253,33 @@ def _capture_text(state: _TableState) -> str:
 
 
 def sync_list(config: ConfigOption = None, as_json: JsonOption = False) -> None:
-    """Show the sync rules in force (defaults + syncline.toml) and their capture state."""
+    """Show the sync rules in force (built in, syncline.toml, the database's) and their
+    capture state."""
 
     def body() -> None:
         settings = settings_for(config, quiet=True)
         rules = list(sync_config(settings).rules.rules)
-        n_defaults = len(app_rules())
+        sources = [(len(app_rules()), "default"), (len(rules), "syncline.toml")]
         url = running_url(settings)
         mode, states, note = None, None, None
         if url is None:
             note = "database not running: capture state unknown"
         else:
             try:
+                stored = asyncio.run(sync_live.database_rules(url)) or []
+                rules = list(sync_live.with_database_rules(settings, stored).rules.rules)
                 mode, states = asyncio.run(_table_states(url, settings, rules))
             except SynclineError as error:
                 note = str(error)
         rows = []
         for i, rule in enumerate(rules):
+            source = next((name for end, name in sources if i < end), "database")
             row: dict[str, Any] = {
                 "table": rule.qualified_table,
                 "channel": rule.channel,
                 "columns": rule.columns if rule.columns == ALL_COLUMNS else list(rule.columns),
                 "ops": [op.value for op in OP_ORDER if op in rule.ops],
-                "source": "default" if i < n_defaults else "syncline.toml",
+                "source": source,
             }
             if states is not None:
                 state = states[rule.table_key]
