@@ -76,6 +76,7 @@ def test_sync_add_with_the_database_up_stores_the_rule_there(
     ]
     assert "to the database (syncline.sync_rules id" in result.output
     assert "no running capture read it yet" in result.output
+    assert result.stderr == ""  # the setup is reported once, not again as log lines
     with psycopg.connect(schema_url) as conn:
         members = conn.execute(
             "SELECT schemaname || '.' || tablename FROM pg_publication_tables"
