@@ -289,3 +289,13 @@ def test_tail_times_have_milliseconds() -> None:
     assert when({"commit_time": "2026-11-23T19:04:04.123456Z"}) == "2026-11-23 19:04:04.123"
     assert when({"commit_time": "2026-11-23T20:04:04+01:00"}) == "2026-11-23 19:04:04.000"
     assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}", when({}))
+
+
+def test_doctor_checks_the_rules_in_the_database_too(workdir: Path, schema_url: str) -> None:
+    with psycopg.connect(schema_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO syncline.sync_rules (body)"
+            """ VALUES ('{"table": "ghosts", "channel": "ghosts", "columns": "*"}')"""
+        )
+    result = invoke("doctor", url=schema_url)
+    assert "warn rule table public.ghosts does not exist" in result.stdout, result.output

@@ -11,11 +11,11 @@ import psycopg
 import typer
 from rich.markup import escape
 
-from syncline.capture import setup
+from syncline.capture import live_rules, setup
 from syncline.capture.choose import ServerCapabilities, capabilities, choose
 from syncline.capture.service import CAPTURE_APPLICATION_PREFIX, LEADER_LOCK_KEY
 from syncline.cli.base import ConfigOption, connect, guarded, out, reason, running_url, settings_for
-from syncline.cli.sync import sync_config
+from syncline.cli.sync_live import with_database_rules
 from syncline.errors import ConfigError, SynclineError
 from syncline.settings import Settings, mask_url
 
@@ -139,7 +139,8 @@ async def _doctor_checks(url: str, settings: Settings, c: _Check) -> None:
             else:
                 c.add("ok", text)
         try:
-            config = sync_config(settings)
+            stored = await live_rules.fetch(conn)
+            config = with_database_rules(settings, [body for _, body in stored or []])
         except ConfigError as error:
             c.add("fail", f"sync rules: {error}", "fix syncline.toml (see `syncline sync list`)")
             return

@@ -85,6 +85,7 @@ def as_text(data: dict[str, Any]) -> list[str]:
         for key, value in data.items()
         if key not in ("rules", "namespaces")
     ]
+    lines += ["", "# and the rules `syncline sync add` put in the database: `syncline sync list`"]
     for rule in data["rules"]:
         lines += ["", f"[[rules]]  # {rule['source']}"]
         lines += [f"{k} = {_toml_value(v)}" for k, v in rule.items() if k != "source"]
