@@ -12,7 +12,7 @@ import pytest
 
 from syncline.client import Publication, SynclineClient
 
-from helpers.chat import expect, make_account, row_event, wait_for
+from helpers.chat import expect, global_room_id, make_account, row_event, wait_for
 from helpers.live_server import LiveServer, start_live_server, stop_live_server
 
 # RFC 3339 in UTC as PostgreSQL's to_jsonb() writes it.
@@ -53,5 +53,26 @@ async def test_rest_and_channel_times_are_one_form(server: LiveServer) -> None:
         assert on_channel["updated_at"] == in_rest["updated_at"]
         for text in (in_rest["updated_at"], pub.data["commit_time"]):
             assert ONE_FORM.fullmatch(text), text
+    finally:
+        await client.close()
+
+
+async def test_a_message_reads_the_same_in_rest_and_on_its_room(server: LiveServer) -> None:
+    ann = await make_account(server.database_url, "ann")
+    room = await global_room_id(server.database_url)
+    client = SynclineClient(server.ws_url, token=ann.token, timeout=5.0)
+    try:
+        await client.connect()
+        events = (await client.subscribe(f"room:{room}")).events()
+        async with httpx.AsyncClient(base_url=server.http_url, headers=ann.headers) as http:
+            sent = await expect(
+                await http.post(f"/api/rooms/{room}/messages", json={"body": "on time"}), 201
+            )
+            page = await expect(await http.get(f"/api/rooms/{room}/messages"), 200)
+        pub = await wait_for(events, row_event("messages", "insert", id=sent["id"]))
+        assert isinstance(pub, Publication)
+        [listed] = [m for m in page["messages"] if m["id"] == sent["id"]]
+        assert pub.data["row"]["created_at"] == sent["created_at"] == listed["created_at"]
+        assert ONE_FORM.fullmatch(sent["created_at"])
     finally:
         await client.close()
