@@ -11,6 +11,7 @@ import re
 import shlex
 import subprocess
 import sys
+import textwrap
 import tomllib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ from helpers.live_server import LiveServer, start_live_server, stop_live_server
 ROOT = Path(__file__).resolve().parents[1]
 LANGUAGES = {"sh": "shell", "bash": "shell", "shell": "shell", "sql": "sql", "toml": "toml"}
 LANGUAGES |= {"python": "python", "py": "python", "json": "json"}
-FENCE = re.compile(r"^```(\w*)\s*$")
+FENCE = re.compile(r"^\s*```(\w*)\s*$")  # in a list item too, indented
 API_KEY = "doc-examples-api-key-" + "k" * 32
 # What the SQL examples take as given: an application table of their own.
 SQL_PREREQUISITES = "CREATE TABLE IF NOT EXISTS jobs (id int PRIMARY KEY, state text);"
@@ -65,7 +66,7 @@ def examples() -> list[Example]:
                 start, language = number, match[1].lower()
                 continue
             if language in LANGUAGES:
-                text = "\n".join(lines[start : number - 1]) + "\n"
+                text = textwrap.dedent("\n".join(lines[start : number - 1])) + "\n"
                 found.append(Example(path, start, LANGUAGES[language], text))
             start = None
     return found
