@@ -62,6 +62,8 @@ def test_fanout_through_a_private_redis(tmp_path: Path) -> None:
         "3",
         "--processes",
         "1",
+        "--handshakes",
+        "2",
         "--rate",
         "30",
         "--seconds",

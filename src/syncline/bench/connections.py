@@ -27,6 +27,7 @@ class ConnectionsOptions:
     connections: int = 10_000
     waves: int = 5
     settle_s: float = SETTLE_S
+    handshakes: int = 100  # connects in flight per wave
 
 
 @dataclass
@@ -90,7 +91,7 @@ def run_connections(
     total = ConnectStats()
     try:
         for count in split(options.connections, options.waves):
-            spec = ClientSpec(ws_url=target.ws_url, token=token, channel=CHANNEL, count=count)
+            spec = ClientSpec(target.ws_url, token, CHANNEL, count, concurrency=options.handshakes)
             pool = ClientPool(spec, 1)
             pools.append(pool)
             pool.__enter__()

@@ -44,6 +44,7 @@ class FanoutOptions:
     dup_every: int = 0
     via: str = "rows"  # rows | publish (syncline.publish() in SQL) | http (server API)
     batch: int = 1  # publications per transaction with via=publish
+    handshakes: int = 100  # connects in flight per client process
 
     def rates(self) -> list[float]:
         if not self.ramp:
@@ -249,6 +250,7 @@ def run_fanout(
         token=target.make_token("bench"),
         channel=CHANNEL,
         count=options.subscribers,
+        concurrency=options.handshakes,
         drop_every=options.drop_every,
         dup_every=options.dup_every,
     )

@@ -85,6 +85,14 @@ JsonOption = Annotated[bool, typer.Option("--json", help="print one JSON documen
 OutOption = Annotated[
     Path | None, typer.Option("--out", help="write PNG charts (and k6's summary) here")
 ]
+HandshakesOption = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="connects in flight per client process (the Redis engine fails subscribes beyond"
+        " ~100 at once: keep --processes times this below that)",
+    ),
+]
 DropOption = Annotated[int, typer.Option("--drop-every", hidden=True)]
 DupOption = Annotated[int, typer.Option("--dup-every", hidden=True)]
 # Test hook: how long a step waits for deliveries that stopped coming (a deliberate drop never
@@ -269,6 +277,7 @@ def fanout(
         ),
     ] = "rows",
     batch: Annotated[int, typer.Option(help="publications per transaction (--via publish)")] = 1,
+    handshakes: HandshakesOption = 100,
     url: UrlOption = None,
     database_url: DatabaseUrlOption = None,
     token: TokenOption = None,
@@ -308,6 +317,7 @@ def fanout(
         drain_idle_s=drain_idle,
         via=via,
         batch=batch,
+        handshakes=handshakes,
     )
     common = _common(url, database_url, token, jwt_secret, None, capture, as_json, out, engine)
     _run("fanout", common, _fanout_body("fanout", common, options))
@@ -348,6 +358,7 @@ def connections(
     count: Annotated[int, typer.Option("--connections", "-n", help="connections to open")] = 10_000,
     waves: Annotated[int, typer.Option(help="waves (one client process each)")] = 5,
     settle: Annotated[float, typer.Option(help="seconds before reading RSS after a wave")] = 2.0,
+    handshakes: HandshakesOption = 100,
     url: UrlOption = None,
     database_url: DatabaseUrlOption = None,
     token: TokenOption = None,
@@ -361,7 +372,9 @@ def connections(
     """Open N idle connections (each subscribed): the gateway's RSS per connection, connects/s."""
     from syncline.bench.connections import ConnectionsOptions
 
-    options = ConnectionsOptions(connections=count, waves=waves, settle_s=settle)
+    options = ConnectionsOptions(
+        connections=count, waves=waves, settle_s=settle, handshakes=handshakes
+    )
     common = _common(url, database_url, token, jwt_secret, pid, capture, as_json, out, engine)
 
     def body(target: Any, progress: Progress) -> dict[str, Any]:
