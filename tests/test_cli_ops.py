@@ -258,8 +258,8 @@ async def test_tail_prints_inserts_as_json(workdir: Path, live_server: LiveServe
         assert event["channel"] == "orders"
         assert event["data"]["op"] == "insert"
         assert event["data"]["row"]["customer_name"] == "Ada"
-        proc.send_signal(signal.SIGINT)  # Ctrl+C: a clean exit, at once
-        assert await asyncio.wait_for(proc.wait(), 1) == 0
+        proc.send_signal(signal.SIGINT)  # Ctrl+C: a clean exit (0.2 s measured; a busy
+        assert await asyncio.wait_for(proc.wait(), 5) == 0  # machine takes longer)
     finally:
         await stop_tail(proc)
 
