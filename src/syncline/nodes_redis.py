@@ -16,13 +16,11 @@ import time
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from syncline.logs import get_logger
 from syncline.nodes import LocalStats, NodeIdentity, node_info
-from syncline.redis_url import parse_redis_url
+from syncline.redis_url import parse_redis_url, redis_client
 
 log = get_logger(__name__)
 
@@ -41,9 +39,7 @@ class RedisNodeDirectory:
         self._stats = stats
         self._nodes_key = f"{target.prefix}:nodes"
         self._channels_prefix = f"{target.prefix}:node-channels:"
-        self._client: Redis | RedisCluster = (
-            RedisCluster.from_url(target.url) if target.cluster else Redis.from_url(target.url)
-        )
+        self._client = redis_client(target.url, cluster=target.cluster)
         self._reporter: asyncio.Task[None] | None = None
 
     def start(self) -> None:

@@ -12,8 +12,11 @@ the URL reaches redis-py, which would pass unknown ones on to its connections.
 from __future__ import annotations
 
 import hashlib
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.cluster import RedisCluster
 
 DEFAULT_PREFIX = "syncline"
 _TRUE = {"1", "true", "yes", "on"}
@@ -82,3 +85,24 @@ def hash_tag(channel: str) -> str:
 def script_sha(source: str) -> str:
     """The digest EVALSHA names a Lua script by."""
     return hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+
+# Commands in flight at once per process and server. redis-py's plain pool raises "Too many
+# connections" past its limit (100): a burst of 1,000 subscribes failed. A blocking pool makes
+# the rest wait for a connection (up to POOL_WAIT_S) and keeps the server's connection count
+# bounded too.
+POOL_SIZE = 64
+POOL_WAIT_S = 10.0
+# Redis Cluster has no blocking pool in redis-py: a larger bound per node instead.
+CLUSTER_POOL_SIZE = 1024
+
+
+def redis_client(url: str, *, cluster: bool, **options: Any) -> Redis | RedisCluster:
+    """A redis-py client for ``url`` (Syncline's options already removed) with a bounded pool
+    that waits instead of failing when every connection is busy."""
+    if cluster:
+        return RedisCluster.from_url(url, max_connections=CLUSTER_POOL_SIZE, **options)
+    pool = BlockingConnectionPool.from_url(
+        url, max_connections=POOL_SIZE, timeout=POOL_WAIT_S, **options
+    )
+    return Redis.from_pool(pool)

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as redis_asyncio
+from redis.asyncio import Redis
 
 from syncline.core.changes import CommitPosition
 from syncline.core.log import Publication, StreamPosition
@@ -21,6 +22,7 @@ from syncline.engine import open_engine, redis_fanout
 from syncline.engine.base import AppendRequest, ChannelLog, EngineUnavailableError
 from syncline.engine.memory import MemoryEngine
 from syncline.engine.redis import RedisEngine
+from syncline.redis_url import POOL_SIZE
 
 from helpers.redis_servers import RedisServer
 
@@ -490,3 +492,21 @@ async def test_keys_of_a_channel_share_a_hash_tag(redis_url: str, prefix: str) -
     odd = [k for k in keys if "room" not in k]
     assert len(odd) == 2
     assert len({k.split(":", 2)[2] for k in odd}) == 1  # one digest tag for both keys
+
+
+async def test_a_burst_of_commands_beyond_the_pool_waits_instead_of_failing(
+    engines: Callable[..., RedisEngine], redis_url: str
+) -> None:
+    """1,000 subscribes at once (a reconnect storm): each reads its channel's position.
+    redis-py's plain pool raised 'Too many connections' past 100; the bounded blocking pool
+    queues them, and the server sees at most POOL_SIZE connections from this engine."""
+    engine = engines()
+    positions = await asyncio.gather(*(engine.position(f"burst:{i}") for i in range(1000)))
+    assert len({p.epoch for p in positions}) == 1000
+    assert all(p.offset == 0 for p in positions)
+    client = Redis.from_url(redis_url)
+    try:
+        clients = await client.client_list()
+    finally:
+        await client.aclose()
+    assert len(clients) <= POOL_SIZE + 10

@@ -68,6 +68,7 @@ from syncline.engine.redis_scripts import (
     encode_presence_message,
     position_text,
 )
+from syncline.redis_url import redis_client
 
 logger = structlog.get_logger(__name__)
 
@@ -125,11 +126,10 @@ class RedisEngine:
         self._durable = durable if durable is not None else (False if cluster else None)
         self._client: Redis | RedisCluster
         router: _StandaloneRouter | _ClusterRouter
-        if cluster:
-            self._client = RedisCluster.from_url(url, retry=_NO_RETRY)
+        self._client = redis_client(url, cluster=cluster, retry=_NO_RETRY)
+        if isinstance(self._client, RedisCluster):
             router = _ClusterRouter(self._client)
         else:
-            self._client = Redis.from_url(url, retry=_NO_RETRY)
             router = _StandaloneRouter(url)
         self._router = router
         self._fanout = Fanout(router)

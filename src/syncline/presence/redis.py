@@ -46,7 +46,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from syncline.core.log import ClientInfo
 from syncline.logs import get_logger
 from syncline.presence.base import DEFAULT_PRESENCE_TTL_S
-from syncline.redis_url import hash_tag, script_sha
+from syncline.redis_url import hash_tag, redis_client, script_sha
 
 log = get_logger(__name__)
 
@@ -280,15 +280,10 @@ class RedisPresenceStore:
         self._cluster = cluster
         retry = Retry(ExponentialBackoff(RETRY_BACKOFF_CAP_S, RETRY_BACKOFF_BASE_S), RETRIES)
         self._client: Redis | RedisCluster
-        if cluster:
-            self._client = RedisCluster.from_url(url, retry=retry, socket_timeout=COMMAND_TIMEOUT_S)
-        else:
-            self._client = Redis.from_url(
-                url,
-                retry=retry,
-                socket_timeout=COMMAND_TIMEOUT_S,
-                socket_connect_timeout=COMMAND_TIMEOUT_S,
-            )
+        timeouts: dict[str, float] = {"socket_timeout": COMMAND_TIMEOUT_S}
+        if not cluster:
+            timeouts["socket_connect_timeout"] = COMMAND_TIMEOUT_S
+        self._client = redis_client(url, cluster=cluster, retry=retry, **timeouts)
         self._closed = False
 
     async def add(
