@@ -36,7 +36,9 @@ _PUBLISH = "SELECT syncline.publish(%s, %s::jsonb)"
 _INPUT_ERRORS = (psycopg.errors.InvalidParameterValue, psycopg.errors.ProgramLimitExceeded)
 
 
-async def require_api_key(request: Request, context: Annotated[AppContext, Depends(get_context)]) -> None:
+async def require_api_key(
+    request: Request, context: Annotated[AppContext, Depends(get_context)]
+) -> None:
     """X-API-Key (or Centrifugo's `Authorization: apikey KEY`), compared in constant time."""
     expected = context.api_key
     if not expected:
