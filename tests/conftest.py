@@ -15,6 +15,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import structlog
 
 from syncline.db import migrate
 from syncline.db.embedded import EmbeddedPostgres, ServerInfo, free_port
@@ -35,6 +36,15 @@ def hermetic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
                 patch.delenv(key)
         patch.chdir(tmp_path_factory.mktemp("cwd"))
         yield
+
+
+@pytest.fixture(autouse=True)
+def isolated_log_config() -> Iterator[None]:
+    """A test that configures logging (a CLI command at --log-level warning) leaves it as it
+    found it: otherwise a later test in the same process could not capture info events."""
+    config = structlog.get_config()
+    yield
+    structlog.configure(**config)
 
 
 @pytest.fixture(scope="session")

@@ -168,8 +168,10 @@ async def test_the_bus_reconnects_after_a_redis_restart(
         server.start()
         await one.wait_subscribed()
         await two.wait_subscribed()
-    await one.publish(DisconnectUser("after", 3503))
-    await until(lambda: len(seen) == 2)
+        # The "reconnected" line may come a moment after the subscription is live again.
+        await one.publish(DisconnectUser("after", 3503))
+        await until(lambda: len(seen) == 2)
+        await until(lambda: sum(e["event"] == "control_bus_reconnected" for e in logs) == 2)
     assert seen == [DisconnectUser("before", 3503), DisconnectUser("after", 3503)]
     lost = [e for e in logs if e["event"] == "control_bus_disconnected"]
     assert len(lost) == 2  # one per bus, however many attempts
