@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping
 from importlib import metadata
 from typing import Any
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -21,6 +21,7 @@ from rich.progress import (
 from rich.table import Table
 
 from syncline import __version__
+from syncline.tables import table_or_blocks
 
 _PACKAGES = ("picows", "psycopg", "orjson", "uvicorn", "hdrhistogram", "k6")
 
@@ -90,34 +91,48 @@ def _ms(value: object) -> str:
     return f"{value:.1f} ms" if value >= 10 else f"{value:.2f} ms"
 
 
-def fanout_table(title: str, steps: Iterable[Mapping[str, Any]]) -> Table:
-    table = Table(title=title, title_justify="left")
-    for name in ("rows/s", "offered", "subscribers", "deliveries/s", "p50", "p95", "p99", "max"):
-        table.add_column(name, justify="right")
-    table.add_column("commit p99", justify="right")
-    table.add_column("lost / dup", justify="right")
-    table.add_column("CPU s server / clients (/ redis)", justify="right")
+FANOUT_HEADERS = (
+    "rows/s",
+    "offered",
+    "subscribers",
+    "deliveries/s",
+    "p50",
+    "p95",
+    "p99",
+    "max",
+    "commit p99",
+    "lost / dup",
+    "CPU s server / clients (/ redis)",
+)
+
+
+def fanout_table(
+    title: str, steps: Iterable[Mapping[str, Any]], width: int = 200
+) -> RenderableType:
+    """The steps of a fan-out run: a table when it fits `width` columns, else a block a step
+    (a squeezed table printed "subscrib…")."""
+    rows = []
     for step in steps:
         lat = step["latency_ms"]
         acc = step["accounting"]
-        table.add_row(
-            f"{step['rate']:g}",
-            f"{step['offered_rate']:,.1f}",
-            f"{step['subscribers']:,}",
-            f"{step['deliveries_per_s']:,.0f}",
-            _ms(lat.get("p50")),
-            _ms(lat.get("p95")),
-            _ms(lat.get("p99")),
-            _ms(lat.get("max")),
-            _ms(step.get("commit_ms", {}).get("p99")),
-            f"{acc['lost']:,} / {acc['duplicated']:,}",
-            " / ".join(
-                str(cpu)
-                for cpu in (step.get("server_cpu_s", "-"), step["client_cpu_s"])
-                + ((step["engine_cpu_s"],) if "engine_cpu_s" in step else ())
-            ),
+        cpu = (step.get("server_cpu_s", "-"), step["client_cpu_s"])
+        cpu += (step["engine_cpu_s"],) if "engine_cpu_s" in step else ()
+        rows.append(
+            (
+                f"{step['rate']:g}",
+                f"{step['offered_rate']:,.1f}",
+                f"{step['subscribers']:,}",
+                f"{step['deliveries_per_s']:,.0f}",
+                _ms(lat.get("p50")),
+                _ms(lat.get("p95")),
+                _ms(lat.get("p99")),
+                _ms(lat.get("max")),
+                _ms(step.get("commit_ms", {}).get("p99")),
+                f"{acc['lost']:,} / {acc['duplicated']:,}",
+                " / ".join(str(c) for c in cpu),
+            )
         )
-    return table
+    return table_or_blocks(title, FANOUT_HEADERS, rows, width)
 
 
 def pairs_table(title: str, rows: Iterable[tuple[str, str]]) -> Table:

@@ -203,7 +203,7 @@ def _fanout_body(
         console = report.console_for(common.as_json)
         progress.stop()
         title = f"{command}: {options.subscribers:,} subscriber(s), {options.seconds:g} s per rate"
-        console.print(report.fanout_table(title, data["steps"]))
+        console.print(report.fanout_table(title, data["steps"], console.width))
         if result.sustainable_rate is not None or options.ramp:
             console.print(
                 f"sustainable rate (p99 ≤ {options.p99_bound_ms:g} ms):"

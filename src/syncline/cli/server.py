@@ -10,10 +10,10 @@ import httpx
 import typer
 
 from syncline.cli.base import ConfigOption, JsonOption, guarded, out, settings_for
-from syncline.cli.tables import print_table
 from syncline.errors import SynclineError
 from syncline.keys import api_key
 from syncline.server_api import ServerAPI, ServerAPIError
+from syncline.tables import print_table
 
 UrlOption = Annotated[
     str | None,

@@ -28,13 +28,13 @@ from syncline.cli.base import (
     running_url,
     settings_for,
 )
-from syncline.cli.tables import print_table
 from syncline.core.changes import Op
 from syncline.core.namespaces import describe_errors
 from syncline.core.rules import ALL_COLUMNS, ReplicaIdentity, Rule, required_replica_identity
 from syncline.errors import ConfigError, SynclineError
 from syncline.settings import DEFAULT_CONFIG_FILE, Settings
 from syncline.sync_config import SyncConfig, build_sync_config
+from syncline.tables import print_table
 
 OP_ORDER = [Op.INSERT, Op.UPDATE, Op.DELETE, Op.TRUNCATE]
 _REPLIDENT = {"d": "default", "f": "full", "n": "nothing", "i": "index"}
