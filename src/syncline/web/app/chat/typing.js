@@ -40,10 +40,12 @@ export class TypingTracker {
     const data = pub.data ?? {};
     const userId = Number(pub.info?.user);
     if (!userId || userId === this.me) return;
+    // The token's info (signed by the server) names the sender at once; the directory may
+    // still be fetching them, or hold a placeholder if that fetch failed.
     const known = directory.lookup(userId);
     const name =
-      (known && displayName(known)) ||
       pub.info?.conn_info?.display_name ||
+      (known && displayName(known)) ||
       pub.info?.conn_info?.username ||
       'Someone';
     if (data.typing === false) this.people.delete(userId);
