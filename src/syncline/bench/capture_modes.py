@@ -67,16 +67,17 @@ def run_capture_modes(
     options: CaptureOptions,
     database_url: str | None = None,
     progress: Progress | None = None,
-    engine: BenchEngine | None = None,
+    engines: Sequence[BenchEngine] = (),
 ) -> CaptureRun:
     """Each mode in turn on one database (an embedded PostgreSQL made for the run by default),
-    appending through `engine` (memory by default)."""
-    engine = engine or BenchEngine("memory", "memory")
+    appending through each engine in turn (memory by default)."""
+    engines = engines or [BenchEngine("memory", "memory")]
     run = CaptureRun()
     with _database(database_url) as url:
         migrate.upgrade(url)
-        for mode in options.modes:
-            task = progress.add_task(f"capture {mode}", total=1) if progress else None
+        for mode, engine in [(m, e) for m in options.modes for e in engines]:
+            label = f"capture {mode}" + (f" ({engine.name})" if len(engines) > 1 else "")
+            task = progress.add_task(label, total=1) if progress else None
             result = asyncio.run(
                 run_capture(
                     url,

