@@ -102,8 +102,7 @@ HandshakesOption = Annotated[
     int,
     typer.Option(
         min=1,
-        help="connects in flight per client process (the Redis engine fails subscribes beyond"
-        " ~100 at once: keep --processes times this below that)",
+        help="connects (WebSocket handshake and subscribe) in flight per client process",
     ),
 ]
 DropOption = Annotated[int, typer.Option("--drop-every", hidden=True)]
