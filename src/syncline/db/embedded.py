@@ -161,11 +161,14 @@ class EmbeddedPostgres:
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb(password)
         self._check_version()
-        port = self._port()
-        if not self.is_running():
+        running = self.is_running()
+        if not running:
             # A server killed with this process (kill -9, power loss) may have left children
-            # or a lock file naming a zombie; PostgreSQL would refuse to start over them.
+            # or a lock file naming a zombie; PostgreSQL would refuse to start over them. They
+            # also hold the old listening socket, so only after them is the port's freedom known.
             self.clear_after_crash()
+        port = self._port()
+        if not running:
             self._start_server(port)
         info = ServerInfo("127.0.0.1", self._running_port() or port, password)
         self._create_database(info)
