@@ -166,6 +166,31 @@ def test_external_database_without_key_is_refused(workdir: Path, database_url: s
     assert "SYNCLINE_JWT_SECRET is required" in result.stderr
 
 
+def test_a_short_key_is_one_line_refusal_unless_the_development_mode_is_on(
+    workdir: Path, database_url: str
+) -> None:
+    refused = run_cli(
+        "up", *free_ports(), cwd=workdir, DATABASE_URL=database_url, SYNCLINE_JWT_SECRET="secret"
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.strip().count("\n") == 0, refused.stderr
+    assert "jwt_secret" in refused.stderr and "insecure_short_keys = true" in refused.stderr
+    up = Up(
+        workdir,
+        DATABASE_URL=database_url,
+        SYNCLINE_JWT_SECRET="secret",
+        SYNCLINE_INSECURE_SHORT_KEYS="true",
+    )
+    try:
+        up.wait_ready()
+    finally:
+        code, out, err = up.stop()
+    assert code == 0, err
+    # Loud: in the banner the user reads, and in the log.
+    assert "INSECURE: jwt_secret is 6 bytes" in out
+    assert "INSECURE: insecure_short_keys = true is for development only" in err
+
+
 def test_up_with_database_url_starts_no_postgres(workdir: Path, database_url: str) -> None:
     up = Up(workdir, DATABASE_URL=database_url, SYNCLINE_JWT_SECRET="s" * 40)
     try:

@@ -9,7 +9,7 @@ import pytest
 
 from syncline.errors import ConfigError
 from syncline.keys import jwt_secret
-from syncline.settings import load_settings, mask_url, masked
+from syncline.settings import load_settings, mask_url, masked, short_key_warnings
 
 STRONG = "k" * 40
 
@@ -104,3 +104,37 @@ def test_external_database_requires_a_configured_key(clean_env: pytest.MonkeyPat
 def test_mask_url_leaves_passwordless_urls_alone() -> None:
     assert mask_url("postgresql://u@h/db") == "postgresql://u@h/db"
     assert mask_url("postgresql://u:p%40ss@h:1/db") == "postgresql://u:***@h:1/db"
+
+
+def test_a_short_key_is_accepted_only_in_the_development_mode(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    clean_env.setenv("SYNCLINE_JWT_SECRET", "secret")
+    clean_env.setenv("SYNCLINE_API_KEY", "key")
+    with pytest.raises(ConfigError, match=r"jwt_secret.*insecure_short_keys = true") as refused:
+        load_settings()
+    assert "\n" not in str(refused.value)
+    clean_env.setenv("SYNCLINE_INSECURE_SHORT_KEYS", "true")
+    settings = load_settings()
+    assert settings.jwt_secret is not None
+    assert settings.jwt_secret.get_secret_value() == "secret"
+    warned = short_key_warnings(settings, {"jwt_secret": "secret", "api_key": "key", "x": None})
+    assert warned[0].startswith("INSECURE: insecure_short_keys = true is for development only")
+    assert warned[1:] == [
+        "INSECURE: jwt_secret is 6 bytes (at least 32 outside development)",
+        "INSECURE: api_key is 3 bytes (at least 32 outside development)",
+    ]
+
+
+def test_an_empty_key_is_refused_even_in_the_development_mode(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    clean_env.setenv("SYNCLINE_INSECURE_SHORT_KEYS", "true")
+    clean_env.setenv("SYNCLINE_API_KEY", "")
+    with pytest.raises(ConfigError, match=r"api_key: .*must not be empty"):
+        load_settings()
+
+
+def test_long_keys_bring_no_warning(clean_env: pytest.MonkeyPatch) -> None:
+    settings = load_settings(None, jwt_secret=STRONG)
+    assert short_key_warnings(settings, {"jwt_secret": STRONG}) == []

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import secrets
+import warnings
 from pathlib import Path
+
+from jwt.warnings import InsecureKeyLengthWarning
 
 from syncline.errors import ConfigError
 from syncline.settings import MIN_SECRET_BYTES, Settings
@@ -49,3 +52,9 @@ def api_key(settings: Settings) -> str | None:
     if not settings.embedded:
         return None
     return _load_or_create(settings.data_dir / API_KEY_FILE)
+
+
+def allow_short_keys() -> None:
+    """The development mode ``insecure_short_keys``: PyJWT's warning on every token signed or
+    verified with a short key would bury the logs; the start-up warning said it once."""
+    warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)

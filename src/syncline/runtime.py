@@ -33,11 +33,12 @@ from syncline.errors import SynclineError
 from syncline.gateway.auth import TokenVerifier
 from syncline.gateway.server import Gateway
 from syncline.health import Readiness
+from syncline.keys import allow_short_keys
 from syncline.logs import get_logger
 from syncline.nodes import LocalNodeDirectory, NodeDirectory, NodeIdentity
 from syncline.presence import open_presence
 from syncline.rpc import RpcRegistry
-from syncline.settings import Settings, mask_url
+from syncline.settings import Settings, mask_url, short_key_warnings
 from syncline.shutdown import Deadline
 from syncline.sync_config import build_sync_config
 
@@ -116,6 +117,10 @@ class Runtime:
         if api_key is None and settings.api_key is not None:
             api_key = settings.api_key.get_secret_value()
         self.api_key = api_key
+        for line in short_key_warnings(settings, {"jwt_secret": jwt_secret, "api_key": api_key}):
+            log.warning(line)
+        if settings.insecure_short_keys:
+            allow_short_keys()
         # Invalid namespaces or rules fail here, before anything is started.
         self.sync = build_sync_config(settings)
         # The ports: in memory for one process, or on the Redis that `engine` names, shared

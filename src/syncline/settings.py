@@ -9,7 +9,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from limits import parse_many
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -21,6 +28,7 @@ from syncline.errors import ConfigError
 DEFAULT_CONFIG_FILE = Path("syncline.toml")
 # A JWT HMAC key shorter than this is guessable offline from one captured token.
 MIN_SECRET_BYTES = 32
+SHORT_KEYS_HINT = "set insecure_short_keys = true to allow a short key in development"
 
 # More processes than this on one machine is a configuration mistake, not a plan.
 MAX_WORKERS = 64
@@ -61,6 +69,12 @@ class Settings(BaseSettings):
         None, description="WebSocket URL clients are told to use (behind a proxy)"
     )
     log_level: LogLevel = "info"
+    # Before the keys: their validator reads it.
+    insecure_short_keys: bool = Field(
+        False,
+        description="development only: accept a jwt_secret and api_key shorter than"
+        f" {MIN_SECRET_BYTES} bytes (such as Centrifugo examples' 'secret'); warned at start",
+    )
     jwt_secret: SecretStr | None = Field(
         None, description="HS256 key for access tokens; generated in embedded mode"
     )
@@ -156,9 +170,14 @@ class Settings(BaseSettings):
 
     @field_validator("jwt_secret", "api_key")
     @classmethod
-    def _secret_is_strong(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and len(value.get_secret_value().encode()) < MIN_SECRET_BYTES:
-            raise ValueError(f"must be at least {MIN_SECRET_BYTES} bytes")
+    def _secret_is_strong(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if value is None:
+            return value
+        size = len(value.get_secret_value().encode())
+        if size == 0:
+            raise ValueError("must not be empty")
+        if size < MIN_SECRET_BYTES and not info.data.get("insecure_short_keys"):
+            raise ValueError(f"must be at least {MIN_SECRET_BYTES} bytes ({SHORT_KEYS_HINT})")
         return value
 
     @field_validator(
@@ -218,6 +237,24 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         return (init_settings, env_settings, _TomlSource(settings_cls))
+
+
+def short_key_warnings(settings: Settings, keys: dict[str, str | None]) -> list[str]:
+    """The loud start-up warnings of the development mode ``insecure_short_keys``: one line
+    for the mode, one for each key in use (``keys``: name to value) that is short."""
+    if not settings.insecure_short_keys:
+        return []
+    lines = [
+        "INSECURE: insecure_short_keys = true is for development only: a short HMAC key is"
+        " guessable offline from one captured token"
+    ]
+    for name, key in keys.items():
+        if key is not None and len(key.encode()) < MIN_SECRET_BYTES:
+            lines.append(
+                f"INSECURE: {name} is {len(key.encode())} bytes (at least {MIN_SECRET_BYTES}"
+                " outside development)"
+            )
+    return lines
 
 
 def read_config_file(path: Path | None) -> dict[str, Any]:

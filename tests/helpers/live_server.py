@@ -32,9 +32,12 @@ class LiveServer:
     ws_url: str = ""
     task: asyncio.Task[None] | None = None
 
-    def token(self, sub: str, *, ttl: float = 3600, **claims: object) -> str:
+    def token(self, sub: str | None, *, ttl: float = 3600, **claims: object) -> str:
+        """A connection token for ``sub`` (None: a token without the claim)."""
         payload = {"sub": sub, "exp": int(time.time() + ttl), **claims}
-        return jwt.encode(payload, TEST_SECRET, algorithm="HS256")
+        if sub is None:
+            del payload["sub"]
+        return jwt.encode(payload, self.runtime.jwt_secret, algorithm="HS256")
 
     async def sql(self, statement: str, params: tuple[object, ...] | None = None) -> None:
         async with await psycopg.AsyncConnection.connect(self.database_url) as conn:
@@ -57,7 +60,8 @@ async def start_live_server(
         "log_level": "warning",
     }
     settings = load_settings(None, **{**defaults, **NO_AUTH_RATE_LIMITS, **overrides})
-    runtime = Runtime(settings, TEST_SECRET)
+    secret = settings.jwt_secret.get_secret_value() if settings.jwt_secret else TEST_SECRET
+    runtime = Runtime(settings, secret)
     server = LiveServer(runtime, url)
     ready = asyncio.Event()
 

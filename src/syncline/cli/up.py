@@ -36,7 +36,7 @@ from syncline.db.supervisor import PostgresSupervisor
 from syncline.errors import SynclineError
 from syncline.keys import api_key, jwt_secret
 from syncline.logs import configure_logging
-from syncline.settings import CaptureMode, Settings, load_settings, mask_url
+from syncline.settings import CaptureMode, Settings, load_settings, mask_url, short_key_warnings
 from syncline.workers import worker_count
 
 # Of shutdown_timeout, what `up` keeps for stopping the embedded server after everything else,
@@ -274,4 +274,9 @@ def _print_banner(
             f"  Redis      private, 127.0.0.1:{private.port}, data in {private.data_dir}/redis"
         )
     lines.append("Press Ctrl+C to stop.")
+    keys = {
+        name: None if secret is None else secret.get_secret_value()
+        for name, secret in (("jwt_secret", settings.jwt_secret), ("api_key", settings.api_key))
+    }
+    lines += short_key_warnings(settings, keys)
     print("\n".join(lines), flush=True)
