@@ -9,7 +9,14 @@ from collections.abc import Callable
 from typing import Any
 
 import jwt
-from centrifuge import Client, ClientEventHandler, ServerSubscribedContext
+from centrifuge import (
+    Client,
+    ClientEventHandler,
+    ServerSubscribedContext,
+    SubscribedContext,
+    SubscriptionEventHandler,
+    UnsubscribedContext,
+)
 from jwt.warnings import InsecureKeyLengthWarning
 
 from helpers.live_server import start_live_server, stop_live_server
@@ -26,6 +33,31 @@ class ServerSubs(ClientEventHandler):  # type: ignore[misc]
 
     async def on_subscribed(self, ctx: ServerSubscribedContext) -> None:
         self.channels.append(ctx.channel)
+
+
+class SubEvents(SubscriptionEventHandler):  # type: ignore[misc]
+    """Records whether a subscription succeeded, and the code it ended with."""
+
+    def __init__(self) -> None:
+        self.subscribed = 0
+        self.unsubscribed: list[int] = []
+
+    async def on_subscribed(self, ctx: SubscribedContext) -> None:
+        self.subscribed += 1
+
+    async def on_unsubscribed(self, ctx: UnsubscribedContext) -> None:
+        self.unsubscribed.append(ctx.code)
+
+
+async def refused_code(client: Client, channel: str) -> int:
+    """The code a subscription to ``channel`` was refused with (it must be refused)."""
+    events = SubEvents()
+    sub = client.new_subscription(channel, events=events)
+    await sub.subscribe()
+    await eventually(lambda: bool(events.unsubscribed or events.subscribed))
+    assert not events.subscribed, f"{channel} was allowed"
+    client.remove_subscription(sub)
+    return events.unsubscribed[0]
 
 
 def short_key_token(claims: dict[str, Any]) -> str:
@@ -56,4 +88,37 @@ async def test_a_token_signed_with_a_short_key_connects_in_development(schema_ur
         await eventually(lambda: handler.channels == ["user:42"])
         await client.disconnect()
     finally:
+        await stop_live_server(server)
+
+
+# A Centrifugo-style public channel with presence (who is in the lobby, anonymous included).
+LOBBY = {"lobby": {"subscribe": "public", "presence": True, "allow_presence": True}}
+
+
+async def test_tokens_without_sub_are_the_anonymous_user_counted_once(schema_url: str) -> None:
+    server = await start_live_server(schema_url, namespaces=LOBBY)
+    anonymous_subs = ServerSubs()
+    clients = [
+        # No `sub` claim at all (and allow_anonymous is off: the token is the app's grant).
+        Client(server.ws_url, token=server.token(None), events=anonymous_subs),
+        Client(server.ws_url, token=server.token(None)),
+        Client(server.ws_url, token=server.token("")),  # an empty one: the same user
+        Client(server.ws_url, token=server.token("7")),
+    ]
+    subs = [client.new_subscription("lobby:hall") for client in clients]
+    try:
+        for client, sub in zip(clients, subs, strict=True):
+            await client.connect()
+            await sub.subscribe()
+            await sub.ready(timeout=5)
+        stats = await subs[0].presence_stats()
+        assert (stats.num_clients, stats.num_users) == (4, 2)
+        presence = await subs[3].presence()
+        assert sorted(c.user for c in presence.clients.values()) == ["", "", "", "7"]
+        # The anonymous user has no personal channel, and may not enter what needs a user.
+        assert anonymous_subs.channels == []
+        assert await refused_code(clients[0], "orders") == 103
+    finally:
+        for client in clients:
+            await client.disconnect()
         await stop_live_server(server)

@@ -72,14 +72,16 @@ class TokenVerifier:
                 token,
                 self._secret,
                 algorithms=ALGORITHMS,
-                options={"require": ["sub"], "verify_aud": False},
+                options={"verify_aud": False},
                 leeway=0,
             )
         except jwt.ExpiredSignatureError:
             raise TokenError("token expired", expired=True) from None
         except jwt.InvalidTokenError as err:
             raise TokenError(f"invalid token: {err}") from None
-        if not isinstance(claims.get("sub"), str):
+        # Centrifugo's rule: no `sub` (or an empty one) is the anonymous user "".
+        claims.setdefault("sub", "")
+        if not isinstance(claims["sub"], str):
             raise TokenError("invalid token: sub must be a string")
         return claims
 
