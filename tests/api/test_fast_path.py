@@ -246,3 +246,28 @@ async def test_the_fast_path_answers_ordinary_requests_itself(schema_url: str) -
         assert passed == []
         assert (await fast.post(path, json={"body": ""}, headers=auth)).status_code == 422
         assert passed == [path]
+
+
+async def test_a_token_verified_before_is_refused_once_its_session_is_revoked(
+    schema_url: str,
+) -> None:
+    """The verified token's claims are kept (VerifiedTokens), its session's liveness is not:
+    signing out refuses the very next send and read, on both paths."""
+    ann = await make_account(schema_url, "ann")
+    room = await global_room_id(schema_url)
+    path = f"/api/rooms/{room}/messages"
+    auth = bearer(ann.token)
+    async with both_apps(schema_url) as (fast, _):
+        for _ in range(3):
+            assert (await fast.post(path, json={"body": "hi"}, headers=auth)).status_code == 201
+            assert (await fast.get(path, headers=auth)).status_code == 200
+        assert (await fast.get("/api/users/me", headers=auth)).status_code == 200
+        assert (await fast.post("/api/auth/logout", headers=auth)).status_code == 204
+        for refused in (
+            await fast.post(path, json={"body": "hi"}, headers=auth),
+            await fast.get(path, headers=auth),
+        ):
+            assert refused.status_code == 401
+            assert refused.json()["error"]["code"] == "session_revoked"
+        refused = await fast.get("/api/users/me", headers=auth)
+        assert refused.status_code == 401

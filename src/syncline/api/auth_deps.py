@@ -7,18 +7,16 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from syncline.api.context import AppContext, get_context
+from syncline.api.context import AppContext
 from syncline.api.errors import ApiError
 from syncline.apps.auth.service import AuthService, ClientInfo
-from syncline.apps.auth.tokens import AccessClaims, AccessTokenError, decode_access_token
+from syncline.apps.auth.tokens import AccessClaims, AccessTokenError
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 MAX_USER_AGENT = 512
 
 
-async def current_user(
-    request: Request, context: Annotated[AppContext, Depends(get_context)]
-) -> AccessClaims:
+async def current_user(request: Request) -> AccessClaims:
     """The caller's claims; 401 unauthorized, token_expired or session_revoked otherwise.
 
     A valid signature is not enough: the token's session must still be live, so signing out
@@ -27,17 +25,18 @@ async def current_user(
     within `session_check_ttl`, how long live answers are cached).
     """
     auth: AuthService = request.app.state.auth
-    return await authenticate(request.headers.get("authorization", ""), context.jwt_secret, auth)
+    return await authenticate(request.headers.get("authorization", ""), auth)
 
 
-async def authenticate(header: str, jwt_secret: str, auth: AuthService) -> AccessClaims:
+async def authenticate(header: str, auth: AuthService) -> AccessClaims:
     """The claims of an Authorization header's live bearer token; ApiError 401 otherwise (the
-    fast chat routes call it without a Request)."""
+    fast chat routes call it without a Request). The token is verified once and its claims
+    kept until it expires (auth.tokens); its session's liveness is asked every time."""
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "unauthorized", "sign in first: no bearer token", _CHALLENGE)
     try:
-        claims = decode_access_token(jwt_secret, token.strip())
+        claims = auth.tokens.claims(token.strip())
     except AccessTokenError as err:
         code = "token_expired" if err.expired else "unauthorized"
         raise ApiError(401, code, str(err), _CHALLENGE) from None

@@ -147,9 +147,7 @@ class ChatFastPath:
             return
         scope["route"] = self.label
         try:
-            claims = await authenticate(
-                authorization.decode("latin-1"), self.context.jwt_secret, self.auth
-            )
+            claims = await authenticate(authorization.decode("latin-1"), self.auth)
         except ApiError as err:
             await error_response(err.status, err.code, err.message, err.headers)(
                 scope, receive, send

@@ -29,7 +29,7 @@ from syncline.apps.auth.refresh import (
     token_hash,
 )
 from syncline.apps.auth.session_guard import SessionGuard
-from syncline.apps.auth.tokens import issue_access_token
+from syncline.apps.auth.tokens import VerifiedTokens, issue_access_token
 from syncline.control.base import ControlBus
 from syncline.core.control import MAX_SESSIONS_PER_COMMAND, SessionsRevoked
 from syncline.logs import get_logger
@@ -132,6 +132,7 @@ class AuthService:
     ) -> None:
         self._pool = pool
         self._secret = jwt_secret
+        self.tokens = VerifiedTokens(jwt_secret)
         self._links = mails.Links(link_base.rstrip("/"))
         self.limiter = limiter if limiter is not None else RateLimiter(settings)
         self.mailer = mailer if mailer is not None else Mailer(pool, settings)
