@@ -38,6 +38,7 @@ def test_bad_urls_are_refused_with_the_reason(url: str) -> None:
 
 def test_a_channel_is_its_own_hash_tag_unless_it_has_braces() -> None:
     assert hash_tag("room:42") == "room:42"
-    assert hash_tag("a{b}c").startswith("#")
+    assert hash_tag("a{b}c").startswith("$")  # no valid channel name holds a '$'
+    assert hash_tag("dialog#42,43") == "dialog#42,43"
     assert hash_tag("") != hash_tag("x")
     assert hash_tag("a{b}c") == hash_tag("a{b}c")

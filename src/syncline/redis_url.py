@@ -75,11 +75,12 @@ def hash_tag(channel: str) -> str:
 
     A valid channel has no braces (core/namespaces.py); for any other name (or an empty one)
     a digest keeps every key of the channel in one slot, since Redis hashes only up to the
-    first ``}``.
+    first ``}``. It starts with '$', which no valid channel name holds ('#' may: a
+    user-limited channel), so a digest is never the tag of a real channel.
     """
     if channel and "{" not in channel and "}" not in channel:
         return channel
-    return "#" + hashlib.sha1(channel.encode(), usedforsecurity=False).hexdigest()
+    return "$" + hashlib.sha1(channel.encode(), usedforsecurity=False).hexdigest()
 
 
 def script_sha(source: str) -> str:

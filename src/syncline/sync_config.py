@@ -25,6 +25,8 @@ def build_sync_config(settings: Settings) -> SyncConfig:
     """Defaults plus the configured namespaces and rules; one clear error if they are invalid."""
     try:
         registry = ns.load_namespaces(settings.namespaces, defaults=app_namespaces())
+        if problem := registry.personal_channel_problem(settings.personal_channel):
+            raise ConfigError(problem)
         rules = [*app_rules(), *load_rules(settings.rules)]
         return SyncConfig(registry, RuleSet(rules, registry))
     except ns.ConfigError as err:

@@ -26,6 +26,7 @@ from syncline.core.namespaces import (
     NeedsMembershipCheck,
     authorize,
     authorize_subscribe,
+    limited_users,
     load_namespaces,
 )
 
@@ -411,3 +412,109 @@ def test_changes_that_may_remove_a_member_are_recognised(
     channel: str, table: str, op: str, expected: bool
 ) -> None:
     assert REGISTRY.may_revoke_membership(channel, table, op) is expected
+
+
+# --- user-limited channels (Centrifugo's '#' boundary) ------------------------------------------
+
+LIMITED = NamespaceRegistry(
+    [
+        ns("", allow_user_limited_channels=True),  # Centrifugo's `dialog#42,43`, `#42`
+        ns("personal", allow_user_limited_channels=True, subscribe="token"),
+        ns("room", subscribe="membership", membership_query="SELECT 1"),
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    ("channel", "users"),
+    [
+        ("dialog#42,43", ("42", "43")),
+        ("#42", ("42",)),
+        ("personal:#42", ("42",)),
+        ("chat:dm.a#ann@example.org,bob", ("ann@example.org", "bob")),
+    ],
+)
+def test_the_users_of_a_user_limited_channel(channel: str, users: tuple[str, ...]) -> None:
+    assert limited_users(channel) == users
+
+
+@pytest.mark.parametrize(
+    "channel",
+    ["dialog#", "dialog#42,", "dialog#,42", "dialog#42,,43", "a#b#42", "dialog#4:2", "dialog#4 2"],
+)
+def test_malformed_user_limited_channels_are_refused(channel: str) -> None:
+    assert limited_users(channel) is None
+    found = LIMITED.resolve(channel)
+    assert isinstance(found, Deny)
+    assert found.code is ErrorCode.UNKNOWN_CHANNEL
+
+
+@pytest.mark.parametrize(
+    ("channel", "user", "allowed"),
+    [
+        ("dialog#42,43", "42", True),
+        ("dialog#42,43", "43", True),
+        ("dialog#42,43", "44", False),
+        ("dialog#42,43", "", False),  # anonymous is nobody's user id
+        ("dialog#42,43", None, False),
+        ("#42", "42", True),
+        # The namespace wants a token; the user list is permission enough (Centrifugo's rule).
+        ("personal:#42", "42", True),
+        ("personal:#42", "4", False),
+    ],
+)
+def test_only_the_listed_users_may_subscribe(channel: str, user: str | None, allowed: bool) -> None:
+    namespace = LIMITED.resolve(channel)
+    assert isinstance(namespace, Namespace)
+    decision = authorize_subscribe(namespace, channel, user)
+    if allowed:
+        assert decision == ALLOW
+    else:
+        assert isinstance(decision, Deny)
+        assert decision.code is ErrorCode.PERMISSION_DENIED
+
+
+def test_other_actions_on_a_user_limited_channel_need_their_option_and_the_user() -> None:
+    namespace = ns("", allow_user_limited_channels=True, allow_publish=True)
+    assert authorize(namespace, Action.PUBLISH, "d#1,2", "2") == ALLOW
+    denied = authorize(namespace, Action.PUBLISH, "d#1,2", "3")
+    assert isinstance(denied, Deny) and denied.code is ErrorCode.PERMISSION_DENIED
+    no_history = authorize(namespace, Action.HISTORY, "d#1,2", "1")
+    assert isinstance(no_history, Deny) and no_history.code is ErrorCode.NOT_AVAILABLE
+
+
+def test_hash_is_refused_where_user_limited_channels_are_not_allowed() -> None:
+    found = REGISTRY.resolve("room:1#7")  # the chat's namespaces don't allow them
+    assert isinstance(found, Deny)
+    assert found.code is ErrorCode.UNKNOWN_CHANNEL
+    assert "allow_user_limited_channels" in found.reason
+    assert isinstance(LIMITED.resolve("room:1#7"), Deny)
+    plain = NamespaceRegistry([ns("")])
+    assert isinstance(plain.resolve("#42"), Deny)
+
+
+def test_a_user_limited_channel_is_not_held_to_the_namespace_pattern() -> None:
+    registry = NamespaceRegistry(
+        [ns("chat", channel_pattern="chat:{room}", allow_user_limited_channels=True)]
+    )
+    assert registry.resolve("chat:lobby") == registry.get("chat")
+    assert registry.resolve("chat:#1,2") == registry.get("chat")
+    namespace = registry.get("chat")
+    assert namespace is not None
+    assert authorize_subscribe(namespace, "chat:#1,2", "1") == ALLOW
+
+
+def test_a_personal_channel_that_subscribes_nobody_is_a_config_error() -> None:
+    assert LIMITED.personal_channel_problem("#{sub}") is None
+    assert LIMITED.personal_channel_problem("personal:#{sub}") is None
+    assert LIMITED.personal_channel_problem("") is None
+    assert REGISTRY.personal_channel_problem("user:{sub}") is None
+    problem = REGISTRY.personal_channel_problem("#{sub}")
+    assert problem is not None
+    assert problem.startswith("personal_channel '#{sub}' would subscribe nobody: '#42'")
+    assert problem.endswith("does not allow them (allow_user_limited_channels = true)")
+    no_default = NamespaceRegistry([ns("user", subscribe="personal")])
+    problem = no_default.personal_channel_problem("#{sub}")
+    assert problem is not None and "no default namespace" in problem
+    assert problem.endswith("needs a namespace with allow_user_limited_channels = true")
+    assert REGISTRY.personal_channel_problem("nope:{sub}") is not None

@@ -9,15 +9,19 @@ from collections.abc import Callable
 from typing import Any
 
 import jwt
+import pytest
 from centrifuge import (
     Client,
     ClientEventHandler,
+    PublicationContext,
     ServerSubscribedContext,
     SubscribedContext,
     SubscriptionEventHandler,
     UnsubscribedContext,
 )
 from jwt.warnings import InsecureKeyLengthWarning
+
+from syncline.errors import ConfigError
 
 from helpers.live_server import start_live_server, stop_live_server
 
@@ -36,11 +40,15 @@ class ServerSubs(ClientEventHandler):  # type: ignore[misc]
 
 
 class SubEvents(SubscriptionEventHandler):  # type: ignore[misc]
-    """Records whether a subscription succeeded, and the code it ended with."""
+    """Records whether a subscription succeeded, what it received and the code it ended with."""
 
     def __init__(self) -> None:
         self.subscribed = 0
         self.unsubscribed: list[int] = []
+        self.pubs: list[Any] = []
+
+    async def on_publication(self, ctx: PublicationContext) -> None:
+        self.pubs.append(ctx.pub.data)
 
     async def on_subscribed(self, ctx: SubscribedContext) -> None:
         self.subscribed += 1
@@ -122,3 +130,48 @@ async def test_tokens_without_sub_are_the_anonymous_user_counted_once(schema_url
         for client in clients:
             await client.disconnect()
         await stop_live_server(server)
+
+
+# The built-in default namespace (the orders dashboard's), with Centrifugo's user-limited
+# channels allowed: `dialog#42,43`, and `#42` as every user's personal channel.
+USER_LIMITED = {
+    "default": {
+        "history_size": 1000,
+        "history_ttl": 3600,
+        "recover": True,
+        "allow_history": True,
+        "allow_user_limited_channels": True,
+    }
+}
+
+
+async def test_a_user_limited_channel_admits_its_users_only(schema_url: str) -> None:
+    server = await start_live_server(schema_url, namespaces=USER_LIMITED, personal_channel="#{sub}")
+    personal = ServerSubs()
+    ann = Client(server.ws_url, token=server.token("42"), events=personal)
+    eve = Client(server.ws_url, token=server.token("44"))
+    try:
+        await ann.connect()
+        await eve.connect()
+        # `personal_channel = "#{sub}"`: the server subscribed user 42 to `#42`.
+        await eventually(lambda: personal.channels == ["#42"])
+        events = SubEvents()
+        dialog = ann.new_subscription("dialog#42,43", events=events)
+        await dialog.subscribe()
+        await dialog.ready(timeout=5)
+        # No other permission needed, and none helps another user: 103 permission denied.
+        assert await refused_code(eve, "dialog#42,43") == 103
+        assert await refused_code(eve, "#42") == 103
+        await server.runtime.engine.append(
+            "dialog#42,43", b'{"text":"hi"}', history_size=1000, history_ttl_s=3600
+        )
+        await eventually(lambda: events.pubs == [{"text": "hi"}])
+    finally:
+        await ann.disconnect()
+        await eve.disconnect()
+        await stop_live_server(server)
+
+
+async def test_a_personal_channel_that_subscribes_nobody_stops_the_start(schema_url: str) -> None:
+    with pytest.raises(ConfigError, match=r"personal_channel '#\{sub\}' would subscribe nobody"):
+        await start_live_server(schema_url, personal_channel="#{sub}")

@@ -26,12 +26,25 @@ MAX_CHANNEL_LENGTH = 1024
 MAX_HISTORY_SIZE = 100_000
 MAX_HISTORY_TTL = 30 * 24 * 3600
 
-# A small, URL-, log- and Redis-key-safe alphabet: nothing ever needs escaping, and the
-# characters Centrifugo gives meaning to ($ private, # user boundary, * wildcard) stay unused.
+# A small, log- and Redis-key-safe alphabet: nothing ever needs escaping, and the characters
+# Centrifugo gives meaning to ($ private, * wildcard) stay unused; '#' and ',' only where they
+# mean what they mean in Centrifugo (below). A channel name in a URL is percent-encoded.
 CHANNEL_PUNCTUATION = "_.-@=+"
 PARAM_CHARS = frozenset(string.ascii_letters + string.digits + CHANNEL_PUNCTUATION)
 CHANNEL_CHARS = PARAM_CHARS | {NAMESPACE_SEPARATOR}
 _CHANNEL_RE = re.compile(r"[A-Za-z0-9_.\-@=+:]+")
+# Centrifugo's user-limited channels: `dialog#42,43` may be subscribed by users 42 and 43
+# only, in a namespace with allow_user_limited_channels. One '#', then a list of user ids
+# (each of the parameter alphabet, so never ':', '#' or ','); before it, the namespace and
+# an optional name (`#42` and `personal:#42` are personal channels, as Centrifugo makes them).
+USER_BOUNDARY = "#"
+# A user id as most applications make them, to check that a personal channel can exist.
+SAMPLE_USER = "42"
+USER_SEPARATOR = ","
+_USER_LIMITED_RE = re.compile(
+    r"(?P<base>(?:[A-Za-z0-9_.\-@=+]+:)?[A-Za-z0-9_.\-@=+:]*)#"
+    r"(?P<users>[A-Za-z0-9_.\-@=+]+(?:,[A-Za-z0-9_.\-@=+]+)*)"
+)
 _NAMESPACE_NAME_RE = re.compile(r"[A-Za-z0-9_.\-@=+]{1,64}")
 _IDENTIFIER_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PLACEHOLDER_RE = re.compile(r"\{([^{}]*)\}")
@@ -175,6 +188,7 @@ class Namespace(BaseModel):
     allow_publish: bool = False
     allow_history: bool = False
     allow_presence: bool = False
+    allow_user_limited_channels: bool = False
     max_channel_length: int = Field(default=DEFAULT_MAX_CHANNEL_LENGTH, ge=1, le=MAX_CHANNEL_LENGTH)
 
     _template: ChannelTemplate | None = PrivateAttr(default=None)
@@ -280,6 +294,8 @@ class Namespace(BaseModel):
         """The channel's pattern parameters, or None if it is not a channel of this namespace."""
         if self._template is None or len(channel) > self.max_channel_length:
             return {} if self.accepts(channel) else None
+        if USER_BOUNDARY in channel:
+            return {} if self.accepts(channel) else None
         return self._template.match(channel)
 
     def accepts(self, channel: str) -> bool:
@@ -287,6 +303,11 @@ class Namespace(BaseModel):
         template = self._template
         if len(channel) > self.max_channel_length:
             return False
+        if USER_BOUNDARY in channel:
+            # The pattern is not applied: the user list alone decides who may subscribe.
+            return (
+                self.allow_user_limited_channels and limited_users(channel, self.name) is not None
+            )
         if template is not None:
             return template.regex.fullmatch(channel) is not None
         name, sep, rest = channel.partition(NAMESPACE_SEPARATOR)
@@ -295,11 +316,26 @@ class Namespace(BaseModel):
         return name == self.name and _CHANNEL_RE.fullmatch(rest) is not None
 
 
+def limited_users(channel: str, namespace: str | None = None) -> tuple[str, ...] | None:
+    """The users of a user-limited channel (``dialog#42,43`` → 42, 43), or None if ``channel``
+    is not a well-formed one (of ``namespace``, when given)."""
+    m = _USER_LIMITED_RE.fullmatch(channel)
+    if m is None:
+        return None
+    name, sep, _ = m["base"].partition(NAMESPACE_SEPARATOR)
+    if namespace is not None and (name if sep else DEFAULT_NAMESPACE) != namespace:
+        return None
+    return tuple(m["users"].split(USER_SEPARATOR))
+
+
 def _not_in_namespace(namespace: Namespace, channel: str) -> Deny:
     if len(channel) > namespace.max_channel_length:
         return Deny(
             ErrorCode.LIMIT_EXCEEDED, f"channel name longer than {namespace.max_channel_length}"
         )
+    if USER_BOUNDARY in channel and not namespace.allow_user_limited_channels:
+        why = f"'#' marks a user-limited channel; {namespace.label} does not allow them"
+        return Deny(ErrorCode.UNKNOWN_CHANNEL, f"{why} (allow_user_limited_channels = true)")
     shape = f"pattern {namespace.template.text!r}" if namespace.template else "name rules"
     why = f"{channel!r} does not fit the {shape} of {namespace.label}"
     return Deny(ErrorCode.UNKNOWN_CHANNEL, why)
@@ -344,6 +380,14 @@ def authorize(
             return Deny(ErrorCode.PERMISSION_DENIED, f"clients can't read presence in {label}")
     if subscribed and action is not Action.SUBSCRIBE:
         return ALLOW
+    if USER_BOUNDARY in channel and namespace.allow_user_limited_channels:
+        # Centrifugo's rule: the listed users, and nobody else, whatever the policy says.
+        users = limited_users(channel, namespace.name)
+        if users is None:
+            return _not_in_namespace(namespace, channel)
+        if user and user in users:
+            return ALLOW
+        return Deny(ErrorCode.PERMISSION_DENIED, f"{channel!r} is limited to other users")
     params = namespace.params(channel)
     if params is None:
         return _not_in_namespace(namespace, channel)
@@ -427,13 +471,39 @@ class NamespaceRegistry:
             return False
         return table.lower() in self._membership_tables.get(namespace.name, ())
 
+    def personal_channel_problem(self, template: str) -> str | None:
+        """Why the setting ``personal_channel`` (``{sub}`` stands for the user) would
+        subscribe nobody, or None when it works: a config that does nothing is an error."""
+        if not template:
+            return None
+        rendered = template.replace("{sub}", SAMPLE_USER)
+        found = self.resolve(rendered)
+        if isinstance(found, Deny):
+            hint = ""
+            if USER_BOUNDARY in rendered and "allow_user_limited_channels" not in found.reason:
+                hint = (
+                    "; a user-limited channel needs a namespace with "
+                    "allow_user_limited_channels = true"
+                )
+            return (
+                f"personal_channel {template!r} would subscribe nobody: {rendered!r} (for user "
+                f"{SAMPLE_USER!r}) is not a valid channel: {found.reason}{hint}"
+            )
+        return None
+
     def resolve(self, channel: str) -> Namespace | Deny:
         """The namespace of ``channel``, or why it is not a valid channel name."""
         if not channel:
             return Deny(ErrorCode.BAD_REQUEST, "empty channel name")
         if len(channel) > self._max_length:
             return Deny(ErrorCode.LIMIT_EXCEEDED, f"channel name longer than {self._max_length}")
-        if not _CHANNEL_RE.fullmatch(channel):
+        if USER_BOUNDARY in channel:
+            if _USER_LIMITED_RE.fullmatch(channel) is None:
+                return Deny(
+                    ErrorCode.UNKNOWN_CHANNEL,
+                    f"a user-limited channel is <name>#<user>[,<user>...], of {_ALLOWED_TEXT}",
+                )
+        elif not _CHANNEL_RE.fullmatch(channel):
             return Deny(ErrorCode.UNKNOWN_CHANNEL, f"channel names may only use {_ALLOWED_TEXT}")
         name, sep, _ = channel.partition(NAMESPACE_SEPARATOR)
         ns = self._named.get(name) if sep else self._default

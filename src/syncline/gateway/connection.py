@@ -474,7 +474,10 @@ class Connection(WSListener):
         personal = gw.personal_channel(self.user)
         if personal is not None:
             namespace = gw.resolve(personal)
-            if isinstance(namespace, Namespace):
+            if isinstance(namespace, Deny):
+                # The setting was checked at start: this user's id can't make a channel name.
+                log.warning("no personal channel", user=self.user, why=namespace.reason)
+            else:
                 asked = cmd.subs.get(personal)
                 sub = Subscription(personal, namespace, server_side=True)
                 result = await self._attach(
