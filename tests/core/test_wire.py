@@ -278,14 +278,21 @@ def test_presence_result_key_is_presence_and_info_always_has_user_and_client() -
     }
 
 
-def test_empty_presence_is_an_empty_result_not_null() -> None:
-    assert encode_reply(5, "presence", presence_result({})) == b'{"id":5,"presence":{}}'
+def test_empty_presence_is_an_empty_object_not_null_nor_missing() -> None:
+    assert encode_reply(5, "presence", presence_result({})) == (
+        b'{"id":5,"presence":{"presence":{}}}'
+    )
 
 
 def test_presence_stats_doc_example() -> None:
     result = presence_stats_result(num_clients=2, num_users=1)
     assert wire.dumps(result) == b'{"num_clients":2,"num_users":1}'
-    assert presence_stats_result(0, 0) == {}
+
+
+@pytest.mark.parametrize(("clients", "users"), [(-1, 0), (0, 2**32), (True, 0), (1.0, 1)])
+def test_presence_stats_counts_are_uint32(clients: Any, users: Any) -> None:
+    with pytest.raises(ValueError, match="uint32"):
+        presence_stats_result(clients, users)
 
 
 def test_rpc_result_holds_data_only_when_given() -> None:
@@ -395,6 +402,69 @@ def test_subscribe_push_for_runtime_server_side_subscription() -> None:
 def test_unknown_push_kind_is_refused(kind: str) -> None:
     with pytest.raises(ValueError, match="kind"):
         encode_push("c", kind, {})
+
+
+# --- zero values: exactly what Go's encoder writes ----------------------------------------
+# centrifugal/protocol encodes JSON with easyjson code generated from client.pb.go: a field
+# whose JSON tag has `omitempty` is left out when zero, the others are always written. The
+# only ones without it: ClientInfo user/client, PresenceResult presence,
+# PresenceStatsResult num_clients/num_users, HistoryResult publications/epoch/offset.
+# Every reply and push below is built from zero values and must come out byte for byte as Go's.
+
+NOBODY = ClientInfo("", "")
+
+GO_ZERO_VALUES: list[tuple[str, bytes, bytes]] = [
+    ("connect", encode_reply(1, "connect", connect_result("c")), b'{"client":"c"}'),
+    ("subscribe", encode_reply(1, "subscribe", subscribe_result()), b"{}"),
+    ("unsubscribe", encode_reply(1, "unsubscribe", {}), b"{}"),
+    ("publish", encode_reply(1, "publish", {}), b"{}"),
+    ("presence", encode_reply(1, "presence", presence_result({})), b'{"presence":{}}'),
+    (
+        "presence_stats",
+        encode_reply(1, "presence_stats", presence_stats_result(0, 0)),
+        b'{"num_clients":0,"num_users":0}',
+    ),
+    (
+        "history",
+        encode_reply(1, "history", history_result()),
+        b'{"publications":[],"epoch":"","offset":0}',
+    ),
+    ("rpc", encode_reply(1, "rpc", rpc_result()), b"{}"),
+    ("refresh", encode_reply(1, "refresh", refresh_result()), b"{}"),
+    ("sub_refresh", encode_reply(1, "sub_refresh", sub_refresh_result()), b"{}"),
+    ("pub", encode_pub_push("c", b"1"), b'{"data":1}'),
+    ("join", encode_join_push("c", NOBODY), b'{"info":{"user":"","client":""}}'),
+    ("leave", encode_leave_push("c", NOBODY), b'{"info":{"user":"","client":""}}'),
+    (
+        "unsubscribe",
+        encode_unsubscribe_push("c"),
+        b'{"code":2000,"reason":"server unsubscribe"}',
+    ),
+    ("subscribe", encode_subscribe_push("c", subscribe_result()), b"{}"),
+    (
+        "disconnect",
+        encode_disconnect_push(DisconnectCode.SHUTDOWN),
+        b'{"code":3001,"reason":"shutdown"}',
+    ),
+    ("message", encode_message_push(1), b'{"data":1}'),
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "frame", "body"),
+    GO_ZERO_VALUES,
+    ids=[f"{kind}-{n}" for n, (kind, _, _) in enumerate(GO_ZERO_VALUES)],
+)
+def test_zero_values_are_written_as_go_writes_them(kind: str, frame: bytes, body: bytes) -> None:
+    reply = orjson.loads(frame)
+    inner = reply["push"][kind] if "push" in reply else reply[kind]
+    assert wire.dumps(inner) == body
+
+
+def test_a_history_with_publications_keeps_the_position_keys_even_when_zero() -> None:
+    # An ephemeral stream (no epoch yet) still answers with all three keys.
+    result = history_result([encode_publication(b'"x"')])
+    assert wire.dumps(result) == b'{"publications":[{"data":"x"}],"epoch":"","offset":0}'
 
 
 # --- §9 the constructed conversation, server side ------------------------------------------

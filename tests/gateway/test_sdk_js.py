@@ -159,3 +159,24 @@ async def test_a_channel_the_user_may_not_see_is_refused(live_server: LiveServer
         assert not [e for e in client.events if e["event"] == "subscribed"]
         await asyncio.sleep(0.3)  # and the SDK does not retry
         assert not [e for e in client.events if e["event"] in ("subscribing", "subscribed")][1:]
+
+
+async def test_empty_channel_results_carry_their_zero_values(live_server: LiveServer) -> None:
+    """The JS SDK hands the reply's fields over as they are: numClients is undefined unless
+    the server sends 0, as Centrifugo does."""
+    await live_server.sql("INSERT INTO room_members (room_id, user_id) VALUES (5, 1)")
+    token = live_server.token("1")
+    async with node_client(live_server, "subscribe", token=token) as client:
+        await client.expect_event("connected")
+        await client.send("presence_stats room:5")
+        stats = await client.expect_event("presence_stats_result")
+        assert (stats["numClients"], stats["numUsers"]) == (0, 0)
+        await client.send("presence room:5")
+        presence = await client.expect_event("presence_result")
+        assert presence["clients"] == {}
+        await client.send('history orders {"limit": -1}')
+        history = await client.expect_event("history_result")
+        assert history["publications"] == []
+        assert history["offset"] == 0
+        assert history["epoch"] not in ("", "<undefined>")
+        assert not client.named("call_error")

@@ -281,3 +281,42 @@ async def test_removing_a_member_unsubscribes_them(live_server: LiveServer) -> N
     await eventually(lambda: bool(events.unsubscribed))
     assert events.unsubscribed[0].code == 2000
     await client.disconnect()
+
+
+async def test_empty_channel_results_carry_their_zero_values(live_server: LiveServer) -> None:
+    """presence_stats, presence and history of a channel with nobody in it and nothing
+    published: what Centrifugo sends (0, 0; an empty map; an empty list at offset 0), on the
+    wire and in the SDK's typed results."""
+    await live_server.sql("INSERT INTO room_members (room_id, user_id) VALUES (5, 1)")
+    client = client_for(live_server, "1")
+    await client.connect()
+    stats = await client.presence_stats("room:5")
+    assert (stats.num_clients, stats.num_users) == (0, 0)
+    presence = await client.presence("room:5")
+    assert presence.clients == {}
+    history = await client.history("orders", limit=-1)
+    assert history.publications == []
+    assert history.offset == 0
+    assert history.epoch  # the stream exists from the first read on: its epoch is set
+    await client.disconnect()
+
+    async with websockets.connect(live_server.ws_url) as ws:
+        await ws.send(json.dumps({"id": 1, "connect": {"token": live_server.token("1")}}))
+        await asyncio.wait_for(ws.recv(), 5)
+        commands = [
+            {"id": 2, "presence_stats": {"channel": "room:5"}},
+            {"id": 3, "presence": {"channel": "room:5"}},
+            {"id": 4, "history": {"channel": "orders", "limit": -1}},
+        ]
+        replies: dict[int, Any] = {}
+        await ws.send("\n".join(json.dumps(c) for c in commands))
+        while len(replies) < 3:
+            for line in str(await asyncio.wait_for(ws.recv(), 5)).splitlines():
+                reply = json.loads(line)
+                replies[reply.get("id", 0)] = reply
+    assert replies[2] == {"id": 2, "presence_stats": {"num_clients": 0, "num_users": 0}}
+    assert replies[3] == {"id": 3, "presence": {"presence": {}}}
+    assert replies[4] == {
+        "id": 4,
+        "history": {"publications": [], "epoch": history.epoch, "offset": 0},
+    }

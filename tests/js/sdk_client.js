@@ -9,6 +9,7 @@
 //   CHANNEL    channel for the "subscribe" scenario
 //   TOKENS     JSON list of tokens getToken hands out first ("refresh" scenario)
 //   RPC_CALLS  JSON list of {"method": ..., "data": ...} for the "rpc" scenario
+//   DELTA      delta type to ask for when subscribing to CHANNEL (e.g. "fossil")
 //
 // Scenarios:
 //   subscribe  connect, subscribe to CHANNEL, print events
@@ -17,7 +18,9 @@
 //              ("token <jwt>"); with CHANNEL set, also subscribe to it
 //
 // stdin commands, one a line: "disconnect", "connect", "token <jwt>", "rpc <method> <json>",
-// "quit". The script stops when stdin closes or on "quit".
+// "presence <channel>", "presence_stats <channel>", "history <channel> [<json options>]",
+// "quit". The client-level calls print what the SDK returns as it is (a missing field as
+// "<undefined>"), to check the typed results. The script stops when stdin closes or on "quit".
 //
 // stdout: one JSON object a line, {"event": <name>, ...}. Diagnostics go to stderr.
 'use strict';
@@ -90,7 +93,9 @@ client.on('publication', (ctx) =>
 );
 
 function subscribe(channel) {
-  const sub = client.newSubscription(channel);
+  const subOptions = {};
+  if (process.env.DELTA) subOptions.delta = process.env.DELTA;
+  const sub = client.newSubscription(channel, subOptions);
   sub.on('subscribing', (ctx) =>
     emit('subscribing', { channel: ctx.channel, code: ctx.code, reason: ctx.reason }),
   );
@@ -119,6 +124,37 @@ function subscribe(channel) {
   );
   sub.subscribe();
   return sub;
+}
+
+// JSON.stringify drops undefined: show it, since a missing field is what these checks are for.
+function shown(value) {
+  return value === undefined ? '<undefined>' : value;
+}
+
+async function call(kind, channel, options) {
+  try {
+    if (kind === 'presence') {
+      const result = await client.presence(channel);
+      emit('presence_result', { channel, clients: shown(result.clients) });
+    } else if (kind === 'presence_stats') {
+      const result = await client.presenceStats(channel);
+      emit('presence_stats_result', {
+        channel,
+        numClients: shown(result.numClients),
+        numUsers: shown(result.numUsers),
+      });
+    } else {
+      const result = await client.history(channel, options);
+      emit('history_result', {
+        channel,
+        publications: result.publications.map((p) => ({ offset: shown(p.offset), data: p.data })),
+        epoch: shown(result.epoch),
+        offset: shown(result.offset),
+      });
+    }
+  } catch (err) {
+    emit('call_error', { kind, channel, ...errorFields(err) });
+  }
 }
 
 async function rpc(method, data) {
@@ -159,6 +195,11 @@ input.on('line', (raw) => {
     const method = space === -1 ? argument : argument.slice(0, space);
     const data = space === -1 ? null : JSON.parse(argument.slice(space + 1));
     rpc(method, data);
+  } else if (command === 'presence' || command === 'presence_stats' || command === 'history') {
+    const space = argument.indexOf(' ');
+    const channel = space === -1 ? argument : argument.slice(0, space);
+    const options = space === -1 ? {} : JSON.parse(argument.slice(space + 1));
+    call(command, channel, options);
   } else emit('bad_command', { line });
 });
 input.on('close', () => stop(0));

@@ -3,9 +3,13 @@
 Every function returns one JSON object with no raw newline in it, so that ``join_lines`` can
 batch several into one frame: centrifuge-python splits a frame on "\\n" and stops for good on a
 piece it cannot decode. The bytes are UTF-8 and must go out as WebSocket *text* frames.
-Result builders leave out zero values as the Go server does, except the keys the Python SDK
-indexes directly (error message, connect client, ttl whenever expires, unsubscribe/disconnect
-code and reason, join/leave info). Publication data that is already JSON is spliced in as-is:
+Result builders write exactly what Go's encoder (centrifugal/protocol's easyjson code) writes:
+zero values are left out except where its JSON tags have no ``omitempty``: ClientInfo
+``user``/``client``, presence's ``presence``, presence_stats' ``num_clients``/``num_users``,
+history's ``publications``/``epoch``/``offset``; the SDKs read those without a default (JS
+``numClients === undefined`` otherwise). The keys the Python SDK indexes directly are always
+there too (error message, connect client, ttl whenever expires, unsubscribe/disconnect code
+and reason, join/leave info). Publication data that is already JSON is spliced in as-is:
 a publication is encoded once per channel, not once per subscriber.
 See centrifuge-protocol.md §1-§3.
 """
@@ -365,30 +369,30 @@ def subscribe_result(
 def history_result(
     publications: Iterable[Publication | RawJson] = (), *, epoch: str = "", offset: int = 0
 ) -> dict[str, Any]:
-    """Publications (each with its offset) and the stream's current top position."""
-    result: dict[str, Any] = {}
-    pubs = list(publications)
-    if pubs:
-        result["publications"] = pubs
-    if epoch:
-        result["epoch"] = epoch
-    if offset:
-        result["offset"] = _offset(offset)
-    return result
+    """Publications (each with its offset) and the stream's current top position.
+
+    All three keys are always present, as Go sends them: ``[]``, ``""`` and ``0`` included.
+    """
+    return {"publications": list(publications), "epoch": epoch, "offset": _offset(offset)}
 
 
 def presence_result(clients: Mapping[str, ClientInfo]) -> dict[str, Any]:
-    """Keyed ``presence`` (not ``clients``), client id → ClientInfo."""
-    return {"presence": dict(clients)} if clients else {}
+    """Keyed ``presence`` (not ``clients``), client id → ClientInfo; ``{}`` when nobody is in."""
+    return {"presence": dict(clients)}
+
+
+def _count(value: int, what: str) -> int:
+    if not _is_int(value) or not 0 <= value <= _MAX_UINT32:
+        raise ValueError(f"{what} must be a uint32, got {value!r}")
+    return value
 
 
 def presence_stats_result(num_clients: int, num_users: int) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    if num_clients:
-        result["num_clients"] = num_clients
-    if num_users:
-        result["num_users"] = num_users
-    return result
+    """Both counts, always (0 included): Go's encoder sends them, the SDKs read them as is."""
+    return {
+        "num_clients": _count(num_clients, "num_clients"),
+        "num_users": _count(num_users, "num_users"),
+    }
 
 
 def refresh_result(*, expires: bool = False, ttl: int = 0) -> dict[str, Any]:
