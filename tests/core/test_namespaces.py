@@ -137,6 +137,14 @@ def test_rendering_then_parsing_a_channel_name_round_trips_the_parameters(
             {"history_size": 10, "history_ttl": 60, "allow_publish": True},
             "allow_publish = true is refused in a namespace with history",
         ),
+        (
+            {"allow_publish": True, "client_publish_history": True},
+            "client_publish_history = true needs a history",
+        ),
+        (
+            {"history_size": 10, "history_ttl": 60, "client_publish_history": True},
+            "client_publish_history = true needs allow_publish = true",
+        ),
         ({"history_size": 10}, "history_size and history_ttl go together"),
         ({"history_ttl": 10}, "history_size and history_ttl go together"),
         ({"recover": True}, "recover = true needs a history"),
@@ -190,6 +198,27 @@ def test_publish_with_history_explains_why() -> None:
     assert "ephemeral" in problems
     assert "offsets" in problems
     assert "history-less namespace" in problems
+    # ... and names the option that allows it, with where the trade-off is written down.
+    assert "unless client_publish_history = true" in problems
+    assert "docs/topics/client-publish-history.md" in problems
+
+
+def test_client_publish_into_history_is_an_explicit_option_off_by_default() -> None:
+    assert not Namespace().client_publish_history
+    registry = load_namespaces(
+        {
+            "chat": {
+                "history_size": 100,
+                "history_ttl": 300,
+                "recover": True,
+                "allow_publish": True,
+                "client_publish_history": True,
+            }
+        }
+    )
+    chat = registry.get("chat")
+    assert chat is not None and chat.client_publish_history and chat.allow_publish
+    assert authorize(chat, Action.PUBLISH, "chat:lobby", "7") == ALLOW
 
 
 @pytest.mark.parametrize(

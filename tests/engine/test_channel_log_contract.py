@@ -192,6 +192,76 @@ async def test_append_drops_a_change_already_appended_per_channel(engine: Channe
     assert (await engine.position("a")).offset == 5
 
 
+async def test_client_appends_interleave_with_captured_batches_in_one_sequence(
+    engine: ChannelLog,
+) -> None:
+    """Client publications into a history namespace (no commit position, publisher info)
+    racing capture batches: one gap-free sequence, and a capture re-read after a crash
+    still drops exactly the changes already appended, client publications in between."""
+    recorder = Recorder()
+    engine.subscribe_fanout(recorder)
+    await engine.listen("chat")
+    info = ClientInfo("7", "c-7", b'{"name":"ann"}', None)
+    batches = [
+        [
+            AppendRequest(
+                "chat", b'{"c":%d}' % (b * 5 + i), SIZE, TTL_S, None, CommitPosition(b, i)
+            )
+            for i in range(5)
+        ]
+        for b in range(1, 9)
+    ]
+
+    async def capture() -> None:
+        for batch in batches:
+            await engine.append_batch(batch)
+            await asyncio.sleep(0)
+
+    async def client(writer: int) -> list[int]:
+        """One connection: its publications one after another, as the gateway runs them."""
+        got = []
+        for n in range(5):
+            pub = await engine.append(
+                "chat",
+                b'{"w":%d,"m":%d}' % (writer, n),
+                info=info,
+                history_size=SIZE,
+                history_ttl_s=TTL_S,
+            )
+            assert pub is not None
+            got.append(pub.offset)
+        return got
+
+    capturing = asyncio.create_task(capture())
+    client_offsets = await asyncio.gather(*(client(w) for w in range(4)))
+    await capturing
+    page = await engine.history("chat", limit=-1)
+    assert offsets(page.publications) == list(range(1, 61))
+    assert page.position.offset == 60
+    # Each writer's own order holds; client publications carry the publisher's info.
+    captured = [p.data for p in page.publications if p.info is None]
+    assert captured == [r.data for batch in batches for r in batch]
+    published = {p.offset: p for p in page.publications if p.info is not None}
+    assert {p.info for p in published.values()} == {info}
+    for writer, got in enumerate(client_offsets):
+        assert got == sorted(got)
+        assert [published[o].data for o in got] == [
+            b'{"w":%d,"m":%d}' % (writer, n) for n in range(5)
+        ]
+    # A capture restarted from an older acknowledged position: every change is a repeat.
+    again = await engine.append_batch([r for batch in batches for r in batch])
+    assert again == [None] * 40
+    nxt = AppendRequest("chat", b'{"c":"next"}', SIZE, TTL_S, None, CommitPosition(9, 0))
+    [appended] = await engine.append_batch([nxt])
+    assert appended is not None and appended.offset == 61
+    # Fan-out saw the same single sequence, and recovery from 0 replays all of it.
+    await recorder.wait_count("chat", 61)
+    assert recorder.offsets("chat") == list(range(1, 62))
+    recovered = await engine.recover("chat", StreamPosition(0, page.position.epoch))
+    assert recovered.recovered
+    assert [p.data for p in recovered.publications][:60] == [p.data for p in page.publications]
+
+
 async def test_append_batch_keeps_order_dedupes_within_the_batch(engine: ChannelLog) -> None:
     recorder = Recorder()
     engine.subscribe_fanout(recorder)

@@ -186,6 +186,9 @@ class Namespace(BaseModel):
     membership_query: str | None = None
     channel_pattern: str | None = None
     allow_publish: bool = False
+    # Client publications take offsets and enter history like captured changes (Centrifugo's
+    # behaviour); off by default, see docs/topics/client-publish-history.md for the trade-off.
+    client_publish_history: bool = False
     allow_history: bool = False
     allow_presence: bool = False
     allow_user_limited_channels: bool = False
@@ -208,19 +211,24 @@ class Namespace(BaseModel):
             raise ValueError("the name 'default' is kept for the default namespace")
         if bool(self.history_size) != bool(self.history_ttl):
             raise ValueError("history_size and history_ttl go together: both > 0, or both 0")
-        for flag in ("recover", "allow_history"):
+        for flag in ("recover", "allow_history", "client_publish_history"):
             if getattr(self, flag) and not self.history_size:
                 raise ValueError(f"{flag} = true needs a history (history_size > 0)")
         if self.allow_presence and not self.presence:
             raise ValueError("allow_presence = true needs presence = true")
-        if self.allow_publish and self.history_size:
+        if self.client_publish_history and not self.allow_publish:
+            raise ValueError("client_publish_history = true needs allow_publish = true")
+        if self.allow_publish and self.history_size and not self.client_publish_history:
             raise ValueError(
                 "allow_publish = true is refused in a namespace with history "
-                f"(history_size = {self.history_size}): a client publication is an ephemeral "
-                "event with no commit position, so it would take offsets in a channel whose "
-                "offsets stand for committed changes, and recovery would replay it as data. "
-                "Write persistent data to PostgreSQL (capture publishes it) and send ephemeral "
-                "events to a history-less namespace such as 'typing'"
+                f"(history_size = {self.history_size}) unless client_publish_history = true: "
+                "by default a client publication is an ephemeral event with no commit "
+                "position, and it would take offsets in a channel whose offsets stand for "
+                "committed changes, and recovery would replay it as data. Write persistent "
+                "data to PostgreSQL (capture publishes it) and send ephemeral events to a "
+                "history-less namespace such as 'typing'; or, to keep client publications in "
+                "history as Centrifugo does (as durable as the engine, not as PostgreSQL), set "
+                "client_publish_history = true (docs/topics/client-publish-history.md)"
             )
 
     def _check_policy(self) -> None:

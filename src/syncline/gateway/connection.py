@@ -658,7 +658,27 @@ class Connection(WSListener):
             return
         sub = self.subs.get(cmd.channel)
         info = ClientInfo(self.user, self.client, self.conn_info, sub.chan_info if sub else None)
-        await self.gw.engine.publish_ephemeral(cmd.channel, orjson.dumps(cmd.data), info)
+        data, engine = orjson.dumps(cmd.data), self.gw.engine
+        try:
+            if namespace.client_publish_history:
+                # The engine's atomic append: the next offset of the one sequence that
+                # captured changes take too (docs/topics/client-publish-history.md).
+                await engine.append(
+                    cmd.channel,
+                    data,
+                    info=info,
+                    history_size=namespace.history_size,
+                    history_ttl_s=float(namespace.history_ttl),
+                )
+            else:
+                await engine.publish_ephemeral(cmd.channel, data, info)
+        except ConnectionError as err:
+            # The engine (Redis) is unreachable: the publication may or may not have been
+            # appended, so no retry here; the client gets error 100, as from Centrifugo.
+            log.warning("publish failed", channel=cmd.channel, error=str(err))
+            self._error(cmd.id, ErrorCode.INTERNAL)
+            return
+        # Centrifugo's PublishResult is empty whatever the namespace: no offset or epoch.
         self._reply(cmd.id, "publish", {})
 
     async def _presence(self, cmd: p.PresenceCommand | p.PresenceStatsCommand) -> None:
