@@ -1,0 +1,1 @@
+"""The Centrifuge client protocol's Protobuf messages, generated from client.proto."""
