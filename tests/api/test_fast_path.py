@@ -12,11 +12,12 @@ from typing import Any
 import httpx
 import jwt
 import psycopg
+from prometheus_client import REGISTRY
 from psycopg_pool import AsyncConnectionPool
 
 from syncline.api.app import create_app
 from syncline.api.context import AppContext
-from syncline.api.fast import ChatFastPath
+from syncline.api.fast import ChatFastPath, FastPathApp
 from syncline.settings import load_settings
 
 from helpers.chat import Account, global_room_id, make_account
@@ -31,24 +32,27 @@ COMPARED_HEADERS = (
     "retry-after",
     "x-content-type-options",
     "content-security-policy",
+    "access-control-allow-origin",
+    "access-control-allow-credentials",
+    "vary",
 )
 
 
 @asynccontextmanager
-async def both_apps(url: str) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+async def both_apps(
+    url: str, **overrides: Any
+) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
     """(with the fast path, without it) over one pool and one database."""
-    settings = load_settings(None, jwt_secret=TEST_SECRET, log_level="warning")
+    settings = load_settings(None, jwt_secret=TEST_SECRET, log_level="warning", **overrides)
     pool = AsyncConnectionPool(url, min_size=1, max_size=4, open=False, kwargs={"autocommit": True})
     await pool.open(wait=True)
     try:
         context = AppContext(settings=settings, pool=pool, jwt_secret=TEST_SECRET)
         fast_app = create_app(context)
         slow_app = create_app(context)
-        fast_name = ChatFastPath.__name__
-        slow_app.user_middleware = [
-            m for m in slow_app.user_middleware if getattr(m.cls, "__name__", "") != fast_name
-        ]
-        assert len(slow_app.user_middleware) == len(fast_app.user_middleware) - 1
+        assert isinstance(fast_app, FastPathApp) and isinstance(slow_app, FastPathApp)
+        assert fast_app.fast_path is not None
+        slow_app.fast_path = None
         async with (
             httpx.AsyncClient(transport=httpx.ASGITransport(fast_app), base_url="http://t") as fast,
             httpx.AsyncClient(transport=httpx.ASGITransport(slow_app), base_url="http://t") as slow,
@@ -176,6 +180,8 @@ async def test_send_answers_alike(schema_url: str) -> None:
             await same(fast, slow, "POST", path, content=b"{", headers=headers)
         too_big = {**auth, "Content-Type": "application/json", "Content-Length": str(10**9)}
         await same(fast, slow, "POST", path, content=b'{"body": "x"}', headers=too_big)
+        odd_size = {**auth, "Content-Type": "application/json", "Content-Length": "+13"}
+        await same(fast, slow, "POST", path, content=b'{"body": "x"}', headers=odd_size)
         for method in ("PUT", "DELETE", "HEAD", "PATCH"):
             await same(fast, slow, method, path, headers=auth)
 
@@ -227,10 +233,7 @@ async def test_the_fast_path_answers_ordinary_requests_itself(schema_url: str) -
     path = f"/api/rooms/{room}/messages"
     auth = bearer(ann.token)
     async with both_apps(schema_url) as (fast, _):
-        assert (await fast.get("/healthz")).status_code == 200  # builds the middleware stack
-        layer: Any = fast._transport.app.middleware_stack  # type: ignore[attr-defined]
-        while not isinstance(layer, ChatFastPath):
-            layer = layer.app
+        layer: ChatFastPath = fast._transport.app.fast_path  # type: ignore[attr-defined]
         inner, passed = layer.app, []
 
         async def spy(scope: Any, receive: Any, send: Any) -> None:
@@ -271,3 +274,43 @@ async def test_a_token_verified_before_is_refused_once_its_session_is_revoked(
             assert refused.json()["error"]["code"] == "session_revoked"
         refused = await fast.get("/api/users/me", headers=auth)
         assert refused.status_code == 401
+
+
+async def test_cross_origin_requests_get_the_cors_answer(schema_url: str) -> None:
+    """With CORS on, a request naming its origin gets CORSMiddleware's headers either way."""
+    ann = await make_account(schema_url, "ann")
+    room = await global_room_id(schema_url)
+    path = f"/api/rooms/{room}/messages"
+    async with both_apps(schema_url, cors_origins=["http://web.test"]) as (fast, slow):
+        for origin in ("http://web.test", "http://elsewhere.test"):
+            headers = {**bearer(ann.token), "Origin": origin}
+            sent = await same(fast, slow, "POST", path, json={"body": "o"}, headers=headers)
+            assert sent.status_code == 201
+            page = await same(fast, slow, "GET", path + "?limit=1", headers=headers)
+            assert page.status_code == 200
+        allowed = {**bearer(ann.token), "Origin": "http://web.test"}
+        assert (await fast.get(path, headers=allowed)).headers[
+            "access-control-allow-origin"
+        ] == "http://web.test"
+        # Without an Origin header the fast path answers, CORS on or not.
+        assert (await fast.get(path, headers=bearer(ann.token))).status_code == 200
+
+
+async def test_the_request_counter_counts_fast_answers_by_route(schema_url: str) -> None:
+    ann = await make_account(schema_url, "ann")
+    room = await global_room_id(schema_url)
+    path = f"/api/rooms/{room}/messages"
+
+    def count(method: str, status: str) -> float:
+        value = REGISTRY.get_sample_value(
+            "syncline_http_requests_total", {"method": method, "route": ROUTE, "status": status}
+        )
+        return value or 0.0
+
+    async with both_apps(schema_url) as (fast, _):
+        before = count("POST", "201"), count("GET", "200"), count("POST", "401")
+        await fast.post(path, json={"body": "n"}, headers=bearer(ann.token))
+        await fast.get(path, headers=bearer(ann.token))
+        await fast.post(path, json={"body": "n"}, headers=bearer("not.a.token"))
+        after = count("POST", "201"), count("GET", "200"), count("POST", "401")
+    assert [b - a for a, b in zip(before, after, strict=True)] == [1, 1, 1]

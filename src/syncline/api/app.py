@@ -14,7 +14,7 @@ from syncline import __version__
 from syncline.api.auth_deps import build_auth_service
 from syncline.api.context import AppContext
 from syncline.api.errors import install_error_handlers
-from syncline.api.fast import ChatFastPath
+from syncline.api.fast import FastPathApp
 from syncline.api.headers import SecurityHeadersMiddleware
 from syncline.api.limits import BodyLimitMiddleware
 from syncline.api.routes import auth, health, info, server, users
@@ -31,7 +31,7 @@ WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 def create_app(context: AppContext) -> FastAPI:
     """Build the HTTP application around a running system's context."""
-    app = FastAPI(
+    app = FastPathApp(
         title="Syncline",
         version=__version__,
         description="Real-time sync from PostgreSQL to WebSocket clients.",
@@ -43,13 +43,13 @@ def create_app(context: AppContext) -> FastAPI:
     install_error_handlers(app)
     install_app_errors(app)
     app.state.auth = build_auth_service(context)
-    # Innermost: sending and reading messages skip FastAPI's routing, still inside the size
-    # limit, CORS and the security headers; anything unusual goes on to the routes.
-    # SYNCLINE_FAST_PATH=0 leaves them to FastAPI: the benchmarks' before and after.
+    # In front of everything: sending and reading messages skip FastAPI's middleware and
+    # routing (the fast path applies the size limit, CORS and security headers itself, or
+    # passes the request on); SYNCLINE_FAST_PATH=0 leaves them to FastAPI (the benchmarks'
+    # before and after).
     if os.environ.get("SYNCLINE_FAST_PATH", "1") != "0":
-        app.add_middleware(ChatFastPath, context=context, auth=app.state.auth)
-    # Inside the fast path, the innermost of the middlewares: a 413 still gets the CORS and
-    # security headers.
+        app.install_fast_path(context, app.state.auth)
+    # The innermost of the middlewares: a 413 still gets the CORS and security headers.
     app.add_middleware(BodyLimitMiddleware, max_bytes=context.settings.max_request_body)
     if context.settings.cors_origins:
         app.add_middleware(
