@@ -1,0 +1,1 @@
+"""Shape adapters: the snapshot reader and the SQL composition of core filters (psycopg)."""
