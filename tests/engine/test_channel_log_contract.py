@@ -465,6 +465,40 @@ async def test_without_history_offsets_still_count_and_only_a_resume_at_the_top_
     assert offsets((await engine.history("a", limit=-1)).publications) == [6]
 
 
+async def test_remove_history_empties_it_and_keeps_the_position(engine: ChannelLog) -> None:
+    # Centrifuge's RemoveHistory: the stream's epoch and top offset stay, so a client at the
+    # top goes on, one behind it reloads, and the next publication takes the next offset.
+    for commit in (1, 2, 3, 10):
+        await append(engine, "a", position=CommitPosition(commit, 0))
+    before = await engine.position("a")
+    assert before.offset == 4
+    await engine.remove_history("a")
+    assert await engine.position("a") == before
+    page = await engine.history("a", limit=-1)
+    assert (list(page.publications), page.position) == ([], before)
+    assert (await engine.recover("a", before)).recovered
+    behind = await engine.recover("a", StreamPosition(2, before.epoch))
+    assert (behind.recovered, list(behind.publications)) == (False, [])
+    # The commit position is kept too: a change read again after a crash is still dropped.
+    dropped = await engine.append(
+        "a", b"{}", position=CommitPosition(10, 0), history_size=SIZE, history_ttl_s=TTL_S
+    )
+    assert dropped is None
+    pub = await append(engine, "a", b'{"n":5}')
+    assert pub.offset == 5
+    after = await engine.history("a", limit=-1)
+    assert offsets(after.publications) == [5]
+    assert after.position == StreamPosition(5, before.epoch)
+    result = await engine.recover("a", before)
+    assert (result.recovered, offsets(result.publications)) == (True, [5])
+
+
+async def test_remove_history_of_an_unknown_channel_does_nothing(engine: ChannelLog) -> None:
+    await engine.remove_history("never")
+    page = await engine.history("never", limit=-1)
+    assert list(page.publications) == [] and page.position.offset == 0
+
+
 async def test_unlisten_undoes_one_listen(engine: ChannelLog) -> None:
     recorder = Recorder()
     engine.subscribe_fanout(recorder)
@@ -503,6 +537,8 @@ async def test_closed_engine_refuses_every_call(engine: ChannelLog) -> None:
         await engine.listen("a")
     with pytest.raises(EngineClosedError):
         await engine.unlisten("a")
+    with pytest.raises(EngineClosedError):
+        await engine.remove_history("a")
     with pytest.raises(EngineClosedError):
         engine.subscribe_fanout(recorder)
     assert recorder.pubs == []

@@ -244,6 +244,13 @@ class ChannelStream:
                 self.trim(now_ms)
         return pub
 
+    def clear(self) -> None:
+        """Drop all of history but keep the position (epoch, top offset and the last commit
+        position), as Centrifuge's ``RemoveHistory`` does: a client positioned at the top goes
+        on, one behind it cannot recover (nothing to replay) and reloads; the offsets go on
+        from the same top, so nobody mistakes a later publication for one it has."""
+        self._history.clear()
+
     def trim(self, now_ms: int) -> None:
         """Drop the publications older than the TTL (this alone does not count as a use)."""
         history = self._history

@@ -164,6 +164,11 @@ class ChannelLog(Protocol):
         """A history page (centrifuge-protocol.md §2.7), capped by the engine's max limit."""
         ...
 
+    async def remove_history(self, channel: str) -> None:
+        """Drop the channel's history, keeping its epoch and top offset (``ChannelStream.clear``):
+        the server API's ``history_remove``. A channel with no stream is left without one."""
+        ...
+
     async def listen(self, channel: str) -> None:
         """This process has subscribers in ``channel``; counted, see the module docstring."""
         ...

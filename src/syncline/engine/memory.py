@@ -199,6 +199,12 @@ class MemoryEngine:
         stream = self._stream(channel, now_ms)
         return stream.history(limit, since, reverse, now_ms, self._history_max_limit)
 
+    async def remove_history(self, channel: str) -> None:
+        self._check_open()
+        stream = self._streams.get(channel)
+        if stream is not None:
+            stream.clear()
+
     # -- fan-out registration and listeners ------------------------------------------------
 
     def subscribe_fanout(self, handler: FanoutHandler) -> Callable[[], None]:

@@ -305,6 +305,17 @@ class RedisEngine:
             entries = []  # before an offset past the top: nothing, as in the memory engine
         return HistoryResult(StreamPosition(top, epoch), [decode_entry(e) for e in entries])
 
+    async def remove_history(self, channel: str) -> None:
+        """Delete the channel's stream, keep its meta hash (epoch, top, last commit position):
+        the next append goes on from the same top (its XADD id is explicit), as Centrifuge's
+        Redis broker does with a DEL of the history key only."""
+        self._check_open()
+        stream, _, _ = self._keys(channel)
+        try:
+            await self._client.delete(stream)
+        except _UNAVAILABLE as err:
+            raise EngineUnavailableError(str(err)) from err
+
     async def _read(
         self,
         channel: str,
