@@ -10,7 +10,9 @@ from syncline.core.control import (
     ControlDecodeError,
     DisconnectUser,
     RecheckChannel,
+    RefreshUser,
     SessionsRevoked,
+    SubscribeUser,
     UnsubscribeUser,
 )
 
@@ -24,6 +26,12 @@ from syncline.core.control import (
         DisconnectUser("", 4000),
         UnsubscribeUser("7", "room:1", ""),
         UnsubscribeUser("ü", "chat:ö", "c"),
+        UnsubscribeUser("7", "", ""),
+        SubscribeUser("7", "news"),
+        SubscribeUser("", "news", "c", '{"role":"x"}', '{"hello":1}', 1_900_000_000, 12, "ep"),
+        RefreshUser("7"),
+        RefreshUser("7", "c", expired=True),
+        RefreshUser("7", "", False, 1_900_000_000, '{"name":"Ann"}'),
         RecheckChannel("room:42"),
     ],
 )
@@ -46,6 +54,13 @@ def test_every_command_round_trips(command: control.ControlCommand) -> None:
         b'{"kind": "disconnect", "user": "7", "code": "3503"}',
         b'{"kind": "unsubscribe", "user": "7"}',
         b'{"kind": "recheck"}',
+        b'{"kind": "subscribe", "user": "7"}',
+        b'{"kind": "subscribe", "user": "7", "channel": "c", "expire_at": -1}',
+        b'{"kind": "subscribe", "user": "7", "channel": "c", "recover_offset": "1"}',
+        b'{"kind": "subscribe", "user": "7", "channel": "c", "info": {"a": 1}}',
+        b'{"kind": "refresh", "user": "7", "expired": 1}',
+        b'{"kind": "refresh", "user": "7", "expire_at": true}',
+        b'{"kind": "refresh"}',
         b'{"kind": "unsubscribe", "user": "7", "channel": "' + b"x" * 2000 + b'"}',
     ],
 )

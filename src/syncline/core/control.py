@@ -1,7 +1,8 @@
 """Control-bus commands between Syncline processes, and their one wire format.
 
 A command is an instruction that every process with connections must carry out for its own
-clients: a session was revoked, a user is to be disconnected or unsubscribed. The same bytes
+clients: a session was revoked, a user is to be disconnected, subscribed, unsubscribed or
+refreshed. The same bytes
 travel over the in-process bus and over Redis pub/sub, so a command is encoded and decoded
 here only (sans-I/O, as Synapse's replication commands are). Unknown kinds are refused on
 decode, never guessed at: a newer node's command is dropped with a clear error by an older one.
@@ -18,6 +19,10 @@ import orjson
 # command that names more is a bug, not a revocation to carry out partly.
 MAX_SESSIONS_PER_COMMAND = 1000
 MAX_FIELD_LENGTH = 1024
+# Channel info and subscribe data travel as JSON text; the HTTP request limit bounds them first.
+MAX_JSON_LENGTH = 65536
+# Offsets and Unix times: within what a JSON number carries exactly.
+MAX_COUNT = 2**53
 
 
 class ControlDecodeError(ValueError):
@@ -52,6 +57,40 @@ class UnsubscribeUser:
 
 
 @dataclass(frozen=True, slots=True)
+class SubscribeUser:
+    """Subscribe the connections of ``user`` (only ``client`` when set) to ``channel``
+    server-side (the server API's ``subscribe``): each gets a ``subscribe`` push.
+
+    ``info`` and ``data`` are JSON text or empty: the subscription's channel info (in presence
+    and publications) and the push's ``data``. ``expire_at`` (Unix seconds, 0: never) ends the
+    subscription. With ``recover_epoch`` set, what was published after ``recover_offset`` of
+    that epoch follows the push, as a client's own recovery would.
+    """
+
+    user: str
+    channel: str
+    client: str = ""
+    info: str = ""
+    data: str = ""
+    expire_at: int = 0
+    recover_offset: int = 0
+    recover_epoch: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshUser:
+    """Refresh the connections of ``user`` (only ``client`` when set), as Centrifugo's server
+    API ``refresh``: ``expired`` closes them (3005); else ``expire_at`` (Unix seconds; 0: never)
+    is their new expiry, and ``info`` (JSON text, when set) their new connection info."""
+
+    user: str
+    client: str = ""
+    expired: bool = False
+    expire_at: int = 0
+    info: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class RecheckChannel:
     """A membership row of ``channel``'s namespace changed (committed): re-check its
     subscribers, and unsubscribe (2000) those no longer allowed."""
@@ -59,12 +98,21 @@ class RecheckChannel:
     channel: str
 
 
-ControlCommand = SessionsRevoked | DisconnectUser | UnsubscribeUser | RecheckChannel
+ControlCommand = (
+    SessionsRevoked
+    | DisconnectUser
+    | UnsubscribeUser
+    | SubscribeUser
+    | RefreshUser
+    | RecheckChannel
+)
 
 _KINDS: dict[type[Any], str] = {
     SessionsRevoked: "sessions_revoked",
     DisconnectUser: "disconnect",
     UnsubscribeUser: "unsubscribe",
+    SubscribeUser: "subscribe",
+    RefreshUser: "refresh",
     RecheckChannel: "recheck",
 }
 
@@ -82,6 +130,25 @@ def encode(command: ControlCommand) -> bytes:
         }
     elif isinstance(command, UnsubscribeUser):
         body = {"user": command.user, "channel": command.channel, "client": command.client}
+    elif isinstance(command, SubscribeUser):
+        body = {
+            "user": command.user,
+            "channel": command.channel,
+            "client": command.client,
+            "info": command.info,
+            "data": command.data,
+            "expire_at": command.expire_at,
+            "recover_offset": command.recover_offset,
+            "recover_epoch": command.recover_epoch,
+        }
+    elif isinstance(command, RefreshUser):
+        body = {
+            "user": command.user,
+            "client": command.client,
+            "expired": command.expired,
+            "expire_at": command.expire_at,
+            "info": command.info,
+        }
     else:
         body = {"channel": command.channel}
     return orjson.dumps({"kind": _KINDS[type(command)], **body})
@@ -91,6 +158,21 @@ def _text(body: dict[str, Any], key: str, *, required: bool = True) -> str:
     value = body.get(key, None if required else "")
     if not isinstance(value, str) or len(value) > MAX_FIELD_LENGTH:
         raise ControlDecodeError(f"{key} must be a string of at most {MAX_FIELD_LENGTH} chars")
+    return value
+
+
+def _json_text(body: dict[str, Any], key: str) -> str:
+    # Channel info and subscribe data: JSON text of up to the bounds the server API enforces.
+    value = body.get(key, "")
+    if not isinstance(value, str) or len(value) > MAX_JSON_LENGTH:
+        raise ControlDecodeError(f"{key} must be a string of at most {MAX_JSON_LENGTH} chars")
+    return value
+
+
+def _count(body: dict[str, Any], key: str) -> int:
+    value = body.get(key, 0)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_COUNT:
+        raise ControlDecodeError(f"{key} must be an integer in 0-{MAX_COUNT}")
     return value
 
 
@@ -125,6 +207,28 @@ def decode(data: bytes) -> ControlCommand:
     if kind == "unsubscribe":
         return UnsubscribeUser(
             _text(body, "user"), _text(body, "channel"), _text(body, "client", required=False)
+        )
+    if kind == "subscribe":
+        return SubscribeUser(
+            _text(body, "user"),
+            _text(body, "channel"),
+            _text(body, "client", required=False),
+            _json_text(body, "info"),
+            _json_text(body, "data"),
+            _count(body, "expire_at"),
+            _count(body, "recover_offset"),
+            _text(body, "recover_epoch", required=False),
+        )
+    if kind == "refresh":
+        expired = body.get("expired", False)
+        if not isinstance(expired, bool):
+            raise ControlDecodeError("expired must be a boolean")
+        return RefreshUser(
+            _text(body, "user"),
+            _text(body, "client", required=False),
+            expired,
+            _count(body, "expire_at"),
+            _json_text(body, "info"),
         )
     if kind == "recheck":
         return RecheckChannel(_text(body, "channel"))

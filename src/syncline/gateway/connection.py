@@ -24,6 +24,7 @@ from syncline import __version__, metrics
 from syncline.core import protocol as p
 from syncline.core import wire
 from syncline.core.codes import DisconnectCode, ErrorCode, UnsubscribeCode
+from syncline.core.control import RefreshUser, SubscribeUser
 from syncline.core.log import ClientInfo, LogError, StreamPosition
 from syncline.core.namespaces import (
     Action,
@@ -73,6 +74,11 @@ _SESSION_CHECKED = (
     p.RpcCommand,
     p.SubRefreshCommand,
 )
+
+
+# What Centrifugo's `subscribe` push carries of a subscribe result (client.go,
+# getSubscribePushReply): the position, not the recovered publications, which follow as pushes.
+_SUBSCRIBE_PUSH_KEYS = ("recoverable", "positioned", "epoch", "offset")
 
 
 def _earliest(expires_at: int | None, session_expiry: int) -> int | None:
@@ -850,13 +856,76 @@ class Connection(WSListener):
             return None
         return expiry
 
-    def revoke(self, channel: str) -> None:
-        """Membership lost: the server unsubscribes the client (no automatic resubscribe)."""
+    def revoke(self, channel: str, *, server_side_too: bool = False) -> None:
+        """Membership lost: the server unsubscribes the client (no automatic resubscribe).
+
+        ``server_side_too`` for the server API's unsubscribe, which removes server-side
+        subscriptions as well (Centrifugo's); a membership re-check never does.
+        """
         sub = self.subs.get(channel)
-        if sub is None or sub.server_side:
+        if sub is None or (sub.server_side and not server_side_too):
             return
         self._detach(sub)
         self.queue(wire.encode_unsubscribe_push(channel, UnsubscribeCode.SERVER))
+
+    # -- the server API's subscribe and refresh (control-bus commands) ------------------------
+
+    async def subscribe_server_side(self, command: SubscribeUser) -> None:
+        """Subscribe this connection to ``command.channel`` server-side, as Centrifugo's server
+        API does: a ``subscribe`` push (position and ``data``), then what recovery found, then
+        the live publications. Nothing happens for a channel it is already subscribed to."""
+        gw, channel = self.gw, command.channel
+        if self.closing or not self.connected or channel in self.subs:
+            return
+        if len(self.subs) >= gw.settings.max_subscriptions:
+            log.info("server-side subscribe over the limit", client=self.client, channel=channel)
+            return
+        namespace = gw.resolve(channel)
+        if isinstance(namespace, Deny):
+            return  # the server API refused it already (102); a node with other config skips
+        sub = Subscription(channel, namespace, server_side=True)
+        sub.chan_info = command.info.encode() if command.info else None
+        sub.expires_at = command.expire_at or None
+        since = None
+        if command.recover_epoch:
+            since = StreamPosition(command.recover_offset, command.recover_epoch)
+        try:
+            result = await self._attach(
+                sub, recover=since is not None, since=since, positioned=True
+            )
+        except Exception:
+            # As a failing client command does: a reconnect puts the client in a known state.
+            log.exception("server-side subscribe failed", client=self.client, channel=channel)
+            self.close(DisconnectCode.INTERNAL)
+            return
+        if self.closing or self.subs.get(channel) is not sub:
+            return
+        push = {key: result[key] for key in _SUBSCRIBE_PUSH_KEYS if key in result}
+        if command.data:
+            push["data"] = wire.RawJson(command.data.encode())
+        self.queue(wire.encode_subscribe_push(channel, push))
+        for publication in result.get("publications", ()):
+            self.queue(wire.encode_push(channel, "pub", publication))
+        self._release(sub)
+        self.flush()
+        await self._join(sub)
+
+    def refresh_server_side(self, command: RefreshUser) -> None:
+        """Centrifugo's server-side refresh: ``expired`` closes with 3005; otherwise the
+        connection now expires at ``expire_at`` (never when 0, closed at once when past),
+        takes the new connection info if one is given, and gets a ``refresh`` push."""
+        if self.closing or not self.connected:
+            return
+        if command.expired or 0 < command.expire_at <= int(time.time()):
+            self.close(DisconnectCode.EXPIRED)
+            return
+        self.expires_at = command.expire_at or None
+        if command.info:
+            self.conn_info = command.info.encode()
+        ttl = self.gw.tokens.ttl(self.expires_at)
+        result = wire.refresh_result(expires=self.expires_at is not None, ttl=ttl)
+        self.queue(wire.encode_push("", "refresh", result))
+        self.flush()
 
     async def still_allowed(self, channel: str) -> bool:
         sub = self.subs.get(channel)

@@ -29,7 +29,9 @@ from syncline.core.control import (
     ControlCommand,
     DisconnectUser,
     RecheckChannel,
+    RefreshUser,
     SessionsRevoked,
+    SubscribeUser,
     UnsubscribeUser,
 )
 from syncline.core.log import ClientInfo
@@ -393,6 +395,12 @@ class Gateway:
             self.disconnect_user(command.user, command.code, command.reason, command.client)
         elif isinstance(command, UnsubscribeUser):
             self.unsubscribe_user(command.user, command.channel, command.client)
+        elif isinstance(command, SubscribeUser):
+            for conn in self._connections_of(command.user, command.client):
+                self._spawn(conn.subscribe_server_side(command))
+        elif isinstance(command, RefreshUser):
+            for conn in self._connections_of(command.user, command.client):
+                conn.refresh_server_side(command)
         elif isinstance(command, RecheckChannel) and command.channel in self.hub.channels:
             self._spawn(self._recheck(command.channel))
 
@@ -412,10 +420,28 @@ class Gateway:
             if conn.connected and conn.user == user and (not client or conn.client == client):
                 conn.close(code, reason=reason)
 
+    def _connections_of(self, user: str, client: str) -> list[Connection]:
+        return [
+            conn
+            for conn in self.connections
+            if conn.connected
+            and not conn.closing
+            and conn.user == user
+            and (not client or conn.client == client)
+        ]
+
     def unsubscribe_user(self, user: str, channel: str, client: str = "") -> None:
+        """The server API's unsubscribe: from ``channel`` (every channel when empty), server-side
+        subscriptions included, as Centrifugo's; the client gets an unsubscribe push (2000)."""
+        if not channel:
+            for conn in self._connections_of(user, client):
+                for name in list(conn.subs):
+                    conn.revoke(name, server_side_too=True)
+                conn.flush()
+            return
         for conn in list(self.hub.channels.get(channel, {})):
             if conn.user == user and (not client or conn.client == client):
-                conn.revoke(channel)
+                conn.revoke(channel, server_side_too=True)
                 conn.flush()
 
     # -- timers -----------------------------------------------------------------------------
