@@ -79,6 +79,13 @@ class Settings(BaseSettings):
         None, description="HS256 key for access tokens; generated in embedded mode"
     )
     api_key: SecretStr | None = Field(None, description="server API key; unset: server API off")
+    server_api_prefix: str = Field(
+        "/api",
+        max_length=64,
+        pattern=r"^(/[A-Za-z0-9._~-]+)*$",
+        description="where the server API answers in Centrifugo's layout (POST PREFIX/publish …);"
+        " '' for the root, as Centrifugo's http_api.handler_prefix",
+    )
     engine: str = Field(
         "memory",
         description="channel log, presence and control bus: 'memory' (one process) or a"

@@ -17,7 +17,7 @@ from syncline.api.errors import install_error_handlers
 from syncline.api.fast import FastPathApp
 from syncline.api.headers import SecurityHeadersMiddleware
 from syncline.api.limits import BodyLimitMiddleware
-from syncline.api.routes import auth, health, info, server, users
+from syncline.api.routes import auth, centrifugo, health, info, server, users
 from syncline.api.routes import messages as chat_messages
 from syncline.api.routes import orders as order_routes
 from syncline.api.routes import rooms as chat_rooms
@@ -74,6 +74,8 @@ def create_app(context: AppContext) -> FastAPI:
     app.include_router(health.router)
     app.include_router(info.router)
     app.include_router(server.router)
+    # Centrifugo's layout, POST only: `GET /api/info` above stays the chat's.
+    app.include_router(centrifugo.build_router(context.settings.server_api_prefix))
     app.include_router(chat_rooms.router)
     app.include_router(chat_messages.router)
     app.include_router(order_routes.router)
