@@ -14,6 +14,14 @@ from typing import Any
 import httpx
 import pytest
 import websockets
+from cent import (
+    AsyncClient,
+    HistoryRemoveRequest,
+    HistoryRequest,
+    PublishRequest,
+    RefreshRequest,
+    SubscribeRequest,
+)
 from websockets.exceptions import ConnectionClosed
 
 from syncline.nodes_redis import RedisNodeDirectory
@@ -226,3 +234,47 @@ async def test_a_member_removed_through_one_node_is_unsubscribed_on_the_other(
         )
     finally:
         await on_b.close()
+
+
+def subscribed(raw: Raw, channel: str) -> bool:
+    return any(p.get("channel") == channel and "subscribe" in p for p in raw.pushes)
+
+
+async def test_centrifugo_server_api_on_one_node_acts_on_connections_of_the_other(
+    nodes: tuple[LiveServer, LiveServer],
+) -> None:
+    # cent, Centrifugo's own client, against node A; the connections live on node B.
+    a, b = nodes
+    on_b = await connect(b, b.token("7"))
+    other_tab = await connect(b, b.token("7"))
+    try:
+        async with AsyncClient(f"{a.http_url}/api", API_KEY) as cent:
+            await cent.subscribe(SubscribeRequest(user="7", channel="news", data={"hi": 1}))
+            await until(
+                lambda: subscribed(on_b, "news") and subscribed(other_tab, "news"),
+                "no subscribe push across nodes",
+            )
+            push = next(p for p in on_b.pushes if p.get("channel") == "news")
+            assert push["subscribe"]["data"] == {"hi": 1}
+            await cent.publish(PublishRequest(channel="news", data={"n": 1}))
+            await until(
+                lambda: any(p.get("pub", {}).get("data") == {"n": 1} for p in on_b.pushes),
+                "the publication never reached the server-side subscriber",
+            )
+            # history_remove through A, read through B: empty, same position.
+            before = await cent.history(HistoryRequest(channel="news", limit=-1))
+            assert [p.data for p in before.publications] == [{"n": 1}]
+            await cent.history_remove(HistoryRemoveRequest(channel="news"))
+            async with AsyncClient(f"{b.http_url}/api", API_KEY) as via_b:
+                after = await via_b.history(HistoryRequest(channel="news", limit=-1))
+            assert (after.publications, after.offset, after.epoch) == ([], 1, before.epoch)
+            # refresh expired through A closes both connections on B with 3005.
+            await cent.refresh(RefreshRequest(user="7", expired=True))
+            await until(
+                lambda: on_b.ws.close_code is not None and other_tab.ws.close_code is not None,
+                "refresh did not reach the other node",
+            )
+            assert (on_b.ws.close_code, other_tab.ws.close_code) == (3005, 3005)
+    finally:
+        await on_b.close()
+        await other_tab.close()
