@@ -6,22 +6,30 @@ so the two writers are different processes' worth of connections meeting only in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 import websockets
 from centrifuge import (
     Client,
+    ClientState,
     PublicationContext,
     SubscribedContext,
     SubscriptionEventHandler,
 )
+from centrifuge.exceptions import ReplyError
 
 from helpers.live_server import LiveServer, start_live_server, stop_live_server
+from helpers.node import JS_DIR, NodeProcess, node_binary
+from helpers.redis_servers import RedisServer
+
+JS_SCRIPT = JS_DIR / "sdk_client.js"
 
 # The orders channel's namespace (the default one), with client publish into its history.
 NAMESPACES = {
@@ -203,3 +211,144 @@ async def test_a_reconnecting_client_recovers_both_kinds_in_order(setup: Setup) 
     finally:
         await publisher.disconnect()
         await reader.disconnect()
+
+
+async def test_on_durable_redis_client_publications_outlive_restarts_of_both(
+    schema_url: str, tmp_path: Path
+) -> None:
+    """The trade-off's good side: on Redis with AOF and fsync always, client publications
+    survive a Syncline restart and a Redis restart (same epoch, exact recovery); while Redis
+    is unreachable a publish is refused with error 100 and the connection stays."""
+    redis = RedisServer(tmp_path / "redis", appendonly=True, appendfsync="always").start()
+    # No personal channel: the publisher then holds no subscription that Redis going away
+    # would end (server-side subscriptions close with 3010 on a fan-out gap).
+    options: dict[str, Any] = {
+        "engine": f"{redis.url}?prefix=d{secrets.token_hex(4)}",
+        "namespaces": NAMESPACES,
+        "personal_channel": "",
+    }
+    try:
+        server = await start_live_server(schema_url, **options)
+        seen = Seen()
+        reader = Client(server.ws_url, token=server.token("1"))
+        sub = reader.new_subscription("orders", events=seen)
+        publisher = Client(server.ws_url, token=server.token("2"))
+        try:
+            await reader.connect()
+            await sub.subscribe()
+            await eventually(lambda: bool(seen.subscribed))
+            await publisher.connect()
+            for n in range(3):
+                await publisher.publish("orders", {"text": f"m{n}"})
+            await eventually(lambda: len(seen.pubs) == 3)
+        finally:
+            await publisher.disconnect()
+            await reader.disconnect()
+            await stop_live_server(server)
+        epoch = seen.subscribed[0].stream_position.epoch
+        # Redis restarts (a clean stop: the AOF has every write); then a new Syncline.
+        redis.stop()
+        redis.start()
+        server = await start_live_server(schema_url, **options)
+        try:
+            publisher = Client(server.ws_url, token=server.token("2"))
+            await publisher.connect()
+            await publisher.publish("orders", {"text": "m3"})
+            # The reader comes back with its position, as the SDK does after a reconnect.
+            reader = Client(server.ws_url, token=server.token("1"))
+            again = reader.new_subscription("orders", events=seen)
+            again._recover = True
+            again._offset, again._epoch = sub._offset, sub._epoch
+            await reader.connect()
+            await again.subscribe()
+            await eventually(lambda: len(seen.pubs) == 4)
+            last = seen.subscribed[-1]
+            assert last.was_recovering and last.recovered
+            assert last.stream_position.epoch == epoch
+            assert seen.pubs == [(n + 1, f"msg m{n}", "2") for n in range(4)]
+            history = await again.history(limit=-1)
+            assert [(p.offset, label(p.data)) for p in history.publications] == [
+                (n + 1, f"msg m{n}") for n in range(4)
+            ]
+            redis.stop()
+            with pytest.raises(ReplyError) as refused:
+                await publisher.publish("orders", {"text": "lost?"})
+            assert refused.value.code == 100
+            assert publisher.state is ClientState.CONNECTED
+            redis.start()
+            await publisher.disconnect()
+            await reader.disconnect()
+        finally:
+            if redis.proc is None:
+                redis.start()
+            await stop_live_server(server)
+    finally:
+        redis.stop()
+
+
+@contextlib.asynccontextmanager
+async def js_client(server: LiveServer, user: str, channel: str = "") -> AsyncIterator[NodeProcess]:
+    """The official `centrifuge` JS SDK (tests/js/sdk_client.js), connected as ``user``."""
+    node = node_binary(
+        ["centrifuge", "ws"],
+        no_node="node is not installed: run the README's test command (scripts/test.sh)",
+        no_package="tests/js/node_modules/{package} is missing: run `npm install` in tests/js",
+    )
+    env = {"URL": server.ws_url, "TOKEN": server.token(user), "CHANNEL": channel}
+    client = await NodeProcess.start(node, JS_SCRIPT, "subscribe", env=env, quit_line="quit")
+    try:
+        await client.expect_event("connected")
+        yield client
+    finally:
+        await client.close()
+
+
+async def test_the_js_sdk_publishes_into_history_and_recovers_both_kinds(
+    schema_url: str,
+) -> None:
+    server = await start_live_server(schema_url, namespaces=NAMESPACES)
+    try:
+        async with (
+            js_client(server, "1", "orders") as reader,
+            js_client(server, "2") as publisher,
+        ):
+            await reader.expect_event("subscribed", channel="orders")
+            expect: list[tuple[int, str, str | None]] = []
+
+            async def round_of(start: int) -> None:
+                for n in range(start, start + 3):
+                    await publisher.send(f'publish orders {{"text": "js{n}"}}')
+                    reply = await publisher.expect_event("publish_result", channel="orders")
+                    assert reply["result"] == {}
+                    expect.append((len(expect) + 1, f"msg js{n}", "2"))
+                    await server.sql(
+                        "INSERT INTO orders (customer_name, product_name) VALUES ('j', %s)",
+                        (f"r{n}",),
+                    )
+                    await asyncio.sleep(0.1)  # captured before the next publish
+                    expect.append((len(expect) + 1, f"row r{n}", None))
+
+            def received(count: int) -> list[tuple[int, str, str | None]]:
+                pubs = reader.named("publication")[:count]
+                return [
+                    (p["offset"], label(p["data"]), p["info"] and p["info"]["user"]) for p in pubs
+                ]
+
+            await round_of(0)
+            await eventually(lambda: len(reader.named("publication")) >= 6)
+            assert received(6) == expect
+            await reader.send("disconnect")
+            await reader.expect_event("disconnected")
+            await round_of(3)
+            await reader.send("connect")
+            back = await reader.expect_event("subscribed", channel="orders")
+            assert back["wasRecovering"] and back["recovered"]
+            await eventually(lambda: len(reader.named("publication")) >= 12)
+            await asyncio.sleep(0.2)
+            assert received(100) == expect
+            await reader.send('history orders {"limit": -1}')
+            history = await reader.expect_event("history_result")
+            got = [(p["offset"], label(p["data"]), p["user"]) for p in history["publications"]]
+            assert got == expect
+    finally:
+        await stop_live_server(server)

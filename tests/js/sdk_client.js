@@ -19,7 +19,7 @@
 //
 // stdin commands, one a line: "disconnect", "connect", "token <jwt>", "rpc <method> <json>",
 // "presence <channel>", "presence_stats <channel>", "history <channel> [<json options>]",
-// "quit". The client-level calls print what the SDK returns as it is (a missing field as
+// "publish <channel> <json data>", "quit". The client-level calls print what the SDK returns as it is (a missing field as
 // "<undefined>"), to check the typed results. The script stops when stdin closes or on "quit".
 //
 // stdout: one JSON object a line, {"event": <name>, ...}. Diagnostics go to stderr.
@@ -120,6 +120,7 @@ function subscribe(channel) {
       channel: ctx.channel,
       offset: ctx.offset === undefined ? null : ctx.offset,
       data: ctx.data,
+      info: ctx.info === undefined ? null : { user: ctx.info.user, client: ctx.info.client },
     }),
   );
   sub.subscribe();
@@ -143,11 +144,18 @@ async function call(kind, channel, options) {
         numClients: shown(result.numClients),
         numUsers: shown(result.numUsers),
       });
+    } else if (kind === 'publish') {
+      const result = await client.publish(channel, options);
+      emit('publish_result', { channel, result });
     } else {
       const result = await client.history(channel, options);
       emit('history_result', {
         channel,
-        publications: result.publications.map((p) => ({ offset: shown(p.offset), data: p.data })),
+        publications: result.publications.map((p) => ({
+          offset: shown(p.offset),
+          data: p.data,
+          user: p.info === undefined ? null : p.info.user,
+        })),
         epoch: shown(result.epoch),
         offset: shown(result.offset),
       });
@@ -195,7 +203,7 @@ input.on('line', (raw) => {
     const method = space === -1 ? argument : argument.slice(0, space);
     const data = space === -1 ? null : JSON.parse(argument.slice(space + 1));
     rpc(method, data);
-  } else if (command === 'presence' || command === 'presence_stats' || command === 'history') {
+  } else if (['presence', 'presence_stats', 'history', 'publish'].includes(command)) {
     const space = argument.indexOf(' ');
     const channel = space === -1 ? argument : argument.slice(0, space);
     const options = space === -1 ? {} : JSON.parse(argument.slice(space + 1));
