@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -234,3 +235,78 @@ def test_a_second_up_on_the_same_data_dir_is_refused(workdir: Path) -> None:
         assert "already running with data dir" in result.stderr
     finally:
         first.stop()
+
+
+CENTRIFUGO_NAMESPACES = """
+[[namespaces]]
+name = "chat"
+history_size = 100
+history_ttl = "300s"
+force_recovery = true
+presence = true
+join_leave = true
+force_push_join_leave = true
+allow_subscribe_for_client = true
+allow_history_for_subscriber = true
+allow_presence_for_subscriber = true
+
+[[namespaces]]
+name = "personal"
+allow_user_limited_channels = true
+history_meta_ttl = "720h"
+"""
+
+
+def test_config_shows_every_option_of_each_namespace_in_force(workdir: Path) -> None:
+    (workdir / "syncline.toml").write_text(CENTRIFUGO_NAMESPACES)
+    as_json = run_cli("config", "--namespaces", "--json", cwd=workdir)
+    assert as_json.returncode == 0, as_json.stderr
+    data = json.loads(as_json.stdout)
+    chat, personal = data["namespaces"]["chat"], data["namespaces"]["personal"]
+    assert chat == {
+        "history_size": 100,
+        "history_ttl": 300,
+        "recover": True,
+        "presence": True,
+        "join_leave": True,
+        "subscribe": "authenticated",
+        "membership_query": None,
+        "channel_pattern": None,
+        "allow_publish": False,
+        "client_publish_history": False,
+        "allow_history": True,
+        "allow_presence": True,
+        "allow_user_limited_channels": False,
+        "max_channel_length": 255,
+        "source": "syncline.toml",
+    }
+    # Centrifugo's defaults for what its layout does not say: a token to subscribe.
+    assert (personal["subscribe"], personal["allow_user_limited_channels"]) == ("token", True)
+    assert data["namespaces"]["default"]["source"] == "built in"
+    assert data["notes"] == [
+        "[namespaces[1] (personal)] history_meta_ttl is ignored: the engine keeps a channel's"
+        " epoch and offset for its own time (the process's life in memory, 24 h past the last"
+        " publication in Redis)"
+    ]
+    table = run_cli("config", "--namespaces", cwd=workdir, COLUMNS="220")
+    assert table.returncode == 0, table.stderr
+    header = next(line for line in table.stdout.splitlines() if "option" in line)
+    columns = [cell.strip() for cell in header.split("┃") if cell.strip()]
+    assert columns == ["option", "default", "room", "user", "typing", "chat", "personal"]
+    row = next(line for line in table.stdout.splitlines() if "allow_user_limited_channels" in line)
+    assert row.split("│")[-2].strip() == "yes"  # the last column: personal
+    assert "note: [namespaces[1] (personal)] history_meta_ttl is ignored" in table.stdout
+
+
+def test_a_centrifugo_option_that_differs_is_a_one_line_error(workdir: Path) -> None:
+    (workdir / "syncline.toml").write_text(
+        '[[namespaces]]\nname = "chat"\nallow_subscribe_for_client = true\n'
+        'force_recovery_mode = "cache"\n'
+    )
+    result = run_cli("config", "--namespaces", cwd=workdir)
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert (
+        "[namespaces[0] (chat)] force_recovery_mode: Centrifugo's option is not supported by"
+        " Syncline: only the stream recovery mode exists" in result.stderr
+    )

@@ -123,6 +123,8 @@ class Runtime:
             allow_short_keys()
         # Invalid namespaces or rules fail here, before anything is started.
         self.sync = build_sync_config(settings)
+        for note in self.sync.registry.notes:  # Centrifugo options read with a difference
+            log.warning("namespace option", note=note)
         # The ports: in memory for one process, or on the Redis that `engine` names, shared
         # by every process and node (the bus connects in run(): it must be live to start).
         self.engine = open_engine(settings.engine)

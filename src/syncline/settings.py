@@ -136,7 +136,8 @@ class Settings(BaseSettings):
     send_buffer: int = Field(
         1024 * 1024, ge=4096, le=1 << 30, description="bytes queued to a client before 'slow'"
     )
-    namespaces: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    # [namespaces.NAME] tables, or Centrifugo's layout: [[namespaces]] with a name each.
+    namespaces: dict[str, dict[str, Any]] | list[dict[str, Any]] = Field(default_factory=dict)
     rules: list[dict[str, Any]] = Field(default_factory=list)
     # Accounts (syncline.apps.auth): links in mails, SMTP, rate limits, request size.
     public_url: str | None = Field(

@@ -175,3 +175,43 @@ async def test_a_user_limited_channel_admits_its_users_only(schema_url: str) -> 
 async def test_a_personal_channel_that_subscribes_nobody_stops_the_start(schema_url: str) -> None:
     with pytest.raises(ConfigError, match=r"personal_channel '#\{sub\}' would subscribe nobody"):
         await start_live_server(schema_url, personal_channel="#{sub}")
+
+
+# Namespaces as a Centrifugo config has them (its `namespaces` array), carried over unchanged.
+CENTRIFUGO_NAMESPACES = [
+    {
+        "name": "chat",
+        "allow_subscribe_for_client": True,
+        "history_size": 10,
+        "history_ttl": "300s",
+        "force_recovery": True,
+        "presence": True,
+        "join_leave": True,
+        "force_push_join_leave": True,
+        "allow_presence_for_subscriber": True,
+        "allow_history_for_subscriber": True,
+    },
+    {"name": "private", "history_size": 0, "subscribe_proxy_enabled": False},
+]
+
+
+async def test_namespaces_in_centrifugos_layout_and_names(schema_url: str) -> None:
+    server = await start_live_server(schema_url, namespaces=CENTRIFUGO_NAMESPACES)
+    client = Client(server.ws_url, token=server.token("42"))
+    try:
+        await client.connect()
+        events = SubEvents()
+        sub = client.new_subscription("chat:1", events=events)
+        await sub.subscribe()
+        await sub.ready(timeout=5)
+        await server.runtime.engine.append("chat:1", b'{"n":1}', history_size=10, history_ttl_s=300)
+        await eventually(lambda: events.pubs == [{"n": 1}])
+        history = await sub.history(limit=10)
+        assert [p.data for p in history.publications] == [{"n": 1}]
+        stats = await sub.presence_stats()
+        assert (stats.num_clients, stats.num_users) == (1, 1)
+        # No allow_subscribe_for_client: as in Centrifugo, a token is needed.
+        assert await refused_code(client, "private:x") == 103
+    finally:
+        await client.disconnect()
+        await stop_live_server(server)

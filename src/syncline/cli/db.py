@@ -21,10 +21,11 @@ from syncline.cli.base import (
     out,
     settings_for,
 )
-from syncline.cli.effective import as_text, effective
+from syncline.cli.effective import as_text, effective, namespace_options, namespace_rows
 from syncline.db.embedded import pg_binary
 from syncline.errors import SynclineError
 from syncline.settings import load_settings
+from syncline.tables import print_table
 
 
 def migrate(
@@ -54,10 +55,30 @@ def migrate(
     guarded(body)
 
 
-def config(config: ConfigOption = None, as_json: JsonOption = False) -> None:
+def config(
+    config: ConfigOption = None,
+    as_json: JsonOption = False,
+    namespaces: Annotated[
+        bool,
+        typer.Option(
+            "--namespaces",
+            help="only the namespaces: every option in force, defaults included, in a table",
+        ),
+    ] = False,
+) -> None:
     """Print the settings, rules and namespaces in force; secrets masked."""
 
     def body() -> None:
+        if namespaces:
+            options = namespace_options(load_settings(config))
+            if as_json:
+                sys.stdout.write(json.dumps(options, indent=2) + "\n")
+                return
+            headers, rows = namespace_rows(options)
+            print_table("Namespaces in force", headers, rows)
+            for note in options["notes"]:
+                out.print(escape(f"note: {note}"))
+            return
         data = effective(load_settings(config))
         if as_json:
             sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")

@@ -8,7 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from syncline.apps.sync import app_rules
-from syncline.core.namespaces import DEFAULT_NAMESPACE, DEFAULT_NAMESPACE_KEY, Namespace
+from syncline.core.namespaces import (
+    DEFAULT_NAMESPACE,
+    DEFAULT_NAMESPACE_KEY,
+    Namespace,
+    NamespaceRegistry,
+    namespace_tables,
+)
 from syncline.core.rules import ALL_COLUMNS, Rule
 from syncline.keys import API_KEY_FILE, JWT_KEY_FILE
 from syncline.settings import Settings, masked
@@ -62,16 +68,55 @@ def effective(settings: Settings) -> dict[str, Any]:
         _rule(rule, BUILT_IN if i < n_built_in else FROM_FILE)
         for i, rule in enumerate(in_force.rules.rules)
     ]
-    configured = {
-        DEFAULT_NAMESPACE if key == DEFAULT_NAMESPACE_KEY else key for key in settings.namespaces
-    }
     data["namespaces"] = {
-        (namespace.name or DEFAULT_NAMESPACE_KEY): _namespace(
-            namespace, FROM_FILE if namespace.name in configured else BUILT_IN
-        )
-        for namespace in in_force.registry
+        (namespace.name or DEFAULT_NAMESPACE_KEY): _namespace(namespace, source)
+        for namespace, source in _sourced(settings, in_force.registry)
     }
+    data["namespace_notes"] = list(in_force.registry.notes)
     return data
+
+
+def _sourced(settings: Settings, registry: NamespaceRegistry) -> list[tuple[Namespace, str]]:
+    tables, _ = namespace_tables(settings.namespaces)
+    configured = {
+        DEFAULT_NAMESPACE if key == DEFAULT_NAMESPACE_KEY else key for _, key, _ in tables
+    }
+    return [(ns, FROM_FILE if ns.name in configured else BUILT_IN) for ns in registry]
+
+
+def namespace_options(settings: Settings) -> dict[str, Any]:
+    """Every option of every namespace in force (defaults included), where each namespace
+    comes from, and the notes on Centrifugo options read with a difference."""
+    registry = build_sync_config(settings).registry
+    namespaces = {
+        (namespace.name or DEFAULT_NAMESPACE_KEY): {
+            **namespace.model_dump(mode="json", exclude={"name"}),
+            "source": source,
+        }
+        for namespace, source in _sourced(settings, registry)
+    }
+    return {"namespaces": namespaces, "notes": list(registry.notes)}
+
+
+def namespace_rows(data: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """The headers (option, then each namespace) and one row per option, for a table."""
+    namespaces = data["namespaces"]
+    names = list(namespaces)
+    options = list(next(iter(namespaces.values()), {}))
+    options.remove("source")
+    rows = [
+        [option, *(_cell(namespaces[name][option]) for name in names)]
+        for option in ["source", *options]
+    ]
+    return ["option", *names], rows
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return str(value)
 
 
 def _toml_value(value: Any) -> str:
@@ -83,12 +128,15 @@ def as_text(data: dict[str, Any]) -> list[str]:
     lines = [
         f"{key} = {'null' if value is None else _toml_value(value)}"
         for key, value in data.items()
-        if key not in ("rules", "namespaces")
+        if key not in ("rules", "namespaces", "namespace_notes")
     ]
     lines += ["", "# and the rules `syncline sync add` put in the database: `syncline sync list`"]
     for rule in data["rules"]:
         lines += ["", f"[[rules]]  # {rule['source']}"]
         lines += [f"{k} = {_toml_value(v)}" for k, v in rule.items() if k != "source"]
+    if data.get("namespace_notes"):
+        lines += ["", "# notes on Centrifugo options:"]
+        lines += [f"#   {note}" for note in data["namespace_notes"]]
     for name, options in data["namespaces"].items():
         lines += ["", f"[namespaces.{name}]  # {options['source']}"]
         lines += [f"{k} = {_toml_value(v)}" for k, v in options.items() if k != "source"]

@@ -7,10 +7,19 @@ import re
 import string
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
 
+from syncline.core.centrifugo_options import parse_duration_s, translate
 from syncline.core.codes import ErrorCode
 
 DEFAULT_NAMESPACE = ""
@@ -178,7 +187,10 @@ class Namespace(BaseModel):
 
     name: str = DEFAULT_NAMESPACE
     history_size: int = Field(default=0, ge=0, le=MAX_HISTORY_SIZE)
-    history_ttl: int = Field(default=0, ge=0, le=MAX_HISTORY_TTL)  # seconds
+    # Seconds, or a duration as Centrifugo writes it ("300s", "1h30m").
+    history_ttl: Annotated[int, BeforeValidator(parse_duration_s)] = Field(
+        default=0, ge=0, le=MAX_HISTORY_TTL
+    )
     recover: bool = False
     presence: bool = False
     join_leave: bool = False
@@ -216,6 +228,9 @@ class Namespace(BaseModel):
                 raise ValueError(f"{flag} = true needs a history (history_size > 0)")
         if self.allow_presence and not self.presence:
             raise ValueError("allow_presence = true needs presence = true")
+        if self.join_leave and not self.presence:
+            # Joins and leaves are announced from presence: without it there would be none.
+            raise ValueError("join_leave = true needs presence = true")
         if self.client_publish_history and not self.allow_publish:
             raise ValueError("client_publish_history = true needs allow_publish = true")
         if self.allow_publish and self.history_size and not self.client_publish_history:
@@ -443,9 +458,11 @@ class NamespaceRegistry:
     A gateway resolves the channel (a Deny is its error reply), then calls ``authorize``.
     """
 
-    __slots__ = ("_default", "_max_length", "_membership_tables", "_named")
+    __slots__ = ("_default", "_max_length", "_membership_tables", "_named", "notes")
 
-    def __init__(self, namespaces: Iterable[Namespace]) -> None:
+    def __init__(self, namespaces: Iterable[Namespace], *, notes: Iterable[str] = ()) -> None:
+        # What reading Centrifugo's options noted (accepted, with a difference worth saying).
+        self.notes = tuple(notes)
         self._default: Namespace | None = None
         self._named: dict[str, Namespace] = {}
         for ns in namespaces:
@@ -538,35 +555,73 @@ def describe_errors(where: str, exc: ValidationError, model: type[BaseModel]) ->
         loc = ".".join(str(part) for part in error["loc"])
         msg = str(error["msg"]).removeprefix("Value error, ")
         if error["type"] == "extra_forbidden":
-            msg = f"unknown option; known options: {', '.join(sorted(model.model_fields))}"
+            msg = (
+                f"unknown option; known options: {', '.join(sorted(model.model_fields))}, and "
+                "Centrifugo's names of them (docs/topics/centrifugo-config.md)"
+            )
         lines.append(f"[{where}] {loc}: {msg}" if loc else f"[{where}] {msg}")
     return lines
 
 
-def load_namespaces(
-    config: Mapping[str, Any], *, defaults: Iterable[Namespace] = ()
-) -> NamespaceRegistry:
-    """Build the registry from the ``[namespaces]`` table of syncline.toml.
-
-    Each key names a namespace; ``default`` is the namespace of channels without ':'.
-    ``defaults`` are the namespaces the applications register (the core knows none); a
-    configured namespace replaces the default one of its name as a whole (options are not
-    merged). ConfigError lists problems.
-    """
-    if not isinstance(config, Mapping):
-        raise ConfigError("namespaces", ["[namespaces] must be a table of namespace tables"])
-    result = {ns.name: ns for ns in defaults}
+def namespace_tables(config: Any) -> tuple[list[tuple[str, str, Mapping[str, Any]]], list[str]]:
+    """(where, name, options) of each namespace in syncline.toml's layout (a table of tables,
+    keyed by name) or Centrifugo's (a list of tables with a ``name``, where ``where`` starts
+    with ``namespaces[``), and the problems."""
+    found: list[tuple[str, str, Mapping[str, Any]]] = []
     problems: list[str] = []
-    for key, body in config.items():
-        where = f"namespaces.{key}"
-        if not isinstance(body, Mapping) or "name" in body:
-            problems.append(f"[{where}] must be a table of options (its key is its name)")
+    if isinstance(config, Mapping):
+        for key, body in config.items():
+            where = f"namespaces.{key}"
+            if not isinstance(body, Mapping) or "name" in body:
+                problems.append(f"[{where}] must be a table of options (its key is its name)")
+            else:
+                found.append((where, str(key), body))
+    elif isinstance(config, list):
+        for i, item in enumerate(config):
+            where = f"namespaces[{i}]"
+            name = item.get("name") if isinstance(item, Mapping) else None
+            if not isinstance(name, str) or not name:
+                problems.append(f"[{where}] must be a table with a name, as in Centrifugo")
+            else:
+                assert isinstance(item, Mapping)
+                where = f"namespaces[{i}] ({name})"
+                found.append((where, name, {k: v for k, v in item.items() if k != "name"}))
+    else:
+        problems.append(
+            "namespaces must be a table of namespace tables, or a list of them with a name "
+            "each (Centrifugo's layout)"
+        )
+    return found, problems
+
+
+def load_namespaces(config: Any, *, defaults: Iterable[Namespace] = ()) -> NamespaceRegistry:
+    """Build the registry from the ``namespaces`` of syncline.toml.
+
+    Each ``[namespaces.NAME]`` table (or each ``[[namespaces]]`` with a ``name``, Centrifugo's
+    layout) is a namespace; ``default`` is the namespace of channels without ':'. Options are
+    Syncline's or Centrifugo's names of them (core/centrifugo_options.py). ``defaults`` are the
+    namespaces the applications register (the core knows none); a configured namespace replaces
+    the default one of its name as a whole (options are not merged). ConfigError lists problems.
+    """
+    tables, problems = namespace_tables(config)
+    result = {ns.name: ns for ns in defaults}
+    configured: set[str] = set()
+    notes: list[str] = []
+    for where, key, body in tables:
+        name = DEFAULT_NAMESPACE if key == DEFAULT_NAMESPACE_KEY else key
+        if name in configured:
+            problems.append(f"[{where}] configures {key!r} a second time")
             continue
-        name = DEFAULT_NAMESPACE if key == DEFAULT_NAMESPACE_KEY else str(key)
+        configured.add(name)
+        translation = translate(
+            body, centrifugo=where.startswith("namespaces["), known=Namespace.model_fields
+        )
+        problems += [f"[{where}] {problem}" for problem in translation.problems]
+        notes += [f"[{where}] {note}" for note in translation.notes]
         try:
-            result[name] = Namespace.model_validate({**body, "name": name})
+            result[name] = Namespace.model_validate({**translation.options, "name": name})
         except ValidationError as exc:
             problems += describe_errors(where, exc, Namespace)
     if problems:
         raise ConfigError("namespaces", problems)
-    return NamespaceRegistry(result.values())
+    return NamespaceRegistry(result.values(), notes=notes)
