@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 import socket
 import time
@@ -49,6 +50,8 @@ POOL_OPEN_TIMEOUT_S = 10.0
 # Of shutdown_timeout, what draining HTTP requests may not use: capture, the engine and the
 # pool close after it (at most a quarter of the whole).
 CLOSE_RESERVE_S = 1.0
+# Allocations between young collections while serving (CPython: 700); see run().
+GC_YOUNG_THRESHOLD = 7000
 
 
 def bind_socket(
@@ -317,6 +320,16 @@ class Runtime:
         )
         reserve = min(CLOSE_RESERVE_S, (self.settings.shutdown_timeout - shutdown_reserve) / 4)
         app = create_app(context)
+        # What is built by now (modules, the app and its schemas, the pools) lives as long as
+        # the process: out of the collector's sight, so a full collection no longer walks it
+        # (one took 0.38 s, every request waiting, in a 15 s run of 300 chat POST/s); and a
+        # young collection every 7,000 allocations instead of 700 (the run's collections
+        # took 0.43 s; 0.06 s after both). py-spy had the collector at 6-9 % of the POST.
+        # Undone at shutdown: a process that starts Syncline again (the tests) frees it then.
+        thresholds = gc.get_threshold()
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *thresholds[1:])
         config = uvicorn.Config(
             app,
             log_config=None,
@@ -370,6 +383,8 @@ class Runtime:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 with contextlib.suppress(NotImplementedError, RuntimeError):
                     loop.remove_signal_handler(sig)
+            gc.unfreeze()
+            gc.set_threshold(*thresholds)
             log.info("stopped")
         if watched is not None and watched.done() and not watched.cancelled():
             error = watched.exception()
