@@ -433,6 +433,10 @@ async def test_refresh_moves_the_expiry_of_a_connection(
         while "id" not in (message := orjson.loads(await asyncio.wait_for(ws.recv(), 10))):
             pass
         assert message["id"] == 2 and "subscribe" in message
+        # Far in the future: capped at a year, as centrifuge caps it.
+        await cent.refresh(RefreshRequest(user="7", expire_at=2**40))
+        push = orjson.loads(await asyncio.wait_for(ws.recv(), 10))["push"]
+        assert 365 * 24 * 3600 - 10 <= push["refresh"]["ttl"] <= 365 * 24 * 3600
         # expire_at 0: never expires ({"expires": false} is Go's omitted zero value).
         await cent.refresh(RefreshRequest(user="7", expire_at=0))
         assert orjson.loads(await asyncio.wait_for(ws.recv(), 10)) == {"push": {"refresh": {}}}

@@ -76,6 +76,8 @@ _SESSION_CHECKED = (
 )
 
 
+# The furthest a server-side refresh moves a connection's expiry: a year, as centrifuge's.
+MAX_REFRESH_TTL_S = 365 * 24 * 3600
 # What Centrifugo's `subscribe` push carries of a subscribe result (client.go,
 # getSubscribePushReply): the position, not the recovered publications, which follow as pushes.
 _SUBSCRIBE_PUSH_KEYS = ("recoverable", "positioned", "epoch", "offset")
@@ -916,10 +918,12 @@ class Connection(WSListener):
         takes the new connection info if one is given, and gets a ``refresh`` push."""
         if self.closing or not self.connected:
             return
-        if command.expired or 0 < command.expire_at <= int(time.time()):
+        if command.expired or 0 < command.expire_at <= time.time():
             self.close(DisconnectCode.EXPIRED)
             return
-        self.expires_at = command.expire_at or None
+        # Centrifuge caps a server-side refresh at a year (client.go, maxTTLSeconds).
+        now = int(time.time())
+        self.expires_at = min(command.expire_at, now + MAX_REFRESH_TTL_S) or None
         if command.info:
             self.conn_info = command.info.encode()
         ttl = self.gw.tokens.ttl(self.expires_at)
