@@ -136,6 +136,12 @@ class Settings(BaseSettings):
     send_buffer: int = Field(
         1024 * 1024, ge=4096, le=1 << 30, description="bytes queued to a client before 'slow'"
     )
+    centrifugo_config: Path | None = Field(
+        None,
+        description="a Centrifugo config file (v5 or v6, JSON or TOML) to take the namespaces,"
+        " token HMAC key, API key, anonymous access and personal channel from, where"
+        " syncline.toml and the environment don't set them",
+    )
     # [namespaces.NAME] tables, or Centrifugo's layout: [[namespaces]] with a name each.
     namespaces: dict[str, dict[str, Any]] | list[dict[str, Any]] = Field(default_factory=dict)
     rules: list[dict[str, Any]] = Field(default_factory=list)
@@ -286,8 +292,12 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     """Build the effective settings; CLI overrides (non-None) win over everything."""
     data = read_config_file(config_file)
     token = _toml_data.set(data)
+    given = {k: v for k, v in overrides.items() if v is not None}
     try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+        settings = Settings(**given)
+        if settings.centrifugo_config is not None:
+            settings = _with_centrifugo_config(settings, given)
+        return settings
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(part) for part in first["loc"]) or "settings"
@@ -295,6 +305,21 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         raise ConfigError(f"invalid setting {where}: {first['msg']}{more}") from None
     finally:
         _toml_data.reset(token)
+
+
+def _with_centrifugo_config(settings: Settings, given: dict[str, Any]) -> Settings:
+    """The settings again, with what the Centrifugo config says where nothing else did."""
+    from syncline.centrifugo_config import centrifugo_settings
+
+    assert settings.centrifugo_config is not None
+    taken = centrifugo_settings(settings.centrifugo_config)
+    if "namespaces" in taken and "namespaces" in settings.model_fields_set:
+        raise ConfigError(
+            "namespaces come from one place: syncline.toml (or SYNCLINE_NAMESPACES) or the"
+            f" Centrifugo config {settings.centrifugo_config}, not both"
+        )
+    unset = {k: v for k, v in taken.items() if k not in settings.model_fields_set}
+    return Settings(**given, **unset)
 
 
 def masked(settings: Settings) -> dict[str, Any]:

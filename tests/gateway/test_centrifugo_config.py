@@ -4,8 +4,10 @@ development keys, anonymous tokens, user-limited channels and Centrifugo's optio
 from __future__ import annotations
 
 import asyncio
+import json
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jwt
@@ -214,4 +216,48 @@ async def test_namespaces_in_centrifugos_layout_and_names(schema_url: str) -> No
         assert await refused_code(client, "private:x") == 103
     finally:
         await client.disconnect()
+        await stop_live_server(server)
+
+
+async def test_a_centrifugo_config_file_runs_unchanged(schema_url: str, tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(
+        json.dumps(
+            {
+                "client": {
+                    "token": {"hmac_secret_key": CENTRIFUGO_EXAMPLE_KEY},
+                    "allow_anonymous_connect_without_token": True,
+                    "subscribe_to_user_personal_channel": {
+                        "enabled": True,
+                        "personal_channel_namespace": "personal",
+                    },
+                },
+                "channel": {
+                    "namespaces": [
+                        {"name": "chat", "allow_subscribe_for_client": True, "presence": True},
+                        {"name": "personal", "allow_user_limited_channels": True},
+                    ]
+                },
+            }
+        )
+    )
+    server = await start_live_server(
+        schema_url, jwt_secret=None, centrifugo_config=config, insecure_short_keys=True
+    )
+    personal = ServerSubs()
+    user = Client(server.ws_url, token=short_key_token({"sub": "42"}), events=personal)
+    anonymous = Client(server.ws_url)  # no token at all
+    try:
+        await user.connect()
+        await eventually(lambda: personal.channels == ["personal:#42"])
+        sub = user.new_subscription("chat:1")
+        await sub.subscribe()
+        await sub.ready(timeout=5)
+        await anonymous.connect()
+        await anonymous.ready(timeout=5)
+        # allow_subscribe_for_anonymous is not set: anonymous may not subscribe.
+        assert await refused_code(anonymous, "chat:1") == 103
+    finally:
+        await user.disconnect()
+        await anonymous.disconnect()
         await stop_live_server(server)

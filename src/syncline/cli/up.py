@@ -157,7 +157,9 @@ def run_workers(settings: Settings, count: int) -> None:
             private = PrivateRedis(settings.data_dir)
             engine = private.start()
             stack.callback(stop_redis, private)
-        base = settings.model_dump(mode="json", exclude={"database_url", "jwt_secret", "api_key"})
+        # The settings already hold what a Centrifugo config gave: the workers don't read it.
+        secrets_and_sources = {"database_url", "jwt_secret", "api_key", "centrifugo_config"}
+        base = settings.model_dump(mode="json", exclude=secrets_and_sources)
 
         def worker_settings(index: int) -> dict[str, Any]:
             return {
