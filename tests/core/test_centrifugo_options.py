@@ -198,10 +198,10 @@ def test_an_option_syncline_has_is_never_translated_away() -> None:
     kept = translate(raw, known={"allowed_delta_types"})
     assert kept.options["allowed_delta_types"] == ["fossil"]
     assert kept.problems == []
-    refused = translate(raw)
+    refused = translate({"delta_publish": True})
     assert refused.problems == [
-        "allowed_delta_types: Centrifugo's option is not supported by Syncline: publications "
-        "are sent whole (no delta compression)"
+        "delta_publish: Centrifugo's option is not supported by Syncline: delta is chosen per "
+        "subscription (allowed_delta_types), not per publish"
     ]
     assert translate({"allowed_delta_types": [], "force_recovery": False}).problems == []
 

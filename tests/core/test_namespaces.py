@@ -547,3 +547,19 @@ def test_a_personal_channel_that_subscribes_nobody_is_a_config_error() -> None:
     assert problem is not None and "no default namespace" in problem
     assert problem.endswith("needs a namespace with allow_user_limited_channels = true")
     assert REGISTRY.personal_channel_problem("nope:{sub}") is not None
+
+
+# --- delta compression (Centrifugo's allowed_delta_types) -----------------------------------
+
+
+def test_delta_is_off_unless_the_namespace_allows_fossil() -> None:
+    assert ns().allowed_delta_types == ()
+    registry = load_namespaces({"default": {"allowed_delta_types": ["fossil"]}})
+    default = registry.get("")
+    assert default is not None and default.allowed_delta_types == ("fossil",)
+
+
+def test_an_unknown_delta_type_is_a_config_problem() -> None:
+    problems = config_problems({"live": {"allowed_delta_types": ["xdelta"]}})
+    assert "[namespaces.live] allowed_delta_types.0" in problems
+    assert "'fossil'" in problems

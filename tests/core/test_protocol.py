@@ -256,6 +256,7 @@ VALID_COMMANDS: list[tuple[str, Command]] = [
             recover=True,
             offset=9,
             flag=3,
+            delta="fossil",
         ),
     ),
     ('{"unsubscribe":{"channel":"c"},"id":3}', UnsubscribeCommand(id=3, channel="c")),
@@ -311,6 +312,22 @@ def test_flag_bit_two_asks_to_reject_unrecovered() -> None:
     assert isinstance(plain, SubscribeCommand) and isinstance(reject, SubscribeCommand)
     assert not plain.reject_unrecovered
     assert reject.reject_unrecovered
+
+
+def test_subscribe_delta_is_the_asked_type() -> None:
+    (asked, plain) = parse(
+        '{"subscribe":{"channel":"a","flag":1,"delta":"fossil"},"id":1}\n'
+        '{"subscribe":{"channel":"b","flag":1},"id":2}'
+    )
+    assert isinstance(asked, SubscribeCommand) and isinstance(plain, SubscribeCommand)
+    assert (asked.delta, plain.delta) == ("fossil", "")
+
+
+@pytest.mark.parametrize("delta", ['"xdelta"', '"FOSSIL"', "1", "true"])
+def test_an_unknown_delta_type_closes_like_go(delta: str) -> None:
+    # Go: "unknown delta type in subscribe request" -> disconnect bad request (3501).
+    error = closes('{"subscribe":{"channel":"a","delta":' + delta + '},"id":1}')
+    assert error.code == DisconnectCode.BAD_REQUEST
 
 
 def test_null_fields_count_as_absent() -> None:
@@ -695,7 +712,7 @@ well_typed_params = st.fixed_dictionaries(
             max_size=2,
         ),
         "tf": json_values,
-        "delta": json_values,
+        "delta": st.sampled_from(["", "fossil"]),
     },
 )
 

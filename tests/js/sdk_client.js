@@ -19,7 +19,8 @@
 //
 // stdin commands, one a line: "disconnect", "connect", "token <jwt>", "rpc <method> <json>",
 // "presence <channel>", "presence_stats <channel>", "history <channel> [<json options>]",
-// "publish <channel> <json data>", "quit". The client-level calls print what the SDK returns as it is (a missing field as
+// "publish <channel> <json data>", "delta_stats" (the CHANNEL subscription's sub.deltaStats()),
+// "quit". The client-level calls print what the SDK returns as it is (a missing field as
 // "<undefined>"), to check the typed results. The script stops when stdin closes or on "quit".
 //
 // stdout: one JSON object a line, {"event": <name>, ...}. Diagnostics go to stderr.
@@ -208,6 +209,8 @@ input.on('line', (raw) => {
     const channel = space === -1 ? argument : argument.slice(0, space);
     const options = space === -1 ? {} : JSON.parse(argument.slice(space + 1));
     call(command, channel, options);
+  } else if (command === 'delta_stats' && mainSub !== null) {
+    emit('delta_stats', mainSub.deltaStats());
   } else emit('bad_command', { line });
 });
 input.on('close', () => stop(0));
@@ -223,8 +226,9 @@ process.on('unhandledRejection', (err) => {
   stop(1);
 });
 
+let mainSub = null;
 if (process.env.CHANNEL && (scenario === 'subscribe' || scenario === 'refresh')) {
-  subscribe(process.env.CHANNEL);
+  mainSub = subscribe(process.env.CHANNEL);
 }
 client.connect();
 

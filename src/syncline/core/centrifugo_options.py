@@ -26,7 +26,14 @@ _ACTIONS = ("publish", "history", "presence")
 
 # Centrifugo's names that are Syncline's with the same meaning; no translation needed.
 SAME_NAMES = frozenset(
-    {"history_size", "history_ttl", "presence", "join_leave", "allow_user_limited_channels"}
+    {
+        "history_size",
+        "history_ttl",
+        "presence",
+        "join_leave",
+        "allow_user_limited_channels",
+        "allowed_delta_types",
+    }
 )
 
 # Centrifugo options Syncline does not have, with what to do instead. Set to their zero value
@@ -36,7 +43,6 @@ UNSUPPORTED: dict[str, str] = {
     "auto_cache_recover": "the cache recovery mode does not exist",
     "allow_tags_filter": "publications carry no tags",
     "delta_publish": "delta is chosen per subscription (allowed_delta_types), not per publish",
-    "allowed_delta_types": "publications are sent whole (no delta compression)",
     "channel_regex": "channel names are checked by channel_pattern (e.g. 'chat:{room_id}')",
     "publication_data_format": "publications are JSON objects made by capture",
     "subscription_type": "every subscription is a stream",

@@ -7,7 +7,7 @@ import re
 import string
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     BaseModel,
@@ -204,6 +204,9 @@ class Namespace(BaseModel):
     allow_history: bool = False
     allow_presence: bool = False
     allow_user_limited_channels: bool = False
+    # Delta encodings a subscriber may ask for (Centrifugo's option; fossil is the only one):
+    # it then gets publications as fossil deltas against the previous one when shorter.
+    allowed_delta_types: tuple[Literal["fossil"], ...] = ()
     max_channel_length: int = Field(default=DEFAULT_MAX_CHANNEL_LENGTH, ge=1, le=MAX_CHANNEL_LENGTH)
 
     _template: ChannelTemplate | None = PrivateAttr(default=None)

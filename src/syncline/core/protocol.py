@@ -6,8 +6,8 @@ connect before them. What the Go reference server closes the connection for (bad
 field types, an id without a known method, an empty channel, …) raises ``ProtocolError`` with
 ``close=True``, to be answered with close code 3501; the frame is then rejected as a whole. The
 two malformed requests Go answers with error 107 instead come back in place as
-``RejectedCommand``. Unknown fields are ignored (the SDKs send ``flag``, ``tf``, ``delta`` and
-``type``), and JSON ``null`` counts as an absent field, as it does in Go.
+``RejectedCommand``. Unknown fields are ignored (the SDKs send ``flag``, ``tf`` and ``type``),
+and JSON ``null`` counts as an absent field, as it does in Go.
 See centrifuge-protocol.md §1-§2.
 """
 
@@ -113,6 +113,8 @@ class SubscribeCommand:
     recoverable: bool = False
     join_leave: bool = False
     flag: int = 0
+    # The delta encoding asked for ("" or "fossil"); the namespace decides whether it is used.
+    delta: str = ""
 
     # Set by SDKs that reload state themselves: a failed recovery must be answered with
     # error 112 rather than ``recovered: false``.
@@ -382,7 +384,19 @@ def _parse_subscribe(command_id: int, params: dict[str, Any]) -> SubscribeComman
         recoverable=_bool(params, "recoverable", command_id, method),
         join_leave=_bool(params, "join_leave", command_id, method),
         flag=_int(params, "flag", _INT64, command_id, method),
+        delta=_delta(params, command_id),
     )
+
+
+# Delta encodings a client may ask for; Go closes the connection (3501) for any other.
+DELTA_TYPES = frozenset({"fossil"})
+
+
+def _delta(params: dict[str, Any], command_id: int) -> str:
+    delta = _str(params, "delta", command_id, Method.SUBSCRIBE)
+    if delta and delta not in DELTA_TYPES:
+        raise _fail(command_id, Method.SUBSCRIBE, f"unknown delta type {delta!r}")
+    return delta
 
 
 def _parse_unsubscribe(command_id: int, params: dict[str, Any]) -> UnsubscribeCommand:

@@ -192,11 +192,17 @@ def _offset(offset: int) -> int:
     return offset
 
 
+def json_text(data_json: bytes) -> RawJson:
+    """Publication data for a delta subscriber: the JSON text itself as a JSON string."""
+    return RawJson(orjson.dumps(data_json.decode("utf-8")))
+
+
 def _publication_json(
     data_json: bytes | RawJson,
     offset: int,
     info: ClientInfo | None,
     tags: Mapping[str, str] | None,
+    delta: bool = False,
 ) -> bytes:
     if isinstance(data_json, RawJson):
         data = data_json.json
@@ -211,6 +217,8 @@ def _publication_json(
         out += b',"info":' + dumps(info)
     if tags:
         out += b',"tags":' + dumps(tags)
+    if delta:
+        out += b',"delta":true'
     return out + b"}"
 
 
@@ -219,9 +227,14 @@ def encode_publication(
     offset: int = 0,
     info: ClientInfo | None = None,
     tags: Mapping[str, str] | None = None,
+    *,
+    delta: bool = False,
 ) -> RawJson:
-    """A publication built around data that is already JSON, for subscribe/history results."""
-    return RawJson(_publication_json(data_json, offset, info, tags))
+    """A publication built around data that is already JSON, for subscribe/history results.
+
+    ``delta``: the data is a fossil delta (a JSON string) against the previous publication.
+    """
+    return RawJson(_publication_json(data_json, offset, info, tags, delta))
 
 
 def encode_pub_push(
@@ -230,6 +243,8 @@ def encode_pub_push(
     offset: int = 0,
     info: ClientInfo | None = None,
     tags: Mapping[str, str] | None = None,
+    *,
+    delta: bool = False,
 ) -> bytes:
     """The ``pub`` push for one publication, built once and sent to every subscriber.
 
@@ -239,7 +254,7 @@ def encode_pub_push(
         b'{"push":{"channel":'
         + orjson.dumps(channel)
         + b',"pub":'
-        + _publication_json(data_json, offset, info, tags)
+        + _publication_json(data_json, offset, info, tags, delta)
         + b"}}"
     )
 
@@ -337,10 +352,12 @@ def subscribe_result(
     expires: bool = False,
     ttl: int = 0,
     data: JsonValue = None,
+    delta: bool = False,
 ) -> dict[str, Any]:
     """The subscribe result (also a ``connect.subs`` entry and a ``subscribe`` push body).
 
     ``publications`` are delivered after the subscribed event, in order, offsets ascending.
+    ``delta``: delta was negotiated, so every publication's data is a JSON string from now on.
     """
     if (recoverable or positioned) and not epoch:
         raise ValueError("a positioned or recoverable stream always has an epoch")
@@ -363,6 +380,8 @@ def subscribe_result(
         result["publications"] = pubs
     if data is not None:
         result["data"] = data
+    if delta:
+        result["delta"] = True
     return result
 
 

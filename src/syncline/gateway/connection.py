@@ -21,10 +21,11 @@ import psycopg
 from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
 from syncline import __version__, metrics
+from syncline.core import delta, wire
 from syncline.core import protocol as p
-from syncline.core import wire
 from syncline.core.codes import DisconnectCode, ErrorCode, UnsubscribeCode
 from syncline.core.control import RefreshUser, SubscribeUser
+from syncline.core.delta import DeltaStep, PubKey
 from syncline.core.log import ClientInfo, LogError, StreamPosition
 from syncline.core.namespaces import (
     Action,
@@ -101,11 +102,15 @@ class Subscription:
     epoch: str = ""
     offset: int = 0
     # Live publications that arrive while the subscribe reply is being built.
-    pending: list[tuple[str, int, bytes]] | None = field(default_factory=list)
+    pending: list[tuple[str, int, bytes, DeltaStep | None]] | None = field(default_factory=list)
     chan_info: bytes | None = None
     expires_at: int | None = None
     # Present in the channel (presence store): so a leave is announced only after a join.
     joined: bool = False
+    # Fossil delta negotiated: publications go out as DeltaStep frames (data a JSON string).
+    delta: bool = False
+    # The key of the last publication data the client holds, the base a delta must have.
+    delta_holds: PubKey | None = None
 
 
 class Connection(WSListener):
@@ -411,9 +416,18 @@ class Connection(WSListener):
 
     # -- deliveries (called by the hub) -----------------------------------------------------
 
-    def deliver(self, sub: Subscription, epoch: str, offset: int, frame: bytes) -> None:
+    def deliver(
+        self,
+        sub: Subscription,
+        epoch: str,
+        offset: int,
+        frame: bytes,
+        step: DeltaStep | None = None,
+    ) -> None:
+        """Queue one publication of the channel (``step``: its delta encodings, for a
+        channel with delta subscribers)."""
         if sub.pending is not None:
-            sub.pending.append((epoch, offset, frame))
+            sub.pending.append((epoch, offset, frame, step))
             return
         if offset and sub.positioned:
             if epoch != sub.epoch:
@@ -426,6 +440,13 @@ class Connection(WSListener):
                 return
         if offset:
             sub.offset = offset
+        if sub.delta:
+            if step is None:
+                # A delta subscriber must never get plain data: make it resubscribe.
+                self.lost_continuity(sub)
+                return
+            frame = step.frame_for(sub.delta_holds)
+            sub.delta_holds = step.key
         self.queue(frame)
 
     def lost_continuity(self, sub: Subscription) -> None:
@@ -441,8 +462,8 @@ class Connection(WSListener):
     def _release(self, sub: Subscription) -> None:
         """Send what arrived while the subscribe reply was being made, then go live."""
         pending, sub.pending = sub.pending or [], None
-        for epoch, offset, frame in pending:
-            self.deliver(sub, epoch, offset, frame)
+        for epoch, offset, frame, step in pending:
+            self.deliver(sub, epoch, offset, frame, step)
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -527,6 +548,7 @@ class Connection(WSListener):
             self._error(cmd.id, namespace.code)
             return
         sub = Subscription(channel, namespace)
+        sub.delta = delta.negotiate(cmd.delta, namespace.allowed_delta_types)
         if cmd.token:
             try:
                 claims = gw.tokens.subscription(
@@ -606,10 +628,17 @@ class Connection(WSListener):
             outcome = await engine.recover(sub.channel, since)
             position = outcome.position
             recovered = outcome.recovered
-            publications = [
-                wire.encode_publication(pub.data, pub.offset, pub.info)
-                for pub in outcome.publications
-            ]
+            if sub.delta and outcome.publications:
+                publications = delta.recovered_chain(outcome.publications)
+                # The client ends holding the last one: the next live one can be its delta.
+                last = outcome.publications[-1]
+                sub.delta_holds = (position.epoch, last.offset)
+                self.gw.hub.seed_delta(sub.channel, sub.delta_holds, last.data)
+            else:
+                publications = [
+                    wire.encode_publication(pub.data, pub.offset, pub.info)
+                    for pub in outcome.publications
+                ]
         else:
             position = await engine.position(sub.channel)
         sub.epoch, sub.offset = position.epoch, position.offset
@@ -621,6 +650,7 @@ class Connection(WSListener):
             recovered=recovered,
             was_recovering=recover,
             publications=publications,
+            delta=sub.delta,
         )
 
     def _detach(self, sub: Subscription) -> None:

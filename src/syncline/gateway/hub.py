@@ -3,7 +3,9 @@
 The engine calls on_publication synchronously, right after assigning the offset, in offset
 order per channel. Connections only queue bytes here; one flush per event-loop turn writes
 each connection's queue as one frame (newline-separated), so a burst of N publications costs
-a connection one write, not N.
+a connection one write, not N. In a channel of a namespace that allows fossil delta the hub
+also keeps the channel's last publication (a DeltaChain), while the channel has subscribers
+here, and hands each publication's delta encodings, made at most once, to the connections.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from syncline import metrics
+from syncline.core.delta import DeltaChain, PubKey
 from syncline.core.log import ClientInfo, Publication
 from syncline.core.wire import encode_join_push, encode_leave_push, encode_pub_push
 
@@ -24,11 +27,17 @@ class Hub:
 
     def __init__(self) -> None:
         self.channels: dict[str, dict[Connection, Subscription]] = {}
+        # Subscribed channels whose namespace allows delta: their last publication. Kept while
+        # anybody here subscribes, so that a delta subscriber that comes back (recovers) has
+        # a base for its next live publication, as Go's broker keeps the previous one.
+        self._chains: dict[str, DeltaChain] = {}
         self._dirty: set[Connection] = set()
         self._flush_scheduled = False
 
     def add(self, channel: str, conn: Connection, sub: Subscription) -> None:
         self.channels.setdefault(channel, {})[conn] = sub
+        if sub.namespace.allowed_delta_types and channel not in self._chains:
+            self._chains[channel] = DeltaChain()
 
     def remove(self, channel: str, conn: Connection) -> None:
         subs = self.channels.get(channel)
@@ -36,6 +45,14 @@ class Hub:
             subs.pop(conn, None)
             if not subs:
                 del self.channels[channel]
+                self._chains.pop(channel, None)
+
+    def seed_delta(self, channel: str, key: PubKey, data: bytes) -> None:
+        """A recovery read the channel's newest publication: the base of the next delta if
+        none has come through here since the channel was subscribed."""
+        chain = self._chains.get(channel)
+        if chain is not None:
+            chain.seed(key, data)
 
     def subscribers(self, channel: str) -> int:
         return len(self.channels.get(channel, ()))
@@ -46,8 +63,10 @@ class Hub:
             return
         frame = encode_pub_push(channel, pub.data, pub.offset, pub.info)
         offset = pub.offset
+        chain = self._chains.get(channel)
+        step = None if chain is None else chain.step(channel, epoch, pub)
         for conn, sub in list(subs.items()):
-            conn.deliver(sub, epoch, offset, frame)
+            conn.deliver(sub, epoch, offset, frame, step)
         metrics.DELIVERIES.inc(len(subs))
 
     def on_presence(self, channel: str, info: ClientInfo, joined: bool, /) -> None:
