@@ -47,6 +47,7 @@ from syncline.core.protocol import (
     SubscribeCommand,
     SubscribeRecovery,
     UnsubscribeCommand,
+    check_delta,
 )
 
 # A varint of a 64-bit value takes at most 10 bytes (7 bits each).
@@ -212,6 +213,7 @@ def _parse_subscribe(command_id: int, req: pb.SubscribeRequest) -> SubscribeComm
         recoverable=req.recoverable,
         join_leave=req.join_leave,
         flag=req.flag,
+        delta=check_delta(req.delta, command_id),
     )
 
 

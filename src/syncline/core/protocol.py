@@ -392,11 +392,15 @@ def _parse_subscribe(command_id: int, params: dict[str, Any]) -> SubscribeComman
 DELTA_TYPES = frozenset({"fossil"})
 
 
-def _delta(params: dict[str, Any], command_id: int) -> str:
-    delta = _str(params, "delta", command_id, Method.SUBSCRIBE)
+def check_delta(delta: str, command_id: int) -> str:
+    """The subscribe's delta type; ProtocolError (close 3501) for one Go does not know."""
     if delta and delta not in DELTA_TYPES:
         raise _fail(command_id, Method.SUBSCRIBE, f"unknown delta type {delta!r}")
     return delta
+
+
+def _delta(params: dict[str, Any], command_id: int) -> str:
+    return check_delta(_str(params, "delta", command_id, Method.SUBSCRIBE), command_id)
 
 
 def _parse_unsubscribe(command_id: int, params: dict[str, Any]) -> UnsubscribeCommand:
