@@ -483,13 +483,18 @@ async def test_keys_of_a_channel_share_a_hash_tag(redis_url: str, prefix: str) -
     try:
         await engine.append("room:1", b"{}", history_size=5, history_ttl_s=60.0)
         await engine.append("odd}{name", b"{}", history_size=5, history_ttl_s=60.0)
+        # A user-limited channel: '#' and ',' are plain characters of a key and its tag.
+        await engine.append("dialog#42,43", b"{}", history_size=5, history_ttl_s=60.0)
+        page = await engine.history("dialog#42,43", 10, None, False)
+        assert [p.offset for p in page.publications] == [1]
     finally:
         await engine.close()
     client = redis_asyncio.Redis.from_url(redis_url)
     keys = sorted(k.decode() for k in await client.keys(f"{prefix}:*") if isinstance(k, bytes))
     await client.aclose()
     assert f"{prefix}:m:{{room:1}}" in keys and f"{prefix}:s:{{room:1}}" in keys
-    odd = [k for k in keys if "room" not in k]
+    assert f"{prefix}:s:{{dialog#42,43}}" in keys
+    odd = [k for k in keys if "room" not in k and "dialog" not in k]
     assert len(odd) == 2
     assert len({k.split(":", 2)[2] for k in odd}) == 1  # one digest tag for both keys
 
