@@ -554,3 +554,47 @@ async def test_a_configured_prefix_moves_the_layout(schema_url: str) -> None:
                 await cent.info(InfoRequest())
     finally:
         await stop_live_server(live)
+
+
+# -- the single-endpoint API of Centrifugo before v5 (POST /api) ----------------------------
+
+
+async def test_the_old_single_endpoint_api_at_the_bare_prefix(server: LiveServer) -> None:
+    async def call(body: bytes) -> httpx.Response:
+        async with httpx.AsyncClient(base_url=server.http_url) as http:
+            return await http.post("/api", content=body, headers={"X-API-Key": API_KEY})
+
+    body = (
+        b'{"method": "publish", "params": {"channel": "orders", "data": {"old": true}}}\n'
+        b'{"id": 7, "method": 5, "params": {"channel": "room:1"}}\n'
+        b'{"id": 8, "method": "PRESENCE", "params": {"channel": "nope:1"}}\n'
+        b'{"id": 9, "method": "rpc", "params": {}}\n'
+        b'{"id": 10, "method": 99}\n'
+        b'{"id": 11, "method": "info"}\n'
+        b'{"id": 12, "method": "history", "params": {"channel": 5}}\n'
+    )
+    reply = await call(body)
+    assert reply.status_code == 200, reply.text
+    lines = [orjson.loads(line) for line in reply.content.split(b"\n")]
+    assert lines[:5] == [
+        {"result": {}},
+        {"id": 7, "result": {"num_clients": 0, "num_users": 0}},
+        {"id": 8, "error": {"code": 102, "message": "unknown channel"}},
+        {"id": 9, "error": {"code": 104, "message": "not found"}},
+        {"id": 10, "error": {"code": 104, "message": "not found"}},
+    ]
+    assert lines[5]["id"] == 11 and lines[5]["result"]["nodes"]
+    assert lines[6]["id"] == 12 and lines[6]["error"]["code"] == 107
+    async with AsyncClient(f"{server.http_url}/api", API_KEY) as cent:
+        for _ in range(200):
+            page = await cent.history(HistoryRequest(channel="orders", limit=-1))
+            if page.publications:
+                break
+            await asyncio.sleep(0.02)
+    assert [p.data for p in page.publications] == [{"old": True}]
+    for bad in (b"", b"{not json", b"[1]", b'{"method": "bogus"}', b'{"method": true}'):
+        refused = await call(bad)
+        assert refused.status_code == 400, bad
+        assert refused.json()["error"]["message"]
+    async with httpx.AsyncClient(base_url=server.http_url) as http:
+        assert (await http.post("/api", content=b"{}")).status_code == 401

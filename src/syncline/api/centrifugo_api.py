@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -20,6 +21,7 @@ import psycopg
 from pydantic import BaseModel, ValidationError
 
 from syncline.api.centrifugo_models import (
+    MAX_BATCH_COMMANDS,
     BatchBody,
     BroadcastBody,
     ChannelBody,
@@ -419,3 +421,91 @@ async def batch(context: AppContext, params: object) -> dict[str, Any]:
             return await run_command(context, command)
 
     return {"replies": list(await asyncio.gather(*(bounded(c) for c in body.commands)))}
+
+
+# -- the single-endpoint API of Centrifugo before v5, which v6 still serves ----------------
+
+# Command.MethodType of that API (internal/api/handler_legacy.go): the number or the name.
+LEGACY_METHODS = {
+    0: "publish",
+    1: "broadcast",
+    2: "unsubscribe",
+    3: "disconnect",
+    4: "presence",
+    5: "presence_stats",
+    6: "history",
+    7: "history_remove",
+    8: "channels",
+    9: "info",
+    11: "subscribe",
+    12: "refresh",
+}
+_LEGACY_NAMES = {name.upper(): number for number, name in LEGACY_METHODS.items()}
+# The names of that API's other methods (rpc, connections, user status…): known, not served.
+_LEGACY_OTHER = {"RPC": 10, "CONNECTIONS": 14}
+_MAX_UINT32 = 2**32 - 1
+
+
+def _legacy_commands(text: str) -> list[dict[str, Any]]:
+    """The JSON objects of a body, one after the other (Go's json.Decoder over the stream)."""
+    decoder = json.JSONDecoder()
+    commands: list[dict[str, Any]] = []
+    at, end = 0, len(text)
+    while True:
+        while at < end and text[at] in " \t\r\n":
+            at += 1
+        if at == end:
+            return commands
+        try:
+            command, at = decoder.raw_decode(text, at)
+        except json.JSONDecodeError as err:
+            raise BadBody(f"command {len(commands) + 1} is not JSON: {err}") from None
+        if not isinstance(command, dict):
+            raise BadBody(f"command {len(commands) + 1} is not a JSON object")
+        if len(commands) >= MAX_BATCH_COMMANDS:
+            raise BadBody(f"at most {MAX_BATCH_COMMANDS} commands in one request")
+        commands.append(command)
+
+
+def _legacy_method(command: dict[str, Any]) -> int:
+    method = command.get("method", 0)  # Go's zero value: PUBLISH
+    if isinstance(method, str):
+        number = _LEGACY_NAMES.get(method.upper(), _LEGACY_OTHER.get(method.upper()))
+        if number is None:
+            raise BadBody(f"unknown method {method!r}")
+        return number
+    if isinstance(method, int) and not isinstance(method, bool) and 0 <= method <= _MAX_UINT32:
+        return method
+    raise BadBody("method must be a method name or number")
+
+
+async def run_legacy(context: AppContext, text: str) -> list[dict[str, Any]]:
+    """Each ``{"id", "method", "params"}`` of the body, in order → ``{"id", "result"}`` or
+    ``{"id", "error"}`` (``id`` left out when 0, as Go's omitempty does)."""
+    commands = _legacy_commands(text)
+    parsed = []
+    for command in commands:
+        command_id = command.get("id", 0)
+        if (
+            not isinstance(command_id, int)
+            or isinstance(command_id, bool)
+            or not 0 <= command_id <= _MAX_UINT32
+        ):
+            raise BadBody("id must be an integer in 0-4294967295")
+        parsed.append((command_id, _legacy_method(command), command.get("params")))
+    replies: list[dict[str, Any]] = []
+    for command_id, number, params in parsed:
+        reply: dict[str, Any] = {"id": command_id} if command_id else {}
+        name = LEGACY_METHODS.get(number)
+        try:
+            if name is None:
+                raise MethodError(NOT_FOUND)
+            if name == "info" and params is None:
+                params = {}  # Centrifugo's legacy info reads no params
+            reply["result"] = await METHODS[name](context, params)
+        except BadBody as err:
+            reply["error"] = MethodError(BAD_REQUEST, str(err)).reply()
+        except MethodError as err:
+            reply["error"] = err.reply()
+        replies.append(reply)
+    return replies

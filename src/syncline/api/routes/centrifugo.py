@@ -5,8 +5,10 @@ Centrifugo's HTTP contract (internal/api/handler.go, internal/middleware/auth.go
 that does not decode is a 400; anything else is HTTP 200 with `{"result": …}` or
 `{"error": {"code": N, "message": …}}`, and `batch` answers `{"replies": […]}`. Only POST is
 served, so the chat's `GET /api/info` and the server API's `POST /api/info` share a path
-without meeting. The 401 and 400 bodies are Syncline's usual `{"error": {"code", "message"}}`
-(Centrifugo sends none; its clients read only the status). See docs/topics/server-api.md.
+without meeting. `POST /api` itself is Centrifugo's older single-endpoint API (commands
+`{"id", "method", "params"}`, one a line, replies likewise), which v6 still serves. The 401
+and 400 bodies are Syncline's usual `{"error": {"code", "message"}}` (Centrifugo sends none;
+its clients read only the status). See docs/topics/server-api.md.
 """
 
 from __future__ import annotations
@@ -123,4 +125,34 @@ def build_router(prefix: str) -> APIRouter:
                 }
             },
         )
+    # Centrifugo's API before v5 (still served by v6 at the bare prefix): old clients, cent 4.x
+    # among them, send newline-separated {"method", "params"} commands there.
+    router.add_api_route(
+        "" if prefix else "/",
+        _legacy,
+        methods=["POST"],
+        summary="Centrifugo's single-endpoint API: {id, method, params} commands, one a line",
+        response_class=Response,
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"type": "object"}}},
+            }
+        },
+    )
     return router
+
+
+async def _legacy(request: Request, context: Context) -> Response:
+    raw = await request.body()
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        raise ApiError(400, "bad_request", "the body is not UTF-8") from None
+    if not text.strip():
+        raise ApiError(400, "bad_request", "no command in the body")
+    try:
+        replies = await api.run_legacy(context, text)
+    except api.BadBody as err:
+        raise ApiError(400, "bad_request", str(err)) from None
+    return Response(b"\n".join(orjson.dumps(r) for r in replies), media_type="application/json")
