@@ -5,8 +5,10 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
+import jwt
 import pytest
 
+from syncline.cli.base import settings_for
 from syncline.errors import ConfigError
 from syncline.keys import jwt_secret
 from syncline.settings import load_settings, mask_url, masked, short_key_warnings
@@ -138,3 +140,14 @@ def test_an_empty_key_is_refused_even_in_the_development_mode(
 def test_long_keys_bring_no_warning(clean_env: pytest.MonkeyPatch) -> None:
     settings = load_settings(None, jwt_secret=STRONG)
     assert short_key_warnings(settings, {"jwt_secret": STRONG}) == []
+
+
+def test_the_development_mode_quiets_pyjwts_warning_for_cli_commands(
+    clean_env: pytest.MonkeyPatch,
+) -> None:
+    clean_env.setenv("SYNCLINE_JWT_SECRET", "secret")
+    clean_env.setenv("SYNCLINE_INSECURE_SHORT_KEYS", "true")
+    settings_for(None, quiet=True)
+    # Warnings are errors here: signing as `syncline tail` does must not warn on every token.
+    token = jwt.encode({"sub": "1"}, "secret", algorithm="HS256")
+    assert jwt.decode(token, "secret", algorithms=["HS256"]) == {"sub": "1"}

@@ -20,6 +20,7 @@ from syncline.db.embedded import (
     ServerInfo,
 )
 from syncline.errors import SynclineError
+from syncline.keys import allow_short_keys
 from syncline.logs import configure_logging
 from syncline.settings import LogLevel, Settings, load_settings, mask_url
 
@@ -68,6 +69,8 @@ def settings_for(config: Path | None, *, quiet: bool = False, **overrides: Any) 
     settings = load_settings(config, **overrides)
     level = settings.log_level
     configure_logging("warning" if quiet and level == "info" else level)
+    if settings.insecure_short_keys:  # `tail` signs tokens with the key too
+        allow_short_keys()
     return settings
 
 
