@@ -136,6 +136,10 @@ def test_a_delivered_transaction_not_yet_visible_asks_for_a_new_snapshot() -> No
     assert recent.copy() == (11, 12, 13)
     handoff = Handoff(recent.copy())
     assert handoff.feed(change(14, lsn=5)) == []
+    early = SnapshotBoundary(PgSnapshot(13, 15, frozenset({13, 14})), wal_lsn=9)
+    with pytest.raises(SnapshotTooEarlyError):
+        handoff.check(early)  # before reading the rows
+    handoff.check(SnapshotBoundary(PgSnapshot(14, 15, frozenset({14})), wal_lsn=9))
     with pytest.raises(SnapshotTooEarlyError, match="transaction 13 was delivered"):
         handoff.start(SnapshotBoundary(PgSnapshot(13, 15, frozenset({13, 14})), wal_lsn=9))
     assert handoff.waiting  # still holding: the next snapshot gets 14

@@ -211,20 +211,26 @@ class Handoff:
             return []
         return list(self._pass([change]))
 
-    def start(self, boundary: SnapshotBoundary) -> list[Change]:
-        """The snapshot has been read: the held changes that must follow its rows.
-
-        Raises SnapshotTooEarlyError, and keeps holding changes, when a transaction delivered
-        before the shape was registered is not in the snapshot yet: read a new snapshot.
-        """
-        if self._pending is None:
-            raise RuntimeError("the handoff has started already")
+    def check(self, boundary: SnapshotBoundary) -> None:
+        """Raise SnapshotTooEarlyError if a transaction delivered before the shape was
+        registered is not visible in the snapshot: read a new one. :meth:`start` checks too;
+        checking first saves reading the rows of a snapshot that can't be used."""
         late = [xid for xid in self._delivered if not visible_in(boundary.snapshot, xid)]
         if late:
             raise SnapshotTooEarlyError(
                 f"transaction {late[0]} was delivered but is not visible in snapshot "
                 f"{boundary.snapshot} yet"
             )
+
+    def start(self, boundary: SnapshotBoundary) -> list[Change]:
+        """The snapshot's rows have all been emitted: the held changes that must follow them.
+
+        Raises SnapshotTooEarlyError, and keeps holding changes, when a transaction delivered
+        before the shape was registered is not in the snapshot yet: read a new snapshot.
+        """
+        if self._pending is None:
+            raise RuntimeError("the handoff has started already")
+        self.check(boundary)
         pending, self._pending = self._pending, None
         self._boundary = boundary
         return list(self._pass(pending))
