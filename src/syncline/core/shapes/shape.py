@@ -206,6 +206,7 @@ class Shape:
     where: str  # the canonical filter, policy included ("true" when there is none)
     key: str  # channel name: shape:<hash of table, columns and where>
     _test: Any = field(repr=False)
+    _trivial: bool = field(repr=False, default=False)  # no filter: every row is inside
 
     def matches(self, row: Row) -> bool:
         """Whether a complete row is in the shape (KeyError if a needed column is missing)."""
@@ -225,54 +226,65 @@ class Shape:
         Needs the old row's filtered columns: tables with shapes use REPLICA IDENTITY FULL.
         """
         op = change.op
-        if op is Op.TRUNCATE:
-            return [ShapeEvent("truncate", None, None)]
-        if op is Op.MESSAGE:
-            return []
-        if op is Op.INSERT:
+        if op is _UPDATE:
+            return self._update(change)
+        if op is _INSERT:
             new = change.row
             if new is None:
                 return ShapeProblem("an insert without its row")
             inside = self._inside(new, "new")
-            if isinstance(inside, ShapeProblem):
-                return inside
-            return [ShapeEvent("insert", self.row_key(new), self.project(new))] if inside else []
-        old = change.old
-        if old is None and (self.filter != TRUE or op is Op.DELETE):
-            return self._need_full(change)
-        was = True if old is None else self._inside(old, "old")
-        if isinstance(was, ShapeProblem):
-            return was
-        if op is Op.DELETE:
-            assert old is not None
-            return [ShapeEvent("delete", self.row_key(old), None)] if was else []
-        new = change.row
+            if inside is True:
+                return [ShapeEvent("insert", self.row_key(new), self.project(new))]
+            return [] if inside is False else inside
+        if op is _DELETE:
+            old = change.old
+            if old is None:
+                return self._need_full(change)
+            was = self._inside(old, "old")
+            if was is True:
+                return [ShapeEvent("delete", self.row_key(old), None)]
+            return [] if was is False else was
+        if op is _TRUNCATE:
+            return [ShapeEvent("truncate", None, None)]
+        return []  # a MESSAGE belongs to no table
+
+    def _update(self, change: Change) -> list[ShapeEvent] | ShapeProblem:
+        old, new = change.old, change.row
         if new is None:
             return ShapeProblem("an update without its new row")
-        new = _fill_toast(new, old, change.unchanged_toast)
+        if old is None:
+            if not self._trivial:
+                return self._need_full(change)
+            was: bool | ShapeProblem = True
+        else:
+            was = self._inside(old, "old")
+            if was is not True and was is not False:
+                return was
+        if change.unchanged_toast:
+            new = _fill_toast(new, old, change.unchanged_toast)
         now = self._inside(new, "new")
-        if isinstance(now, ShapeProblem):
+        if now is False:
+            if not was:
+                return []
+            return [ShapeEvent("delete", self.row_key(new if old is None else old), None)]
+        if now is not True:
             return now
-        if not was and not now:
-            return []
         try:
-            projected = self.project(new) if now else None
+            projected = self.project(new)
         except KeyError as exc:
             return ShapeProblem(_missing(change, exc.args[0], "new"))
         new_key = self.row_key(new)
-        old_key = new_key if old is None else {k: old.get(k) for k in self.primary_key}
-        if was and now:
-            if old_key != new_key:
-                return [
-                    ShapeEvent("delete", old_key, None),
-                    ShapeEvent("insert", new_key, projected),
-                ]
-            if old is not None and all(old.get(c, _ABSENT) == new[c] for c in self.columns):
-                return []  # nothing the shape shows changed
+        if not was:
+            return [ShapeEvent("insert", new_key, projected)]
+        if old is None:
             return [ShapeEvent("update", new_key, projected)]
-        if was:
-            return [ShapeEvent("delete", old_key, None)]
-        return [ShapeEvent("insert", new_key, projected)]
+        old_key = {k: old.get(k) for k in self.primary_key}
+        if old_key != new_key:
+            return [ShapeEvent("delete", old_key, None), ShapeEvent("insert", new_key, projected)]
+        for name, value in projected.items():
+            if old.get(name, _ABSENT) != value:
+                return [ShapeEvent("update", new_key, projected)]
+        return []  # nothing the shape shows changed
 
     def _inside(self, row: Row, which: str) -> bool | ShapeProblem:
         try:
@@ -288,6 +300,8 @@ class Shape:
 
 
 _ABSENT = object()
+# Enum attribute access is slow in Python 3.11; classify compares these on every change.
+_INSERT, _UPDATE, _DELETE, _TRUNCATE = Op.INSERT, Op.UPDATE, Op.DELETE, Op.TRUNCATE
 
 
 def _fill_toast(new: Row, old: Row | None, toast: frozenset[str]) -> Row:
@@ -367,4 +381,5 @@ def compile_shape(
         where=where,
         key=SHAPE_CHANNEL_PREFIX + digest,
         _test=predicate(combined),
+        _trivial=combined == TRUE,
     )
