@@ -12,9 +12,11 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from cent import AsyncClient, PublishRequest, SubscribeRequest
+
 from syncline.rpc import RpcContext, RpcError
 
-from helpers.live_server import LiveServer
+from helpers.live_server import LiveServer, start_live_server, stop_live_server
 from helpers.node import JS_DIR, NodeProcess, node_binary
 
 SCRIPT = JS_DIR / "sdk_client.js"
@@ -180,3 +182,26 @@ async def test_empty_channel_results_carry_their_zero_values(live_server: LiveSe
         assert history["offset"] == 0
         assert history["epoch"] not in ("", "<undefined>")
         assert not client.named("call_error")
+
+
+async def test_a_server_api_subscribe_reaches_the_sdk_as_a_server_side_subscription(
+    schema_url: str,
+) -> None:
+    # Centrifugo's own server-API client, unchanged, against /api; the JS SDK sees the
+    # subscribe push as a server-side subscription, then that channel's publications.
+    api_key = "js-sdk-server-api-key-" + "k" * 20
+    server = await start_live_server(schema_url, api_key=api_key)
+    try:
+        token = server.token("7")
+        async with (
+            node_client(server, "subscribe", token=token, CHANNEL="orders") as client,
+            AsyncClient(f"{server.http_url}/api", api_key) as cent,
+        ):
+            await client.expect_event("subscribed", channel="orders")
+            await cent.subscribe(SubscribeRequest(user="7", channel="news"))
+            await client.expect_event("server_subscribed", channel="news")
+            await cent.publish(PublishRequest(channel="news", data={"js": True}))
+            pub = await client.expect_event("server_publication", channel="news")
+            assert (pub["data"], pub["offset"]) == ({"js": True}, 1)
+    finally:
+        await stop_live_server(server)
