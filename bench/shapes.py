@@ -3,10 +3,11 @@
     .venv/bin/python bench/shapes.py [--json out.json] [--rows 100000]
 
 1. Changes/s through ``ShapeRegistry.route`` with 1, 100 and 10,000 distinct shapes on one
-   table, for two kinds of filter: ``owner_id = k`` (the registry's equality index applies)
-   ``total > k`` (every shape is evaluated, many match) and ``total < -k-1`` (every shape is
-   evaluated, none matches: the filter's cost alone). Rates are per CPU second of this
-   process (the machine is shared). Each change is an update with the full old
+   table, for four kinds of filter: ``owner_id = k`` (the registry's equality index applies),
+   ``total > k`` and ``total < -k-1`` (the index of ordered comparisons applies; many shapes
+   match, or none), and ``total < -k-1 or status = 'never'`` (no index covers an ``or``: every
+   shape is evaluated, none matches, the filter's cost alone). Rates are per CPU second of
+   this process (the machine is shared). Each change is an update with the full old
    row (REPLICA IDENTITY FULL), half of them moving the row between owners or totals.
 2. The time to read a snapshot of ``--rows`` matching rows with ``open_snapshot`` (embedded
    PostgreSQL, started here), rows decoded as capture decodes them.
@@ -50,7 +51,9 @@ def _registry(count: int, kind: str) -> ShapeRegistry:
         where = {
             "equality": f"owner_id = {k}",
             "range": f"total > {k}",
-            "range-miss": f"total < {-k - 1}",  # never true: the evaluation cost alone
+            "range-miss": f"total < {-k - 1}",  # never true
+            # never true, and an `or` that no index covers: every shape is evaluated
+            "or-miss": f"total < {-k - 1} or status = 'never'",
         }[kind]
         request = ShapeRequest(table="orders", where=where)
         registry.open("bench", compile_shape(request, RULE, ORDERS, "u"))
@@ -79,8 +82,10 @@ def _changes(count: int, shapes: int, seed: int = 18) -> list[Change]:
 def route_rate(shapes: int, kind: str, repeats: int) -> dict[str, Any]:
     registry = _registry(shapes, kind)
     # Fewer changes where every shape is evaluated, so that a run takes about a second.
-    count = 20_000 if kind != "range" else {1: 20_000, 100: 1_000}.get(shapes, 20)
-    if kind == "range-miss":
+    count = 20_000
+    if kind == "range":
+        count = {1: 20_000, 100: 1_000}.get(shapes, 20)
+    elif kind == "or-miss":
         count = {1: 20_000, 100: 2_000}.get(shapes, 40)
     changes = _changes(count, shapes)
     rates, events = [], 0
@@ -152,7 +157,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     results: dict[str, Any] = {"route": [], "snapshot": None}
-    for kind in ("equality", "range", "range-miss"):
+    for kind in ("equality", "range", "range-miss", "or-miss"):
         for shapes in (1, 100, 10_000):
             result = route_rate(shapes, kind, args.repeats)
             results["route"].append(result)

@@ -1,4 +1,4 @@
-"""The shape registry: sharing, limits, idle expiry, and routing through the equality index."""
+"""The shape registry: sharing, limits, idle expiry, and routing through the index."""
 
 from __future__ import annotations
 
@@ -95,6 +95,12 @@ FILTERS = [
     "total = 2 and status != 'x'",
     "status not in ('a')",
     "status is null",
+    "total > 1",
+    "total >= 2",
+    "total < 1",
+    "total <= 2 and status != 'c'",
+    "total > 0 and status = 'b'",
+    "total != 2",
 ]
 _rows = st.fixed_dictionaries(
     {
@@ -123,3 +129,20 @@ def test_routing_through_the_index_equals_asking_every_shape(
     )
     expected = {s.key: r for s in shapes if (r := s.classify(c))}
     assert {s.key: r for s, r in registry.route(c)} == expected
+
+
+def test_the_index_skips_the_shapes_a_change_cannot_touch() -> None:
+    registry = ShapeRegistry()
+    for k in range(50):
+        registry.open("c", shape(f"total > {k}"))
+        registry.open("c", shape(f"total = {k}"))
+    row = {"id": 1, "status": "a", "total": 3}
+    table = registry._tables[("public", "orders")]
+    touched = {s.where for s in table.candidates(change(Op.INSERT, row, None))}
+    assert touched == {"total > 0", "total > 1", "total > 2", "total = 3"}
+    moved = change(Op.UPDATE, {**row, "total": 5}, row)
+    touched = {s.where for s in table.candidates(moved)}
+    assert touched == {f"total > {k}" for k in range(5)} | {"total = 3", "total = 5"}
+    assert {
+        s.where for s in table.candidates(change(Op.INSERT, {**row, "total": None}, None))
+    } == set()

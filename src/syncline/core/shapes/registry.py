@@ -7,6 +7,7 @@ per change whatever the number of subscribers. The clock is the caller's (``now`
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +25,7 @@ __all__ = [
 ]
 
 # A shape costs its filter, a channel and its history; 10,000 distinct shapes on one table
-# cost one filter pass each per change of that table (the equality index below skips most).
+# cost one filter pass each per change of that table, less the shapes the index skips.
 DEFAULT_MAX_SHAPES = 10_000
 # A UI shows a handful of live lists at once; 100 is far above that and stops a runaway loop.
 DEFAULT_MAX_SHAPES_PER_CONNECTION = 100
@@ -37,101 +38,165 @@ class ShapeLimitError(Exception):
     """Too many shapes on this server or this connection; the message says which."""
 
 
+@dataclass(frozen=True, slots=True)
+class _Index:
+    """What a shape's filter requires of one column, for the routing index.
+
+    ``op`` "=" with ``keys``: the column's key is one of them. ``op`` "<", "<=", ">" or ">="
+    with one key: the column compares so with it. A row whose column doesn't satisfy it (or is
+    NULL) is not in the shape, so the shape needn't be evaluated for that row.
+    """
+
+    column: str
+    op: str
+    keys: tuple[Any, ...]
+    key_function: Any  # the column's ValueType.key
+
+
 @dataclass(slots=True)
 class _Entry:
     shape: Shape
     subscribers: set[str] = field(default_factory=set)
     idle_since: float | None = None
-    index: tuple[str, frozenset[Any]] | None = None  # (column, keys) the filter needs equal
+    index: _Index | None = None
 
 
-def _equality(shape: Shape) -> tuple[str, frozenset[Any]] | None:
-    """A column and the keys it must have for the filter to be true, if the filter says so.
-
-    ``c = v`` or ``c in (…)``, alone or as an item of a top-level ``and``: a row whose ``c``
-    has another key (or is NULL) is not in the shape, so the shape needn't be evaluated.
-    """
-    items = shape.filter.items if isinstance(shape.filter, Junction) else (shape.filter,)
-    if isinstance(shape.filter, Junction) and shape.filter.op != "and":
+def _index_of(shape: Shape) -> _Index | None:
+    """The index entry of a shape: from ``c = v``, ``c in (…)`` or else ``c < v`` (and the
+    other orderings), alone or as an item of a top-level ``and``; equality preferred."""
+    expr = shape.filter
+    if isinstance(expr, Junction) and expr.op != "and":
         return None
+    items = expr.items if isinstance(expr, Junction) else (expr,)
+    ordered: _Index | None = None
     for item in items:
-        if isinstance(item, Comparison) and item.op == "=":
-            return item.column, frozenset({item.key})
-        if isinstance(item, Membership) and not item.negated:
-            return item.column, item.keys
-    return None
+        if isinstance(item, Comparison):
+            if item.op == "=":
+                return _Index(item.column, "=", (item.key,), item.type.key)
+            if item.op != "!=" and ordered is None:
+                ordered = _Index(item.column, item.op, (item.key,), item.type.key)
+        elif isinstance(item, Membership) and not item.negated:
+            return _Index(item.column, "=", tuple(item.keys), item.type.key)
+    return ordered
+
+
+def _first(entry: tuple[Any, str]) -> Any:
+    return entry[0]
+
+
+class _Ordered:
+    """Shapes requiring ``column op k``, sorted by k: the matches of a value are a prefix
+    (``>``, ``>=``: every k below the value) or a suffix (``<``, ``<=``), found by bisection."""
+
+    __slots__ = ("entries", "op")
+
+    def __init__(self, op: str) -> None:
+        self.op = op
+        self.entries: list[tuple[Any, str]] = []  # (k, shape key), sorted
+
+    def add(self, key: Any, shape_key: str) -> None:
+        bisect.insort(self.entries, (key, shape_key))
+
+    def remove(self, key: Any, shape_key: str) -> None:
+        i = bisect.bisect_left(self.entries, (key, shape_key))
+        if i < len(self.entries) and self.entries[i] == (key, shape_key):
+            del self.entries[i]
+
+    def matching(self, value: Any) -> list[tuple[Any, str]]:
+        entries, op = self.entries, self.op
+        if op == ">":  # k < value
+            return entries[: bisect.bisect_left(entries, value, key=_first)]
+        if op == ">=":  # k <= value
+            return entries[: bisect.bisect_right(entries, value, key=_first)]
+        if op == "<":  # k > value
+            return entries[bisect.bisect_right(entries, value, key=_first) :]
+        return entries[bisect.bisect_left(entries, value, key=_first) :]  # "<=": k >= value
 
 
 class _Table:
-    """The shapes of one table, with an index of those that need a column equal to a value."""
+    """The shapes of one table, indexed by what their filters require of a column."""
 
     def __init__(self) -> None:
         self.scan: dict[str, Shape] = {}  # evaluated for every change
-        self.index: dict[str, dict[Any, dict[str, Shape]]] = {}  # column → key → shapes
+        self.shapes: dict[str, Shape] = {}  # every indexed shape, by key
+        self.equal: dict[str, dict[Any, set[str]]] = {}  # column → key → shape keys
+        self.ordered: dict[tuple[str, str], _Ordered] = {}  # (column, op) → sorted shapes
         self.key_of: dict[str, Any] = {}  # column → its ValueType.key function
 
     def add(self, entry: _Entry) -> None:
-        shape = entry.shape
-        if entry.index is None:
+        shape, index = entry.shape, entry.index
+        if index is None:
             self.scan[shape.key] = shape
             return
-        column, keys = entry.index
-        by_key = self.index.setdefault(column, {})
-        self.key_of[column] = _key_function(shape, column)
-        for key in keys:
-            by_key.setdefault(key, {})[shape.key] = shape
+        self.shapes[shape.key] = shape
+        self.key_of[index.column] = index.key_function
+        if index.op == "=":
+            by_key = self.equal.setdefault(index.column, {})
+            for key in index.keys:
+                by_key.setdefault(key, set()).add(shape.key)
+        else:
+            ordered = self.ordered.setdefault((index.column, index.op), _Ordered(index.op))
+            ordered.add(index.keys[0], shape.key)
 
     def remove(self, entry: _Entry) -> None:
-        shape = entry.shape
-        if entry.index is None:
+        shape, index = entry.shape, entry.index
+        if index is None:
             self.scan.pop(shape.key, None)
             return
-        column, keys = entry.index
-        by_key = self.index[column]
-        for key in keys:
-            shapes = by_key[key]
-            shapes.pop(shape.key, None)
-            if not shapes:
-                del by_key[key]
-        if not by_key:
-            del self.index[column], self.key_of[column]
+        del self.shapes[shape.key]
+        if index.op == "=":
+            by_key = self.equal[index.column]
+            for key in index.keys:
+                keys = by_key[key]
+                keys.discard(shape.key)
+                if not keys:
+                    del by_key[key]
+            if not by_key:
+                del self.equal[index.column]
+        else:
+            ordered = self.ordered[(index.column, index.op)]
+            ordered.remove(index.keys[0], shape.key)
+            if not ordered.entries:
+                del self.ordered[(index.column, index.op)]
 
     def __bool__(self) -> bool:
-        return bool(self.scan or self.index)
+        return bool(self.scan or self.shapes)
 
     def candidates(self, change: Change) -> Iterator[Shape]:
+        """Every shape the change may touch: the unindexed ones, and the indexed ones that
+        the old or the new row satisfies on their column (all of them for a truncate, or when
+        a row lacks the column: the shape then reports what it lacks)."""
         yield from self.scan.values()
-        everything = change.op is Op.TRUNCATE
-        for column, by_key in self.index.items():
-            found: dict[str, Shape] = {}
+        if not self.shapes:
+            return
+        if change.op is Op.TRUNCATE:
+            yield from self.shapes.values()
+            return
+        found: set[str] = set()
+        rows = [row for row in (change.row, change.old) if row is not None]
+        for column, by_key in self.equal.items():
             key = self.key_of[column]
-            for row in (change.row, change.old):
-                if row is None:
-                    continue
+            for row in rows:
                 value = row.get(column, _ABSENT)
                 if value is _ABSENT:
-                    # Not in the row (TOAST, key-only old row): let every shape see the change
-                    # and report what it lacks, or (truncate) every shape is touched.
-                    for shapes in by_key.values():
-                        found.update(shapes)
-                    break
-                if value is not None:
-                    found.update(by_key.get(key(value), {}))
-            if everything:
-                for shapes in by_key.values():
-                    found.update(shapes)
-            yield from found.values()
+                    for keys in by_key.values():
+                        found.update(keys)
+                elif value is not None:
+                    found.update(by_key.get(key(value), ()))
+        for (column, _), ordered in self.ordered.items():
+            key = self.key_of[column]
+            for row in rows:
+                value = row.get(column, _ABSENT)
+                if value is _ABSENT:
+                    found.update(shape_key for _, shape_key in ordered.entries)
+                elif value is not None:
+                    found.update(shape_key for _, shape_key in ordered.matching(key(value)))
+        shapes = self.shapes
+        for shape_key in found:
+            yield shapes[shape_key]
 
 
 _ABSENT = object()
-
-
-def _key_function(shape: Shape, column: str) -> Any:
-    items = shape.filter.items if isinstance(shape.filter, Junction) else (shape.filter,)
-    for item in items:
-        if isinstance(item, Comparison | Membership) and item.column == column:
-            return item.type.key
-    raise AssertionError(f"no comparison on {column}")
 
 
 class ShapeRegistry:
@@ -177,7 +242,7 @@ class ShapeRegistry:
         if entry is None:
             if len(self._entries) >= self.max_shapes:
                 raise ShapeLimitError(f"this server has {self.max_shapes} shapes open already")
-            entry = self._entries[shape.key] = _Entry(shape, index=_equality(shape))
+            entry = self._entries[shape.key] = _Entry(shape, index=_index_of(shape))
             self._tables.setdefault((shape.schema, shape.table), _Table()).add(entry)
         entry.subscribers.add(connection)
         entry.idle_since = None
