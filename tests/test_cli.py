@@ -277,6 +277,7 @@ def test_config_shows_every_option_of_each_namespace_in_force(workdir: Path) -> 
         "allow_history": True,
         "allow_presence": True,
         "allow_user_limited_channels": False,
+        "allowed_delta_types": [],
         "max_channel_length": 255,
         "source": "syncline.toml",
     }

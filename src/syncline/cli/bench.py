@@ -665,3 +665,45 @@ def chat(
         return data
 
     _run("chat", common, _single(body))
+
+
+@bench_app.command()
+def delta(
+    orders: Annotated[int, typer.Option(min=1, help="orders on the dashboard")] = 20,
+    updates: Annotated[int, typer.Option(min=1, help="row updates per run")] = 300,
+    runs: Annotated[int, typer.Option(min=1, help="runs (medians are reported)")] = 5,
+    capture: CaptureOption = "auto",
+    as_json: JsonOption = False,
+) -> None:
+    """Fossil delta on the orders channel: wire bytes of row updates with and without delta.
+
+    Starts its own server (it writes to the orders table) with delta allowed on `orders`.
+    """
+    from syncline.bench.delta import NAMESPACES_ENV, DeltaOptions
+
+    options = DeltaOptions(orders=orders, updates=updates, runs=runs)
+    common = _common(None, None, None, None, None, capture, as_json, None)
+
+    def body(target: Any, progress: Progress) -> dict[str, Any]:
+        from syncline.bench import report
+        from syncline.bench.delta import run_delta
+
+        task = progress.add_task("runs", total=runs)
+        result = run_delta(target, options, lambda done: progress.update(task, completed=done))
+        progress.stop()
+        median = result["median"]
+        rows = [
+            ("publications per run", f"{orders + updates:,} ({orders} inserts, {updates} updates)"),
+            ("plain, bytes a publication", f"{median['plain_bytes_per_publication']:,.0f}"),
+            ("delta, bytes a publication", f"{median['delta_bytes_per_publication']:,.0f}"),
+            ("saved", f"{median['saved']:.1%}"),
+            ("plain, bytes an update", f"{median['plain_bytes_per_update']:,.0f}"),
+            ("delta, bytes an update", f"{median['delta_bytes_per_update']:,.0f}"),
+            ("saved on updates", f"{median['saved_on_updates']:.1%}"),
+            ("sent as a delta", f"{median['sent_as_delta']:.1%}"),
+        ]
+        title = f"fossil delta on orders (medians of {runs} runs)"
+        report.console_for(common.as_json).print(report.pairs_table(title, rows))
+        return result
+
+    _run("delta", common, _single(body), env=NAMESPACES_ENV)

@@ -1,0 +1,46 @@
+"""`syncline bench delta` on a tiny run: it measures, checks every rebuilt publication, and
+the JSON document holds each run and the medians. Sizes are not asserted beyond "smaller"."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import orjson
+
+from syncline.bench.delta import rebuilt
+from syncline.core.delta import DeltaChain
+from syncline.core.log import Publication
+
+
+def test_rebuilt_follows_whole_and_delta_pushes() -> None:
+    chain = DeltaChain()
+    holds = None
+    pushes = []
+    values = [{"status": s, "id": 7, "note": "x" * 40} for s in ("pending", "shipped", "delivered")]
+    for n, value in enumerate(values, start=1):
+        step = chain.step("orders", "E", Publication(n, orjson.dumps(value), None, 0))
+        pushes.append(json.loads(step.frame_for(holds))["push"]["pub"])
+        holds = step.key
+    assert [p.get("delta", False) for p in pushes] == [False, True, True]
+    assert [json.loads(text) for text in rebuilt(pushes)] == values
+
+
+def test_bench_delta_end_to_end() -> None:
+    args = ["--orders", "2", "--updates", "20", "--runs", "1", "--json"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "syncline", "bench", "delta", *args],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    document = json.loads(proc.stdout)
+    assert document["command"] == "delta"
+    (run,) = document["result"]["runs"]
+    assert run["publications"] == 22
+    assert run["sent_as_delta"] >= 20  # every update (the first insert goes whole)
+    assert 0 < run["delta_bytes"] < run["plain_bytes"]
+    assert document["result"]["median"]["saved"] == run["saved"]
