@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from syncline.core.changes import Change, CommitPosition, Op
 from syncline.core.namespaces import ConfigError
@@ -195,3 +197,72 @@ def test_changes_without_the_old_row_are_problems_not_guesses() -> None:
     problem = everything.classify(change(Op.UPDATE, new, None, unchanged_toast=frozenset({"note"})))
     assert isinstance(problem, ShapeProblem)
     assert "unchanged TOAST value" in problem.message
+
+
+_STATUS = st.sampled_from(["pending", "paid", None])
+_ops = st.lists(
+    st.tuples(
+        st.sampled_from(["insert", "update", "delete", "rekey", "truncate"]),
+        st.integers(1, 4),
+        _STATUS,
+        st.integers(0, 3) | st.none(),
+    ),
+    max_size=25,
+)
+
+
+@given(
+    where=st.sampled_from(
+        [None, PENDING, "total > 1", "status = 'paid' or total is null", "total in (0, 2)"]
+    ),
+    ops=_ops,
+)
+def test_a_copy_kept_by_the_events_equals_the_filtered_table(
+    where: str | None, ops: list[tuple[str, int, str | None, int | None]]
+) -> None:
+    """Replaying random changes (REPLICA IDENTITY FULL) through classify keeps a copy equal to
+    the shape's rows of the table, with strict events: no insert of a key present, no update or
+    delete of a key absent."""
+    s = shape(where, columns=("status",))
+    table: dict[int, dict[str, Any]] = {}
+    copy: dict[int, dict[str, Any]] = {}
+    for op, row_id, status, total in ops:
+        changes: list[Change] = []
+        if op == "insert" and row_id not in table:
+            table[row_id] = order(row_id, status, total=total)
+            changes.append(change(Op.INSERT, table[row_id], None))
+        elif op == "update" and row_id in table:
+            old = table[row_id]
+            table[row_id] = {**old, "status": status, "total": total}
+            changes.append(change(Op.UPDATE, table[row_id], old))
+        elif op == "rekey" and row_id in table and row_id + 10 not in table:
+            old = table.pop(row_id)
+            table[row_id + 10] = {**old, "id": row_id + 10, "status": status}
+            changes.append(change(Op.UPDATE, table[row_id + 10], old))
+        elif op == "delete" and row_id in table:
+            changes.append(change(Op.DELETE, None, table.pop(row_id)))
+        elif op == "truncate":
+            table.clear()
+            changes.append(change(Op.TRUNCATE, None, None))
+        for c in changes:
+            events = s.classify(c)
+            assert not isinstance(events, ShapeProblem)
+            for event in events:
+                if event.op == "truncate":
+                    copy.clear()
+                    continue
+                assert event.key is not None
+                key = event.key["id"]
+                if event.op == "insert":
+                    assert key not in copy
+                    assert event.row is not None
+                    copy[key] = event.row
+                elif event.op == "update":
+                    assert key in copy
+                    assert event.row is not None
+                    copy[key] = event.row
+                else:
+                    assert key in copy
+                    del copy[key]
+    expected = {k: s.project(r) for k, r in table.items() if s.matches(r)}
+    assert copy == expected
