@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -45,9 +46,13 @@ UPDATES = [
 ]
 
 
-@pytest.fixture
-async def server(schema_url: str) -> AsyncIterator[LiveServer]:
-    live = await start_live_server(schema_url, namespaces=NAMESPACES)
+@pytest.fixture(params=["memory", "redis"])
+async def server(request: pytest.FixtureRequest, schema_url: str) -> AsyncIterator[LiveServer]:
+    options: dict[str, Any] = {"namespaces": NAMESPACES}
+    if request.param == "redis":
+        redis_url = request.getfixturevalue("redis_url")
+        options["engine"] = f"{redis_url}?prefix=d{secrets.token_hex(4)}"
+    live = await start_live_server(schema_url, **options)
     try:
         yield live
     finally:
