@@ -14,7 +14,12 @@ RUN python -m venv /opt/venv
 WORKDIR /src
 COPY pyproject.toml README.md ./
 # The dependencies first, in a layer of their own that a change of src/ does not invalidate.
-# They all install from wheels (manylinux), so the image needs no compiler.
+# All but one install from wheels (manylinux); python-fossil-delta (fossil's delta.c through
+# cffi) has only a source release and compiles here: gcc in this stage only, the runtime
+# stage gets the built extension with the virtualenv.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
     && /opt/venv/bin/pip install -r requirements.txt
 COPY src ./src

@@ -9,6 +9,12 @@ apt_install() {
 if ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
   apt_install python3-venv
 fi
+# python-fossil-delta (fossil delta compression) has only a source release: it compiles a
+# small C file at install, which needs a C compiler and Python's headers.
+if ! command -v cc >/dev/null 2>&1 || ! python3 -c 'import os, sysconfig, sys
+sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
+  apt_install gcc libc6-dev python3-dev
+fi
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi

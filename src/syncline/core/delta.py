@@ -10,7 +10,8 @@ that key: anything else (a fresh subscribe, a gap) gets the full text, which is 
 
 Both encodings of a publication are made once per channel, not per subscriber (``DeltaStep``,
 lazily); only a recovery replay is encoded for its one subscriber (``recovered_chain``).
-See docs/protocol.md, "Delta compression".
+The encodings here are the JSON format's (data as a JSON string); a Protobuf connection would
+carry the same delta as raw bytes. See docs/protocol.md, "Delta compression".
 """
 
 from __future__ import annotations
