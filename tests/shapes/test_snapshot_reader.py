@@ -236,3 +236,31 @@ async def test_shapes_opened_during_concurrent_writes_end_equal_to_select(
         capture.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await capture
+
+
+async def test_table_schema_reads_domains_keys_and_replica_identity(database_url: str) -> None:
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        await conn.execute("CREATE DOMAIN positive AS int4 CHECK (VALUE > 0)")
+        await conn.execute(
+            "CREATE TABLE pairs (a int, b text, qty positive, tags text[], doc jsonb,"
+            " PRIMARY KEY (b, a))"
+        )
+        await conn.execute("ALTER TABLE pairs DROP COLUMN doc")
+        schema = await read_table_schema(conn, "public", "pairs")
+        assert schema is not None
+        assert schema == TableSchema(
+            "public",
+            "pairs",
+            {"a": "int4", "b": "text", "qty": "int4", "tags": "_text"},
+            ("b", "a"),
+            replica_identity_full=False,
+        )
+        assert await read_table_schema(conn, "public", "nope") is None
+        await conn.execute("INSERT INTO pairs VALUES (1, 'x', 5, '{a,\"b c\"}')")
+    # A snapshot decodes every column as capture would, whatever its type.
+    table = TableSchema("public", "pairs", schema.columns, schema.primary_key)
+    rule = ShapeRule(table="pairs", policy="authenticated")
+    shape = compile_shape(ShapeRequest(table="pairs", where="qty >= 5"), rule, table, "u")
+    async with open_snapshot(database_url, shape, table) as snap:
+        rows = [row async for batch in snap.batches() for row in batch]
+    assert rows == [{"a": 1, "b": "x", "qty": 5, "tags": ["a", "b c"]}]
