@@ -10,6 +10,8 @@
 //   TOKENS     JSON list of tokens getToken hands out first ("refresh" scenario)
 //   RPC_CALLS  JSON list of {"method": ..., "data": ...} for the "rpc" scenario
 //   DELTA      delta type to ask for when subscribing to CHANNEL (e.g. "fossil")
+//   PROTOBUF   "1": the SDK's protobuf build (binary frames); payloads still print as JSON,
+//              as they are JSON bytes on the wire (decoded here, and encoded for rpc)
 //
 // Scenarios:
 //   subscribe  connect, subscribe to CHANNEL, print events
@@ -27,7 +29,8 @@
 'use strict';
 
 const readline = require('readline');
-const { Centrifuge } = require('centrifuge');
+const protobuf = process.env.PROTOBUF === '1';
+const { Centrifuge } = require(protobuf ? 'centrifuge/build/protobuf' : 'centrifuge');
 const WebSocket = require('ws');
 
 function emit(event, fields) {
@@ -41,6 +44,15 @@ function errorFields(err) {
     message: err.message === undefined ? String(err) : err.message,
     temporary: err.temporary === true,
   };
+}
+
+// With Protobuf, payloads are bytes: Syncline's are JSON, so they read and print the same.
+function fromWire(data) {
+  return protobuf && data instanceof Uint8Array ? JSON.parse(new TextDecoder().decode(data)) : data;
+}
+
+function toWire(value) {
+  return protobuf ? new TextEncoder().encode(JSON.stringify(value)) : value;
 }
 
 function parseJsonEnv(name, fallback) {
@@ -90,7 +102,7 @@ client.on('disconnected', (ctx) => emit('disconnected', { code: ctx.code, reason
 client.on('error', (ctx) => emit('error', { type: ctx.type, ...errorFields(ctx.error) }));
 client.on('subscribed', (ctx) => emit('server_subscribed', { channel: ctx.channel }));
 client.on('publication', (ctx) =>
-  emit('server_publication', { channel: ctx.channel, offset: ctx.offset, data: ctx.data }),
+  emit('server_publication', { channel: ctx.channel, offset: ctx.offset, data: fromWire(ctx.data) }),
 );
 
 function subscribe(channel) {
@@ -120,7 +132,7 @@ function subscribe(channel) {
     emit('publication', {
       channel: ctx.channel,
       offset: ctx.offset === undefined ? null : ctx.offset,
-      data: ctx.data,
+      data: fromWire(ctx.data),
       info: ctx.info === undefined ? null : { user: ctx.info.user, client: ctx.info.client },
     }),
   );
@@ -154,7 +166,7 @@ async function call(kind, channel, options) {
         channel,
         publications: result.publications.map((p) => ({
           offset: shown(p.offset),
-          data: p.data,
+          data: fromWire(p.data),
           user: p.info === undefined ? null : p.info.user,
         })),
         epoch: shown(result.epoch),
@@ -168,8 +180,8 @@ async function call(kind, channel, options) {
 
 async function rpc(method, data) {
   try {
-    const result = await client.rpc(method, data);
-    emit('rpc_result', { method, data: result.data === undefined ? null : result.data });
+    const result = await client.rpc(method, toWire(data));
+    emit('rpc_result', { method, data: result.data === undefined ? null : fromWire(result.data) });
   } catch (err) {
     emit('rpc_error', { method, ...errorFields(err) });
   }

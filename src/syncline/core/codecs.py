@@ -38,6 +38,7 @@ class Codec:
     join: Callable[[Sequence[bytes]], bytes]
     encode_reply: Callable[[int, str, Mapping[str, Any] | None], bytes]
     encode_error: Callable[..., bytes]
+    encode_push: Callable[[str, str, Mapping[str, Any]], bytes]
     encode_pub_push: Callable[..., bytes]
     encode_join_push: Callable[[str, ClientInfo], bytes]
     encode_leave_push: Callable[[str, ClientInfo], bytes]
@@ -55,6 +56,7 @@ JSON = Codec(
     join=wire.join_lines,
     encode_reply=wire.encode_reply,
     encode_error=wire.encode_error,
+    encode_push=wire.encode_push,
     encode_pub_push=wire.encode_pub_push,
     encode_join_push=wire.encode_join_push,
     encode_leave_push=wire.encode_leave_push,
@@ -72,6 +74,7 @@ PROTOBUF = Codec(
     join=pb_wire.join,
     encode_reply=pb_wire.encode_reply,
     encode_error=pb_wire.encode_error,
+    encode_push=pb_wire.encode_push,
     encode_pub_push=pb_wire.encode_pub_push,
     encode_join_push=pb_wire.encode_join_push,
     encode_leave_push=pb_wire.encode_leave_push,

@@ -13,6 +13,7 @@ import contextlib
 import time
 import uuid
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -23,10 +24,11 @@ from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 from syncline import __version__, metrics
 from syncline.core import delta, wire
 from syncline.core import protocol as p
+from syncline.core.codecs import JSON, Codec
 from syncline.core.codes import DisconnectCode, ErrorCode, UnsubscribeCode
 from syncline.core.control import RefreshUser, SubscribeUser
 from syncline.core.delta import DeltaStep, PubKey
-from syncline.core.log import ClientInfo, LogError, StreamPosition
+from syncline.core.log import ClientInfo, LogError, Publication, StreamPosition
 from syncline.core.namespaces import (
     Action,
     Allow,
@@ -42,7 +44,7 @@ from syncline.gateway.frames import (
     Fragments,
     FrameError,
     check_utf8,
-    send_text,
+    send_message,
     valid_close_code,
 )
 from syncline.logs import get_logger
@@ -114,7 +116,7 @@ class Subscription:
 
 
 class Connection(WSListener):
-    """A WebSocket client speaking the Centrifuge JSON protocol."""
+    """A WebSocket client speaking the Centrifuge protocol, in JSON or Protobuf (``codec``)."""
 
     # Ten thousand idle connections are ten thousand of these: no per-instance __dict__.
     __slots__ = (
@@ -128,6 +130,7 @@ class Connection(WSListener):
         "client",
         "closed_at",
         "closing",
+        "codec",
         "conn_info",
         "connected",
         "expires_at",
@@ -142,8 +145,10 @@ class Connection(WSListener):
         "user",
     )
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(self, gateway: Gateway, codec: Codec = JSON) -> None:
         self.gw = gateway
+        # The format, chosen at the upgrade: every frame in and out goes through it.
+        self.codec = codec
         self.transport: WSTransport | None = None
         self.ip = ""
         self.client = ""
@@ -258,7 +263,7 @@ class Connection(WSListener):
     def _receive(self, data: bytes) -> None:
         settings = self.gw.settings
         try:
-            commands = p.parse_frame(
+            commands = self.codec.parse_frame(
                 data,
                 max_commands=settings.max_commands_per_frame,
                 max_size=settings.max_frame_size,
@@ -357,7 +362,7 @@ class Connection(WSListener):
             return
         out, self._out = self._out, []
         self._out_size = 0
-        send_text(self.transport, out)
+        send_message(self.transport, out, binary=self.codec.binary)
 
     def pause_writing(self) -> None:
         """picows: the transport's buffer went over its high-water mark (64 KiB)."""
@@ -379,10 +384,10 @@ class Connection(WSListener):
         self.close(DisconnectCode.SLOW, flush=False)
 
     def _reply(self, command_id: int, method: str, result: dict[str, Any]) -> None:
-        self.queue(wire.encode_reply(command_id, method, result))
+        self.queue(self.codec.encode_reply(command_id, method, result))
 
     def _error(self, command_id: int, code: int, message: str | None = None) -> None:
-        self.queue(wire.encode_error(command_id, code, message))
+        self.queue(self.codec.encode_error(command_id, code, message))
 
     def close(self, code: int, *, flush: bool = True, reason: str | None = None) -> None:
         """Close with a protocol code and its plain-text reason (idempotent).
@@ -457,7 +462,9 @@ class Connection(WSListener):
             self.close(DisconnectCode.INSUFFICIENT_STATE)
             return
         self._detach(sub)
-        self.queue(wire.encode_unsubscribe_push(sub.channel, UnsubscribeCode.INSUFFICIENT_STATE))
+        self.queue(
+            self.codec.encode_unsubscribe_push(sub.channel, UnsubscribeCode.INSUFFICIENT_STATE)
+        )
 
     def _release(self, sub: Subscription) -> None:
         """Send what arrived while the subscribe reply was being made, then go live."""
@@ -548,7 +555,9 @@ class Connection(WSListener):
             self._error(cmd.id, namespace.code)
             return
         sub = Subscription(channel, namespace)
-        sub.delta = delta.negotiate(cmd.delta, namespace.allowed_delta_types)
+        # Fossil delta is encoded for the JSON format only; a Protobuf client asking for it gets
+        # a plain subscription, as Centrifugo answers a delta type it does not allow.
+        sub.delta = self.codec is JSON and delta.negotiate(cmd.delta, namespace.allowed_delta_types)
         if cmd.token:
             try:
                 claims = gw.tokens.subscription(
@@ -622,7 +631,7 @@ class Connection(WSListener):
         self.subs[sub.channel] = sub
         self.gw.hub.add(sub.channel, self, sub)
         await engine.listen(sub.channel)
-        publications: list[wire.RawJson] = []
+        publications: Sequence[Publication | wire.RawJson] = ()
         recovered = False
         if recoverable and recover and since is not None:
             outcome = await engine.recover(sub.channel, since)
@@ -635,10 +644,8 @@ class Connection(WSListener):
                 sub.delta_holds = (position.epoch, last.offset)
                 self.gw.hub.seed_delta(sub.channel, sub.delta_holds, last.data)
             else:
-                publications = [
-                    wire.encode_publication(pub.data, pub.offset, pub.info)
-                    for pub in outcome.publications
-                ]
+                # Publications as values: each codec encodes them in its own format.
+                publications = outcome.publications
         else:
             position = await engine.position(sub.channel)
         sub.epoch, sub.offset = position.epoch, position.offset
@@ -758,13 +765,12 @@ class Connection(WSListener):
         except LogError as err:
             self._error(cmd.id, err.code)
             return
-        pubs = [
-            wire.encode_publication(pub.data, pub.offset, pub.info) for pub in result.publications
-        ]
         self._reply(
             cmd.id,
             "history",
-            wire.history_result(pubs, epoch=result.position.epoch, offset=result.position.offset),
+            wire.history_result(
+                result.publications, epoch=result.position.epoch, offset=result.position.offset
+            ),
         )
 
     async def _rpc(self, cmd: p.RpcCommand) -> None:
@@ -857,12 +863,12 @@ class Connection(WSListener):
                     self.close(DisconnectCode.SUB_EXPIRED)
                     return
                 self._detach(sub)
-                self.queue(wire.encode_unsubscribe_push(sub.channel, UnsubscribeCode.EXPIRED))
+                self.queue(self.codec.encode_unsubscribe_push(sub.channel, UnsubscribeCode.EXPIRED))
         if now >= self.next_ping_at:
             self.next_ping_at = now + settings.ping_interval
             if self.ping_sent_at is None:
                 self.ping_sent_at = now
-            self.queue(wire.PING)
+            self.queue(self.codec.ping)
 
     async def _session_expiry(self, command_id: int) -> int | None:
         """The session's expiry if it is live; else the connection is closed (3500) and None.
@@ -898,7 +904,7 @@ class Connection(WSListener):
         if sub is None or (sub.server_side and not server_side_too):
             return
         self._detach(sub)
-        self.queue(wire.encode_unsubscribe_push(channel, UnsubscribeCode.SERVER))
+        self.queue(self.codec.encode_unsubscribe_push(channel, UnsubscribeCode.SERVER))
 
     # -- the server API's subscribe and refresh (control-bus commands) ------------------------
 
@@ -935,9 +941,9 @@ class Connection(WSListener):
         push = {key: result[key] for key in _SUBSCRIBE_PUSH_KEYS if key in result}
         if command.data:
             push["data"] = wire.RawJson(command.data.encode())
-        self.queue(wire.encode_subscribe_push(channel, push))
-        for publication in result.get("publications", ()):
-            self.queue(wire.encode_push(channel, "pub", publication))
+        self.queue(self.codec.encode_subscribe_push(channel, push))
+        for pub in result.get("publications", ()):
+            self.queue(self.codec.encode_pub_push(channel, pub.data, pub.offset, pub.info))
         self._release(sub)
         self.flush()
         await self._join(sub)
@@ -958,7 +964,7 @@ class Connection(WSListener):
             self.conn_info = command.info.encode()
         ttl = self.gw.tokens.ttl(self.expires_at)
         result = wire.refresh_result(expires=self.expires_at is not None, ttl=ttl)
-        self.queue(wire.encode_push("", "refresh", result))
+        self.queue(self.codec.encode_push("", "refresh", result))
         self.flush()
 
     async def still_allowed(self, channel: str) -> bool:

@@ -1,5 +1,5 @@
 """RFC 6455 rules that picows leaves to the application: fragments, UTF-8, close codes, logs,
-and writing a text frame safely."""
+and writing a text or binary frame safely."""
 
 from __future__ import annotations
 
@@ -15,14 +15,20 @@ _RECEIVABLE_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, *range(1007, 1015)}
 
 # picows's own messages for frames a client got wrong, which it logs at ERROR.
 _CLIENT_FAULTS = ("WS parser error",)
-# picows copies a message up to this size into the frame it writes; above it, see send_text.
+# picows copies a message up to this size into the frame it writes; above it, see send_message.
 _PICOWS_COPIES = 8192
 # picows writes a frame's header (at most 14 bytes) into the room left in front of a message.
 _HEADROOM = 14
 
 
 def send_text(transport: WSTransport, parts: list[bytes]) -> None:
-    """Send ``parts`` as one text frame, separated by newlines.
+    """Send ``parts`` as one text frame, separated by newlines (the JSON format)."""
+    send_message(transport, parts, binary=False)
+
+
+def send_message(transport: WSTransport, parts: list[bytes], *, binary: bool) -> None:
+    """Send ``parts`` as one frame: text separated by newlines (JSON), or binary and simply
+    concatenated (Protobuf, whose messages carry their own lengths).
 
     Not transport.send() for a message over 8 KiB: picows then hands the transport a view of
     its header buffer, which the next frame reuses. While the socket is backed up, uvloop (and
@@ -31,13 +37,15 @@ def send_text(transport: WSTransport, parts: list[bytes]) -> None:
     garbage. Such a message gets the header in front of its own copy instead. Smaller ones,
     nearly all of them, take picows's path, which copies them whole.
     """
-    message = parts[0] if len(parts) == 1 else b"\n".join(parts)
+    kind = WSMsgType.BINARY if binary else WSMsgType.TEXT
+    separator = b"" if binary else b"\n"
+    message = parts[0] if len(parts) == 1 else separator.join(parts)
     if len(message) <= _PICOWS_COPIES:
-        transport.send(WSMsgType.TEXT, message)
+        transport.send(kind, message)
         return
     buf = bytearray(_HEADROOM)
     buf += message
-    transport.send_reuse_external_bytearray(WSMsgType.TEXT, buf, _HEADROOM)
+    transport.send_reuse_external_bytearray(kind, buf, _HEADROOM)
 
 
 class FrameError(Exception):

@@ -1,4 +1,4 @@
-"""Fan-out: each publication is encoded once per channel and queued to every subscriber.
+"""Fan-out: a publication is encoded once per channel and format, then queued to each subscriber.
 
 The engine calls on_publication synchronously, right after assigning the offset, in offset
 order per channel. Connections only queue bytes here; one flush per event-loop turn writes
@@ -14,9 +14,9 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from syncline import metrics
+from syncline.core.codecs import Codec, PubFrames
 from syncline.core.delta import DeltaChain, PubKey
 from syncline.core.log import ClientInfo, Publication
-from syncline.core.wire import encode_join_push, encode_leave_push, encode_pub_push
 
 if TYPE_CHECKING:
     from syncline.gateway.connection import Connection, Subscription
@@ -61,20 +61,26 @@ class Hub:
         subs = self.channels.get(channel)
         if not subs:
             return
-        frame = encode_pub_push(channel, pub.data, pub.offset, pub.info)
+        # Built at most once per format (JSON, Protobuf), the first time a subscriber needs it.
+        frame_for = PubFrames(channel, pub).get
         offset = pub.offset
         chain = self._chains.get(channel)
         step = None if chain is None else chain.step(channel, epoch, pub)
         for conn, sub in list(subs.items()):
-            conn.deliver(sub, epoch, offset, frame, step)
+            conn.deliver(sub, epoch, offset, frame_for(conn.codec), step)
         metrics.DELIVERIES.inc(len(subs))
 
     def on_presence(self, channel: str, info: ClientInfo, joined: bool, /) -> None:
         subs = self.channels.get(channel)
         if not subs:
             return
-        frame = (encode_join_push if joined else encode_leave_push)(channel, info)
+        frames: dict[Codec, bytes] = {}
         for conn in list(subs):
+            codec = conn.codec
+            frame = frames.get(codec)
+            if frame is None:
+                encode = codec.encode_join_push if joined else codec.encode_leave_push
+                frame = frames[codec] = encode(channel, info)
             conn.queue(frame)
 
     def on_gap(self, channel: str | None, /) -> None:

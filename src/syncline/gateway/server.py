@@ -203,10 +203,21 @@ class Gateway:
         refused = upgrade.refuse_version(request)
         if refused is not None:
             return refused
-        if self._upgrade_headers is None:
-            return Connection(self)
-        response = WSUpgradeResponse.create_101_response(extra_headers=self._upgrade_headers)
-        return WSUpgradeResponseWithListener(response, Connection(self))
+        codec, headers = upgrade.requested_codec(request)
+        if codec is None:
+            log.info("refused a WebSocket asking for an unknown format")
+            return WSUpgradeResponseWithListener(
+                WSUpgradeResponse.create_error_response(
+                    400, b"unknown format: use format=json or format=protobuf"
+                ),
+                None,
+            )
+        if self._upgrade_headers:
+            headers = {**self._upgrade_headers, **headers}
+        if not headers:
+            return Connection(self, codec)
+        response = WSUpgradeResponse.create_101_response(extra_headers=headers)
+        return WSUpgradeResponseWithListener(response, Connection(self, codec))
 
     def client_ip(self, peer: str, request: WSUpgradeRequest | None) -> str:
         """The client's address: the TCP peer's, or X-Forwarded-For's last hop added by a

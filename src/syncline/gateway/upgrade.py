@@ -1,4 +1,5 @@
-"""The HTTP side of the opening handshake that picows leaves out: 426 and 431 refusals."""
+"""The HTTP side of the opening handshake that picows leaves out: 426 and 431 refusals, and
+the format (JSON or Protobuf) a client asks for."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qs
 
 from picows import (
     WSAutoPingStrategy,
@@ -15,6 +17,7 @@ from picows import (
 )
 from picows.picows import WSProtocol  # type: ignore[attr-defined]
 
+from syncline.core.codecs import PROTOBUF, PROTOBUF_SUBPROTOCOL, Codec, choose
 from syncline.logs import get_logger
 
 log = get_logger(__name__)
@@ -43,6 +46,26 @@ def refuse_version(request: WSUpgradeRequest) -> WSUpgradeResponseWithListener |
         extra_headers={"Sec-WebSocket-Version": WEBSOCKET_VERSION, "Upgrade": "websocket"},
     )
     return WSUpgradeResponseWithListener(response, None)
+
+
+def requested_codec(request: WSUpgradeRequest) -> tuple[Codec | None, dict[str, str]]:
+    """The codec a client asks for, and the headers the 101 must carry for it.
+
+    The SDKs ask for Protobuf with the ``centrifuge-protobuf`` subprotocol, which the 101 must
+    then name (a browser fails a handshake that offered subprotocols and got none back); a
+    client that cannot set one may use ``?format=protobuf``. None: an unknown ``format``.
+    """
+    offered = [
+        name.strip()
+        for value in request.headers.getall("Sec-WebSocket-Protocol", [])
+        for name in value.split(",")
+    ]
+    query = request.path.partition(b"?")[2].decode("latin-1")
+    formats = parse_qs(query, keep_blank_values=True).get("format")
+    codec = choose(offered, formats[-1] if formats else None)
+    if codec is PROTOBUF and PROTOBUF_SUBPROTOCOL in offered:
+        return codec, {"Sec-WebSocket-Protocol": PROTOBUF_SUBPROTOCOL}
+    return codec, {}
 
 
 def protocol_factory(
