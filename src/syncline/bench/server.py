@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import shutil
@@ -13,7 +14,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -153,6 +154,24 @@ def _last_line(path: Path) -> str:
     return "(no output)"
 
 
+def _end_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn that has the kernel send the child SIGTERM when the bench dies.
+
+    A bench killed outright (SIGKILL, a test's timeout) never reaches its `finally`: without this
+    its server and that server's PostgreSQL would run on, orphaned. Resolved before the fork so
+    that the child only makes one system call.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    pr_set_pdeathsig = 1
+
+    def set_death_signal() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+    return set_death_signal
+
+
 def stop_process(proc: subprocess.Popen[bytes]) -> None:
     """SIGINT (a clean stop: drain, stop PostgreSQL), then SIGKILL if it hangs."""
     if proc.poll() is not None:
@@ -198,7 +217,12 @@ def started_server(
         argv += ["--capture", capture, "--engine", engine.for_run()]
         with log_path.open("wb") as log_file:
             proc = subprocess.Popen(
-                argv, stdout=log_file, stderr=subprocess.STDOUT, env=child_env, cwd=work
+                argv,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env=child_env,
+                cwd=work,
+                preexec_fn=_end_with_parent(),
             )
         http_url = f"http://127.0.0.1:{port}"
         _wait_ready(http_url, proc, log_path)
