@@ -19,11 +19,17 @@ from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from syncline.bench import histogram
 from syncline.bench.accounting import SeqTracker, Tally, total
+from syncline.core.pb_wire import varint
+from syncline.core.proto import client_pb2 as pb
 from syncline.errors import SynclineError
 
 PROGRESS_INTERVAL_S = 0.2
 HANDSHAKE_TIMEOUT_S = 60.0
 PONG = b"{}"
+# Protobuf: a ping is an empty Reply (length 0) and the pong an empty Command.
+PB_PONG = b"\x00"
+FORMATS = ("json", "protobuf")
+PB_SUBPROTOCOL = "centrifuge-protobuf"
 MAX_ERRORS_KEPT = 5
 
 
@@ -38,6 +44,7 @@ class ClientSpec:
     concurrency: int = 100  # handshakes in flight: a burst of SYNs overflows the accept queue
     drop_every: int = 0  # test hook: ignore every Nth publication (the accounting must see it)
     dup_every: int = 0  # test hook: count every Nth publication twice
+    format: str = "json"  # json | protobuf (the centrifuge-protobuf subprotocol)
 
 
 @dataclass
@@ -64,6 +71,8 @@ class RunReport:
     first_us: int
     last_us: int
     client_cpu_s: float
+    # WebSocket bytes received (payload + frame header) since the previous report.
+    wire_bytes: int = 0
 
     @property
     def span_s(self) -> float:
@@ -96,6 +105,7 @@ class _Subscriber(WSListener):
         if frame.msg_type != WSMsgType.TEXT:
             return
         now_us = time.time_ns() // 1000
+        self.proc.wire_bytes += _frame_bytes(frame.payload_size)
         for line in frame.get_payload_as_bytes().split(b"\n"):
             if not line:
                 continue
@@ -126,6 +136,69 @@ class _Subscriber(WSListener):
             self.proc.note_error(reason)
 
 
+def _frame_bytes(payload: int) -> int:
+    """A server frame on the wire: the payload and its (unmasked) header, RFC 6455 5.2."""
+    return payload + (2 if payload < 126 else 4 if payload < 65536 else 10)
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    """The unsigned varint at ``pos`` and the position after it."""
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+
+
+class _PbSubscriber(_Subscriber):
+    """The same subscriber in the Protobuf format: binary frames of varint-delimited Replies,
+    each parsed by upb (C); a publication's ``data`` is the row's JSON, as in the JSON format."""
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+        spec = self.proc.spec
+        connect = pb.Command(id=1, connect=pb.ConnectRequest(token=spec.token, name="bench"))
+        subscribe = pb.Command(id=2, subscribe=pb.SubscribeRequest(channel=spec.channel))
+        transport.send(WSMsgType.BINARY, _delimited(connect) + _delimited(subscribe))
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type == WSMsgType.CLOSE:
+            super().on_ws_frame(transport, frame)
+            return
+        if frame.msg_type != WSMsgType.BINARY:
+            return
+        now_us = time.time_ns() // 1000
+        self.proc.wire_bytes += _frame_bytes(frame.payload_size)
+        data = frame.get_payload_as_bytes()
+        pos, end = 0, len(data)
+        while pos < end:
+            size, pos = _varint(data, pos)
+            if size == 0:  # the server's ping
+                transport.send(WSMsgType.BINARY, PB_PONG)
+                continue
+            reply = pb.Reply.FromString(data[pos : pos + size])
+            pos += size
+            if reply.HasField("push"):
+                push = reply.push
+                if push.HasField("pub"):
+                    row = orjson.loads(push.pub.data)["row"]
+                    self.proc.on_publication(self, row, now_us)
+                elif push.HasField("unsubscribe") or push.HasField("disconnect"):
+                    self._fail(f"server push: {str(push)[:200]}")
+            elif reply.HasField("error"):
+                self._fail(f"reply {reply.id}: {reply.error.code} {reply.error.message}")
+            elif reply.id == 2 and not self.ready.done():
+                self.ready.set_result(None)
+
+
+def _delimited(command: pb.Command) -> bytes:
+    body = command.SerializeToString()
+    return varint(len(body)) + body
+
+
 class _Process:
     """The subscribers of one process, their accounting and latency histograms per run."""
 
@@ -143,6 +216,7 @@ class _Process:
         self.error_count = 0
         self.closing = False
         self.cpu_mark = time.process_time()
+        self.wire_bytes = 0
 
     def note_error(self, reason: str) -> None:
         self.error_count += 1
@@ -182,7 +256,14 @@ class _Process:
             "first_us": self.first_us.pop(run, 0),
             "last_us": self.last_us.pop(run, 0),
             "cpu_s": self._cpu_since_mark(),
+            "wire_bytes": self._bytes_since_mark(),
         }
+
+    def _bytes_since_mark(self) -> int:
+        # Only one format's pool runs a step at a time: what arrived since the last report is
+        # that run's (and a ping or two).
+        used, self.wire_bytes = self.wire_bytes, 0
+        return used
 
     def _cpu_since_mark(self) -> float:
         now = time.process_time()
@@ -192,6 +273,10 @@ class _Process:
     async def connect_all(self) -> dict[str, Any]:
         sem = asyncio.Semaphore(self.spec.concurrency)
         failed = 0
+        protobuf = self.spec.format == "protobuf"
+        kind = _PbSubscriber if protobuf else _Subscriber
+        # As the SDKs ask for Protobuf: the subprotocol (the 101 names it back).
+        headers = {"Sec-WebSocket-Protocol": PB_SUBPROTOCOL} if protobuf else None
 
         async def one() -> None:
             nonlocal failed
@@ -200,7 +285,7 @@ class _Process:
 
                 def factory() -> _Subscriber:
                     nonlocal sub
-                    sub = _Subscriber(self)
+                    sub = kind(self)
                     return sub
 
                 try:
@@ -209,6 +294,7 @@ class _Process:
                         self.spec.ws_url,
                         websocket_handshake_timeout=HANDSHAKE_TIMEOUT_S,
                         read_buffer_init_size=4096,
+                        extra_headers=headers,
                     )
                     assert sub is not None
                     await asyncio.wait_for(sub.ready, HANDSHAKE_TIMEOUT_S)
@@ -261,6 +347,7 @@ async def _serve(spec: ClientSpec, pipe: Connection) -> None:
                 gc.collect()
                 gc.freeze()
                 proc.cpu_mark = time.process_time()
+                proc.wire_bytes = 0
             elif command[0] == "report":
                 pipe.send(("report", proc.report(command[1], command[2])))
             elif command[0] == "close":
@@ -394,6 +481,7 @@ class ClientPool:
             min(firsts) if firsts else 0,
             max(lasts) if lasts else 0,
             sum(b["cpu_s"] for b in bodies),
+            sum(b["wire_bytes"] for b in bodies),
         )
 
     def close(self) -> None:

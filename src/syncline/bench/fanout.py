@@ -15,7 +15,7 @@ from rich.progress import Progress, TaskID
 from syncline.bench import histogram
 from syncline.bench.accounting import Tally
 from syncline.bench.clients import ClientPool, ClientSpec, ConnectStats
-from syncline.bench.server import CHANNEL, RULE_TOML, Target, process_cpu_seconds
+from syncline.bench.server import LANES, Target, process_cpu_seconds, rule_toml
 from syncline.bench.writer import Via, WriterProcess, write_rows
 from syncline.errors import SynclineError
 
@@ -47,6 +47,9 @@ class FanoutOptions:
     via: str = "rows"  # rows | publish (syncline.publish() in SQL) | http (server API)
     batch: int = 1  # publications per transaction with via=publish
     handshakes: int = 100  # connects in flight per client process
+    # The subscribers' format; several: one pool of subscribers each on the same server, side
+    # by side in one run.
+    formats: list[str] = field(default_factory=lambda: ["json"])
 
     def rates(self) -> list[float]:
         if not self.ramp:
@@ -80,6 +83,17 @@ class StepResult:
     # spent before capture can see the row at all.
     commit_ms: dict[str, float | int] = field(default_factory=dict)
     commit_hist: HdrHistogram | None = field(default=None, repr=False)
+    wire_bytes: int = 0  # WebSocket bytes the subscribers received (payload + frame headers)
+    span_s: float = 0.0  # first to last delivery
+
+    @property
+    def bytes_per_s(self) -> float:
+        return self.wire_bytes / self.span_s if self.span_s > 0 else 0.0
+
+    @property
+    def client_cpu_us_per_delivery(self) -> float:
+        """The receivers' own CPU a delivery: they must not be what limits the run."""
+        return self.client_cpu_s * 1e6 / self.deliveries if self.deliveries else 0.0
 
     def as_dict(self) -> dict[str, Any]:
         skip = ("hist", "commit_hist", "tally")
@@ -90,6 +104,12 @@ class StepResult:
         data["write_seconds"] = round(self.write_seconds, 3)
         data["deliveries_per_s"] = round(self.deliveries_per_s, 1)
         data["client_cpu_s"] = round(self.client_cpu_s, 2)
+        data["span_s"] = round(self.span_s, 3)
+        data["bytes_per_s"] = round(self.bytes_per_s, 1)
+        data["bytes_per_delivery"] = (
+            round(self.wire_bytes / self.deliveries, 1) if self.deliveries else None
+        )
+        data["client_cpu_us_per_delivery"] = round(self.client_cpu_us_per_delivery, 2)
         for name in ("server_cpu_s", "engine_cpu_s"):
             value = getattr(self, name)
             if value is not None:
@@ -110,6 +130,7 @@ class FanoutResult:
     steps: list[StepResult] = field(default_factory=list)
     sustainable_rate: float | None = None
     stopped_because: str = ""
+    format: str = "json"
 
     @property
     def tally(self) -> Tally:
@@ -137,6 +158,12 @@ class FanoutResult:
             default=None,
         )
 
+    def _sustainable_bytes_per_s(self) -> float | None:
+        """Bytes/s of the step that gave `sustainable_deliveries_per_s`."""
+        best = self.sustainable_deliveries_per_s
+        step = next((s for s in self.steps if s.deliveries_per_s == best), None)
+        return None if best is None or step is None else round(step.bytes_per_s, 1)
+
     def as_dict(self) -> dict[str, Any]:
         sustainable = self.sustainable_deliveries_per_s
         return {
@@ -150,6 +177,8 @@ class FanoutResult:
             "steps": [step.as_dict() for step in self.steps],
             "sustainable_rate": self.sustainable_rate,
             "sustainable_deliveries_per_s": None if sustainable is None else round(sustainable, 1),
+            "sustainable_bytes_per_s": self._sustainable_bytes_per_s(),
+            "format": self.format,
             "stopped_because": self.stopped_because,
             "accounting": self.tally.as_dict(),
             "lost": self.tally.lost,
@@ -194,13 +223,16 @@ def _step(
     progress: Progress | None,
     label: str = "",
     idle: Sequence[ClientPool] = (),
+    lane: int = 0,
 ) -> StepResult:
-    """Hold one rate; `idle`: the other servers' subscriber processes, whose progress messages
-    are read meanwhile so that their pipes never fill."""
+    """Hold one rate; `idle`: the other servers' (or formats') subscriber processes, whose
+    progress messages are read meanwhile so that their pipes never fill; `lane`: which of
+    server.LANES the writer writes to."""
     note = "x" * options.payload
     engine_pid = target.engine.pid if target.engine is not None else None
     server_cpu, engine_cpu = process_cpu_seconds(target.pid), process_cpu_seconds(engine_pid)
-    via = Via(options.via, options.batch, target.http_url, target.api_key or "")
+    table, channel = LANES[lane]
+    via = Via(options.via, options.batch, target.http_url, target.api_key or "", table, channel)
     writer = WriterProcess(target.database_url, run, rate, options.seconds, note, via)
     rows = max(int(rate * options.seconds), 1)
     write_task = deliver_task = None
@@ -249,6 +281,8 @@ def _step(
         engine_cpu_s=_difference(engine_cpu, engine_cpu_after),
         commit_ms=histogram.summary_ms(commits),
         commit_hist=commits,
+        wire_bytes=report.wire_bytes,
+        span_s=report.span_s,
     )
 
 
@@ -256,17 +290,19 @@ def _difference(before: float | None, after: float | None) -> float | None:
     return None if before is None or after is None else after - before
 
 
-def _warmup(target: Target, pool: ClientPool, run: int, subscribers: int) -> Tally:
+def _warmup(target: Target, pool: ClientPool, run: int, subscribers: int, lane: int = 0) -> Tally:
     """One row that every subscriber must get before anything is measured."""
-    write_rows(target.database_url, run, 1.0, 1.0, "warmup")
+    table, channel = LANES[lane]
+    write_rows(target.database_url, run, 1.0, 1.0, "warmup", via=Via(table=table, channel=channel))
     deadline = time.monotonic() + WARMUP_TIMEOUT_S
     while pool.received(run) < subscribers and time.monotonic() < deadline:
         pool.pump(0.05)
     if pool.received(run) == 0:
         raise SynclineError(
-            f"no publication reached the subscribers of {CHANNEL!r} within"
+            f"no publication reached the subscribers of {channel!r} within"
             f" {WARMUP_TIMEOUT_S:.0f} s: the server needs the rule"
-            f" {RULE_TOML.strip().replace(chr(10), '; ')} (and a restart after adding it)"
+            f" {rule_toml(table, channel).strip().replace(chr(10), '; ')}"
+            " (and a restart after adding it)"
         )
     return pool.report(run, 1).tally
 
@@ -281,19 +317,30 @@ def run_fanout(
 def run_fanouts(
     targets: Sequence[Target], options: FanoutOptions, progress: Progress | None = None
 ) -> list[FanoutResult]:
-    """`run_fanout` on several servers (e.g. one per engine) side by side: each rate is held by
-    each server in turn, so that a shared machine's good and bad minutes fall on all of them
-    alike; each server's ramp ends at its own breach."""
+    """`run_fanout` on several servers (e.g. one per engine) and formats side by side: each rate
+    is held by each server and format in turn, so that a shared machine's good and bad minutes
+    fall on all of them alike; each ramp ends at its own breach. Results: per server, per
+    format (in the order of `options.formats`)."""
     # Run numbers unique to this invocation: another bench writing to the same table can't mix in.
     base = secrets.randbelow(1 << 30)
+    formats = options.formats
+    if len(formats) > len(LANES):
+        raise SynclineError(f"at most {len(LANES)} formats side by side")
     with contextlib.ExitStack() as stack:
         ramps: list[_Ramp] = []
         for target in targets:
-            label = f"{target.engine.name}: " if len(targets) > 1 and target.engine else ""
-            pool = stack.enter_context(ClientPool(_spec(target, options), options.processes))
-            connect = _connect(pool, options, progress, label)
-            result = FanoutResult(options, connect, _warmup(target, pool, base, connect.subscribed))
-            ramps.append(_Ramp(target, pool, label, result, base))
+            # Each format's subscribers on a channel (lane) of their own: a step's publications
+            # reach only the pool being measured.
+            for lane, fmt in enumerate(formats):
+                several = len(targets) > 1
+                label = _label(target if several else None, fmt if len(formats) > 1 else None)
+                pool = stack.enter_context(
+                    ClientPool(_spec(target, options, fmt, lane), options.processes)
+                )
+                connect = _connect(pool, options, progress, label)
+                warmup = _warmup(target, pool, base, connect.subscribed, lane)
+                result = FanoutResult(options, connect, warmup, format=fmt)
+                ramps.append(_Ramp(target, pool, label, result, base, lane=lane))
         for index, rate in enumerate(options.rates()):
             # Turns about, so that no server always goes right after another's step.
             for ramp in ramps if index % 2 == 0 else ramps[::-1]:
@@ -310,15 +357,22 @@ def run_fanouts(
     return [ramp.result for ramp in ramps]
 
 
-def _spec(target: Target, options: FanoutOptions) -> ClientSpec:
+def _label(target: Target | None, fmt: str | None) -> str:
+    parts = [target.engine.name] if target is not None and target.engine is not None else []
+    parts += [fmt] if fmt is not None else []
+    return f"{' '.join(parts)}: " if parts else ""
+
+
+def _spec(target: Target, options: FanoutOptions, fmt: str = "json", lane: int = 0) -> ClientSpec:
     return ClientSpec(
         ws_url=target.ws_url,
         token=target.make_token("bench"),
-        channel=CHANNEL,
+        channel=LANES[lane][1],
         count=options.subscribers,
         concurrency=options.handshakes,
         drop_every=options.drop_every,
         dup_every=options.dup_every,
+        format=fmt,
     )
 
 
@@ -356,6 +410,7 @@ class _Ramp:
     run: int
     last_good: float | None = None
     done: bool = False
+    lane: int = 0
 
     def hold(
         self,
@@ -380,6 +435,7 @@ class _Ramp:
                 progress,
                 self.label,
                 idle,
+                self.lane,
             )
             result.steps.append(step)
             p99 = float(step.latency_ms.get("p99", 0.0))

@@ -96,6 +96,14 @@ def _ms(value: object) -> str:
     return f"{value:.1f} ms" if value >= 10 else f"{value:.2f} ms"
 
 
+def _mb(value: object) -> str:
+    return f"{value / 1e6:,.2f}" if isinstance(value, int | float) else "-"
+
+
+def _number(value: object, pattern: str) -> str:
+    return pattern.format(value) if isinstance(value, int | float) else "-"
+
+
 FANOUT_HEADERS = (
     "rows/s",
     "offered",
@@ -108,6 +116,8 @@ FANOUT_HEADERS = (
     "commit p99",
     "lost / dup",
     "CPU s server / clients (/ redis)",
+    "wire MB/s",
+    "client µs / delivery",
 )
 
 
@@ -135,6 +145,8 @@ def fanout_table(
                 _ms(step.get("commit_ms", {}).get("p99")),
                 f"{acc['lost']:,} / {acc['duplicated']:,}",
                 " / ".join(str(c) for c in cpu),
+                _mb(step.get("bytes_per_s")),
+                _number(step.get("client_cpu_us_per_delivery"), "{:.1f}"),
             )
         )
     return table_or_blocks(title, FANOUT_HEADERS, rows, width)
@@ -164,8 +176,9 @@ def _ratio(value: float | None, reference: float | None) -> float | None:
 
 
 def fanout_ratios(names: Sequence[str], results: Sequence[FanoutResult]) -> dict[str, Any]:
-    """Each engine against the first: the sustainable rate and deliveries/s, and at each rate
-    both held (the last step of it, the one that counted) deliveries/s, p50 and p99."""
+    """Each engine (or format) against the first: the sustainable rate and deliveries/s, and at
+    each rate both held (the last step of it, the one that counted) deliveries/s, p50, p99,
+    wire bytes/s and a delivery, and the receivers' CPU a delivery."""
     first_name, first = names[0], results[0]
     values: dict[str, Any] = {}
     lines: list[str] = []
@@ -176,6 +189,14 @@ def fanout_ratios(names: Sequence[str], results: Sequence[FanoutResult]) -> dict
             a, b = mine[rate], theirs[rate]
             by_rate[f"{rate:g}"] = {
                 "deliveries_per_s": _ratio(a.deliveries_per_s, b.deliveries_per_s),
+                "bytes_per_s": _ratio(a.bytes_per_s, b.bytes_per_s),
+                "bytes_per_delivery": _ratio(
+                    a.wire_bytes / a.deliveries if a.deliveries else None,
+                    b.wire_bytes / b.deliveries if b.deliveries else None,
+                ),
+                "client_cpu_us_per_delivery": _ratio(
+                    a.client_cpu_us_per_delivery, b.client_cpu_us_per_delivery
+                ),
                 **{
                     key: _ratio(float(a.latency_ms.get(key, 0)), float(b.latency_ms.get(key, 0)))
                     for key in ("p50", "p99")
@@ -201,7 +222,8 @@ def fanout_ratios(names: Sequence[str], results: Sequence[FanoutResult]) -> dict
             lines.append(
                 f"{name} / {first_name} at {rate_text} rows/s: deliveries/s"
                 f" {ratio['deliveries_per_s'] or 0:.2f}x, p50 {ratio['p50'] or 0:.2f}x,"
-                f" p99 {ratio['p99'] or 0:.2f}x"
+                f" p99 {ratio['p99'] or 0:.2f}x, wire bytes/s {ratio['bytes_per_s'] or 0:.2f}x,"
+                f" client CPU/delivery {ratio['client_cpu_us_per_delivery'] or 0:.2f}x"
             )
     return {"values": values, "lines": lines}
 

@@ -28,12 +28,27 @@ from syncline.errors import SynclineError
 # The bench's own table and channel: never the application's tables (orders, messages).
 TABLE = "bench_events"
 CHANNEL = "bench"
-TABLE_DDL = f"""
-CREATE TABLE IF NOT EXISTS {TABLE} (
+# A second lane (table → channel) for a side-by-side run of two subscriber pools on one server
+# (--format json --format protobuf): each pool's channel gets only its own steps' publications,
+# so neither pool's subscribers add to the other's fan-out.
+TABLE_2 = "bench_events_2"
+CHANNEL_2 = "bench_2"
+LANES = ((TABLE, CHANNEL), (TABLE_2, CHANNEL_2))
+TABLE_DDL = "".join(
+    f"""
+CREATE TABLE IF NOT EXISTS {table} (
     id bigserial PRIMARY KEY, run integer NOT NULL, seq integer NOT NULL,
-    sent_at_us bigint NOT NULL, note text NOT NULL DEFAULT '')
+    sent_at_us bigint NOT NULL, note text NOT NULL DEFAULT '');
 """
-RULE_TOML = f'[[rules]]\ntable = "{TABLE}"\nchannel = "{CHANNEL}"\ncolumns = "*"\n'
+    for table, _ in LANES
+)
+
+
+def rule_toml(table: str, channel: str) -> str:
+    return f'[[rules]]\ntable = "{table}"\nchannel = "{channel}"\ncolumns = "*"\n'
+
+
+RULE_TOML = "".join(rule_toml(table, channel) for table, channel in LANES)
 # Limits meant for the open internet: one bench machine opens thousands of connections at once.
 BENCH_ENV = {
     "SYNCLINE_MAX_CONNECTIONS_PER_IP": "10000000",
@@ -107,7 +122,8 @@ def remote_target(
     pid: int | None,
     needs_database: bool = True,
 ) -> Target:
-    """A running Syncline; it needs the rule bench_events → bench (see RULE_TOML).
+    """A running Syncline; it needs the rule bench_events → bench (and, for two
+    formats side by side, bench_events_2 → bench_2: see RULE_TOML).
 
     The chat benchmark speaks only HTTP and WebSocket: it needs neither database nor token.
     """

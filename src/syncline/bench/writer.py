@@ -22,7 +22,7 @@ from syncline.bench import histogram
 from syncline.bench.server import CHANNEL, TABLE
 from syncline.errors import SynclineError
 
-INSERT = f"INSERT INTO {TABLE} (run, seq, sent_at_us, note) VALUES (%s, %s, %s, %s)"
+INSERT = "INSERT INTO {table} (run, seq, sent_at_us, note) VALUES (%s, %s, %s, %s)"
 # One statement, so in autocommit it is the whole transaction: `batch` publications, one commit.
 PUBLISH = """
 SELECT syncline.publish(%(channel)s, jsonb_build_object('row', jsonb_build_object(
@@ -41,6 +41,9 @@ class Via:
     batch: int = 1  # publications per transaction (publish only)
     http_url: str = ""
     api_key: str = ""
+    # Where: rows go into `table`, publishes to `channel` (server.LANES).
+    table: str = TABLE
+    channel: str = CHANNEL
 
     def __post_init__(self) -> None:
         if self.kind not in VIA:
@@ -69,23 +72,26 @@ def _sql_writer(
     conn: psycopg.Connection[tuple[object, ...]], via: Via, run: int, note: str
 ) -> Callable[[int, int, int], None]:
     if via.kind == "rows":
+        insert_sql = INSERT.format(table=via.table)
 
         def insert(first: int, _last: int, sent_us: int) -> None:
-            conn.execute(INSERT, (run, first, sent_us, note), prepare=True)
+            conn.execute(insert_sql, (run, first, sent_us, note), prepare=True)
 
         return insert
 
     def publish(first: int, last: int, sent_us: int) -> None:
-        params = {"channel": CHANNEL, "run": run, "sent": sent_us, "note": note}
+        params = {"channel": via.channel, "run": run, "sent": sent_us, "note": note}
         conn.execute(PUBLISH, {**params, "first": first, "last": last}, prepare=True)
 
     return publish
 
 
-def _http_writer(http: httpx.Client, run: int, note: str) -> Callable[[int, int, int], None]:
+def _http_writer(
+    http: httpx.Client, run: int, note: str, channel: str
+) -> Callable[[int, int, int], None]:
     def post(first: int, _last: int, sent_us: int) -> None:
         row = {"run": run, "seq": first, "sent_at_us": sent_us, "note": note}
-        response = http.post("/api/server/publish", json={"channel": CHANNEL, "data": {"row": row}})
+        response = http.post("/api/server/publish", json={"channel": channel, "data": {"row": row}})
         if response.status_code != 200:
             raise SynclineError(f"publish answered {response.status_code}: {response.text[:200]}")
 
@@ -110,7 +116,7 @@ def write_rows(
             http = stack.enter_context(
                 httpx.Client(base_url=via.http_url, headers={"X-API-Key": via.api_key}, timeout=30)
             )
-            write = _http_writer(http, run, note)
+            write = _http_writer(http, run, note, via.channel)
         else:
             conn = stack.enter_context(psycopg.connect(database_url, autocommit=True))
             write = _sql_writer(conn, via, run, note)

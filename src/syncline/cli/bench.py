@@ -94,6 +94,30 @@ EnginesOption = Annotated[
         show_default=False,
     ),
 ]
+
+
+def _format_choices(values: list[str] | None) -> list[str] | None:
+    from syncline.bench.clients import FORMATS
+
+    for value in values or []:
+        if value not in FORMATS:
+            raise typer.BadParameter(f"one of {', '.join(FORMATS)}, not {value!r}")
+    if values and len(set(values)) != len(values):
+        raise typer.BadParameter("each format once")
+    return values
+
+
+FormatsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--format",
+        callback=_format_choices,
+        help="the subscribers' format: json [default] | protobuf (centrifuge-protobuf);"
+        " repeated (--format json --format protobuf): a pool of subscribers each on the same"
+        " server, side by side in one run, each rate held by each in turn",
+        show_default=False,
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="print one JSON document on stdout")]
 OutOption = Annotated[
     Path | None, typer.Option("--out", help="write PNG charts (and k6's summary) here")
@@ -232,32 +256,36 @@ def _fanout_body(
         results = run_fanouts(targets, options, progress)
         console = report.console_for(common.as_json)
         progress.stop()
+        formats = options.formats
+        # Results come per server, then per format (run_fanouts).
+        pairs = [(t, f) for t in targets for f in formats]
+        names = [_run_name(t, f, len(targets) > 1, len(formats) > 1) for t, f in pairs]
         runs = []
-        for target, result in zip(targets, results, strict=True):
+        for (target, fmt), result, name in zip(pairs, results, names, strict=True):
             data = result.as_dict()
-            name = f" ({target.engine.name})" if len(targets) > 1 and target.engine else ""
+            suffix = f" ({name})" if name else ""
             title = (
-                f"{command}{name}: {options.subscribers:,} subscriber(s),"
+                f"{command}{suffix}: {options.subscribers:,} subscriber(s),"
                 f" {options.seconds:g} s per rate"
             )
             console.print(report.fanout_table(title, data["steps"], console.width))
             if result.sustainable_rate is not None or options.ramp:
                 console.print(
-                    f"sustainable rate{name} (p99 ≤ {options.p99_bound_ms:g} ms):"
+                    f"sustainable rate{suffix} (p99 ≤ {options.p99_bound_ms:g} ms):"
                     f" {result.sustainable_rate or 0:g} rows/s; stopped: {result.stopped_because}"
                 )
             if common.out is not None:
-                data["charts"] = _fanout_charts(command, common.out, options, target, result)
+                data["charts"] = _fanout_charts(command, common.out, options, target, result, fmt)
             data["_failure"] = describe_failure(result.tally)
             runs.append(data)
         if len(runs) == 1:
             return runs[0]
-        # Side by side: each engine's result, and each against the first.
-        ratios = report.fanout_ratios([t.engine.name for t in targets], results)
+        # Side by side: each engine's (or format's) result, and each against the first.
+        ratios = report.fanout_ratios(names, results)
         for line in ratios["lines"]:
             console.print(line)
-        for run, target in zip(runs, targets, strict=True):
-            run["engine"] = target.engine.name
+        for run, (target, _fmt) in zip(runs, pairs, strict=True):
+            run["engine"] = target.engine.name if target.engine is not None else None
         return {
             "runs": runs,
             "ratios": ratios["values"],
@@ -269,11 +297,21 @@ def _fanout_body(
     return body
 
 
-def _fanout_charts(command: str, out: Path, options: Any, target: Any, result: Any) -> list[str]:
+def _run_name(target: Any, fmt: str, by_engine: bool, by_format: bool) -> str:
+    """How a run of a side-by-side bench is named: its engine, its format, or both."""
+    parts = [target.engine.name] if by_engine and target.engine is not None else []
+    return " ".join(parts + ([fmt] if by_format else []))
+
+
+def _fanout_charts(
+    command: str, out: Path, options: Any, target: Any, result: Any, fmt: str = "json"
+) -> list[str]:
     from syncline.bench import charts
 
-    tag = _chart_tag(target.engine)
+    # JSON runs keep their charts' names; a Protobuf run's get a suffix.
+    tag = _chart_tag(target.engine) + ("" if fmt == "json" else f"-{fmt}")
     engine = f" ({target.engine.name} engine)" if target.engine is not None else ""
+    engine += "" if fmt == "json" else f" ({fmt})"
     files = [
         charts.latency_chart(
             out / f"{'latency' if command == 'latency' else 'fanout-latency'}{tag}.png",
@@ -342,6 +380,7 @@ def fanout(
     jwt_secret: SecretOption = None,
     capture: CaptureOption = "auto",
     engine: EnginesOption = None,
+    formats: FormatsOption = None,
     as_json: JsonOption = False,
     out: OutOption = None,
     drop_every: DropOption = 0,
@@ -376,6 +415,7 @@ def fanout(
         via=via,
         batch=batch,
         handshakes=handshakes,
+        formats=formats or ["json"],
     )
     common = _common(url, database_url, token, jwt_secret, None, capture, as_json, out, engine)
     _run("fanout", common, _fanout_body("fanout", common, options))

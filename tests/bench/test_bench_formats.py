@@ -1,0 +1,131 @@
+"""`syncline bench fanout --format`: JSON and Protobuf receivers, side by side, all accounted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from syncline.bench.server import Target, started_server
+
+SUBSCRIBERS = 3
+PAYLOAD = 64  # the bench's default filler: every delivered frame carries at least this
+
+
+def bench(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "syncline", "bench", *args],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Target]:
+    with started_server() as target:
+        yield target
+
+
+def fanout(server: Target, *args: str) -> subprocess.CompletedProcess[str]:
+    assert server.secret is not None
+    return bench(
+        "fanout",
+        "--url",
+        server.http_url,
+        "--database-url",
+        server.database_url,
+        "--jwt-secret",
+        server.secret,
+        "--subscribers",
+        str(SUBSCRIBERS),
+        "--processes",
+        "1",
+        "--handshakes",
+        "2",
+        "--rate",
+        "30",
+        "--seconds",
+        "1",
+        "--json",
+        *args,
+    )
+
+
+def result_of(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(proc.stdout)
+    return dict(data["result"])
+
+
+def test_json_and_protobuf_side_by_side_deliver_everything_once_and_count_the_bytes(
+    server: Target,
+) -> None:
+    proc = fanout(server, "--format", "json", "--format", "protobuf")
+    assert proc.returncode == 0, proc.stderr
+    result = result_of(proc)
+    assert (result["lost"], result["duplicated"]) == (0, 0)
+    json_run, pb_run = result["runs"]
+    assert (json_run["format"], pb_run["format"]) == ("json", "protobuf")
+    assert json_run["settings"]["formats"] == ["json", "protobuf"]
+    per_delivery = {}
+    for run in (json_run, pb_run):
+        (step,) = run["steps"]
+        accounting = step["accounting"]
+        assert accounting["expected"] == accounting["received"] == step["rows"] * SUBSCRIBERS
+        assert accounting["lost"] == accounting["duplicated"] == accounting["unexpected"] == 0
+        assert step["deliveries"] == step["rows"] * SUBSCRIBERS
+        # Every delivery is a frame of its own here: the filler, the row's fields, the push.
+        assert PAYLOAD < step["bytes_per_delivery"] < 1000
+        assert step["bytes_per_s"] > 0
+        assert step["client_cpu_us_per_delivery"] > 0
+        per_delivery[run["format"]] = step["bytes_per_delivery"]
+    # The same row is smaller in Protobuf (no key names around the push and publication).
+    assert per_delivery["protobuf"] < per_delivery["json"]
+    ratios = result["ratios"]["protobuf"]
+    assert ratios["against"] == "json"
+    by_rate = ratios["by_rate"]["30"]
+    assert by_rate["bytes_per_delivery"] == pytest.approx(
+        per_delivery["protobuf"] / per_delivery["json"], abs=0.01
+    )
+    for key in ("deliveries_per_s", "bytes_per_s", "client_cpu_us_per_delivery", "p99"):
+        assert by_rate[key] is not None
+    assert "protobuf / json at 30 rows/s" in proc.stderr
+    assert "wire bytes/s" in proc.stderr
+
+
+def test_protobuf_receivers_account_for_injected_loss_and_duplicates(server: Target) -> None:
+    proc = fanout(
+        server,
+        "--format",
+        "protobuf",
+        "--drop-every",
+        "7",
+        "--dup-every",
+        "5",
+        "--drain-idle",
+        "0.5",
+    )
+    assert proc.returncode == 1
+    result = result_of(proc)
+    assert result["format"] == "protobuf"
+    assert result["lost"] > 0
+    assert result["duplicated"] > 0
+    (line,) = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert f"{result['lost']:,} lost" in line
+
+
+@pytest.mark.parametrize(
+    ("formats", "message"),
+    [(["xml"], "one of json, protobuf, not 'xml'"), (["json", "json"], "each format once")],
+)
+def test_a_bad_format_is_a_one_line_error(formats: list[str], message: str) -> None:
+    args = [arg for fmt in formats for arg in ("--format", fmt)]
+    proc = bench("fanout", *args)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
