@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from syncline.db.embedded import EmbeddedPostgres, ServerInfo
+from syncline.db.embedded import EmbeddedPostgres, ServerInfo, free_port
 from syncline.errors import SynclineError
 
 
@@ -96,3 +97,15 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_free_ports_are_below_the_ephemeral_range_and_bindable() -> None:
+    """Outgoing connections take their source ports from the ephemeral range: a port chosen
+    there can be gone before the server binds it."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    ports = {free_port() for _ in range(20)}
+    assert all(1024 <= port < low for port in ports)
+    assert len(ports) > 1  # chosen at random, not a fixed port
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", port))

@@ -78,12 +78,36 @@ def pg_binary(name: str) -> Path:
     return _bin_dir() / name
 
 
+# Below the kernel's ephemeral range: a port the kernel hands out for binding to port 0 is also
+# the source port of the next outgoing connection, which can take it between our choice and the
+# server's bind ("already in use"), or on a later restart that reuses the remembered port.
+LOWEST_CHOSEN_PORT = 10_000
+PORT_TRIES = 64
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nobody listens on right now."""
+    """A TCP port nobody listens on right now, outside the ephemeral range when there is room."""
+    high = _ephemeral_low() - 1
+    if high - LOWEST_CHOSEN_PORT > PORT_TRIES:
+        for _ in range(PORT_TRIES):
+            port = LOWEST_CHOSEN_PORT + secrets.randbelow(high - LOWEST_CHOSEN_PORT + 1)
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                try:
+                    sock.bind((host, port))
+                except OSError:
+                    continue
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
+        chosen: int = sock.getsockname()[1]
+        return chosen
 
 
 def port_is_free(host: str, port: int) -> bool:
