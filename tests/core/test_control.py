@@ -33,6 +33,7 @@ from syncline.core.control import (
         RefreshUser("7", "c", expired=True),
         RefreshUser("7", "", False, 1_900_000_000, '{"name":"Ann"}'),
         RecheckChannel("room:42"),
+        RecheckChannel("room:42", (7, 4_294_967_297)),
     ],
 )
 def test_every_command_round_trips(command: control.ControlCommand) -> None:
@@ -54,6 +55,10 @@ def test_every_command_round_trips(command: control.ControlCommand) -> None:
         b'{"kind": "disconnect", "user": "7", "code": "3503"}',
         b'{"kind": "unsubscribe", "user": "7"}',
         b'{"kind": "recheck"}',
+        b'{"kind": "recheck", "channel": "c", "xids": [-1]}',
+        b'{"kind": "recheck", "channel": "c", "xids": [true]}',
+        b'{"kind": "recheck", "channel": "c", "xids": "7"}',
+        b'{"kind": "recheck", "channel": "c", "xids": [' + b",".join([b"1"] * 33) + b"]}",
         b'{"kind": "subscribe", "user": "7"}',
         b'{"kind": "subscribe", "user": "7", "channel": "c", "expire_at": -1}',
         b'{"kind": "subscribe", "user": "7", "channel": "c", "recover_offset": "1"}',

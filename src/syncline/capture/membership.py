@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 
 from syncline.control.base import ControlBus
-from syncline.core.control import RecheckChannel
+from syncline.core.control import MAX_XIDS_PER_RECHECK, RecheckChannel
 from syncline.core.namespaces import NamespaceRegistry
 from syncline.logs import get_logger
 
@@ -25,28 +25,34 @@ class MembershipWatch:
     def __init__(self, registry: NamespaceRegistry, control: ControlBus) -> None:
         self._registry = registry
         self._control = control
-        # Channels to announce; a capture batch that deletes a room's members announces the
-        # room once, not once per row.
-        self._pending: set[str] = set()
+        # Channels to announce, with the transactions that touched them; a capture batch that
+        # deletes a room's members announces the room once, not once per row.
+        self._pending: dict[str, list[int]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
-    def on_routed(self, channel: str, table: str, op: str) -> None:
-        if channel in self._pending or not self._registry.may_revoke_membership(channel, table, op):
-            return
-        if not self._pending:
-            asyncio.get_running_loop().call_soon(self._announce)
-        self._pending.add(channel)
+    def on_routed(self, channel: str, table: str, op: str, xid: int) -> None:
+        xids = self._pending.get(channel)
+        if xids is None:
+            if not self._registry.may_revoke_membership(channel, table, op):
+                return
+            if not self._pending:
+                asyncio.get_running_loop().call_soon(self._announce)
+            xids = self._pending[channel] = []
+        if xid not in xids:
+            xids.append(xid)
+            # Commit order: the newest matter, the oldest are visible long since.
+            del xids[:-MAX_XIDS_PER_RECHECK]
 
     def _announce(self) -> None:
-        channels, self._pending = self._pending, set()
+        channels, self._pending = self._pending, {}
         task = asyncio.get_running_loop().create_task(self._publish(channels))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _publish(self, channels: set[str]) -> None:
+    async def _publish(self, channels: dict[str, list[int]]) -> None:
         for channel in sorted(channels):
             try:
-                await self._control.publish(RecheckChannel(channel))
+                await self._control.publish(RecheckChannel(channel, tuple(channels[channel])))
             except Exception as err:
                 # The member keeps the subscription until they resubscribe; say so loudly.
                 log.warning(

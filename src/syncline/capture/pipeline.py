@@ -35,7 +35,7 @@ class Pipeline:
         engine: ChannelLog,
         *,
         clock: Callable[[], float] = time.time,
-        on_routed: Callable[[str, str, str], None] | None = None,
+        on_routed: Callable[[str, str, str, int], None] | None = None,
         live: LiveRules | None = None,
         on_rules_applied: Callable[[list[tuple[int, str]]], Awaitable[None]] | None = None,
     ) -> None:
@@ -89,7 +89,7 @@ class Pipeline:
                 )
                 tables.append(table)
                 if on_routed is not None:
-                    on_routed(channel, change.table, op)
+                    on_routed(channel, change.table, op, change.xid)
         for (table, op), count in captured.items():
             metrics.CHANGES_CAPTURED.labels(table, op).inc(count)
         if requests:

@@ -21,6 +21,9 @@ MAX_SESSIONS_PER_COMMAND = 1000
 MAX_FIELD_LENGTH = 1024
 # Channel info and subscribe data travel as JSON text; the HTTP request limit bounds them first.
 MAX_JSON_LENGTH = 65536
+# A re-check waits for the newest transactions that touched the channel; older ones are visible
+# long before in practice, and the list only needs to bound what one command carries.
+MAX_XIDS_PER_RECHECK = 32
 # Offsets and Unix times: within what a JSON number carries exactly.
 MAX_COUNT = 2**53
 
@@ -93,9 +96,14 @@ class RefreshUser:
 @dataclass(frozen=True, slots=True)
 class RecheckChannel:
     """A membership row of ``channel``'s namespace changed (committed): re-check its
-    subscribers, and unsubscribe (2000) those no longer allowed."""
+    subscribers, and unsubscribe (2000) those no longer allowed.
+
+    ``xids`` are the transactions that changed it: capture sees a commit a moment before new
+    snapshots do, so the re-check first waits until they are visible (empty: unknown).
+    """
 
     channel: str
+    xids: tuple[int, ...] = ()
 
 
 ControlCommand = (
@@ -150,7 +158,7 @@ def encode(command: ControlCommand) -> bytes:
             "info": command.info,
         }
     else:
-        body = {"channel": command.channel}
+        body = {"channel": command.channel, "xids": list(command.xids)}
     return orjson.dumps({"kind": _KINDS[type(command)], **body})
 
 
@@ -231,5 +239,14 @@ def decode(data: bytes) -> ControlCommand:
             _json_text(body, "info"),
         )
     if kind == "recheck":
-        return RecheckChannel(_text(body, "channel"))
+        xids = body.get("xids", [])
+        if (
+            not isinstance(xids, list)
+            or len(xids) > MAX_XIDS_PER_RECHECK
+            or not all(
+                isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= MAX_COUNT for x in xids
+            )
+        ):
+            raise ControlDecodeError(f"xids must be a list of at most {MAX_XIDS_PER_RECHECK} ids")
+        return RecheckChannel(_text(body, "channel"), tuple(xids))
     raise ControlDecodeError(f"unknown command kind {kind!r}")

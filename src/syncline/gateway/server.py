@@ -42,6 +42,7 @@ from syncline.gateway.auth import SessionCheck, TokenVerifier
 from syncline.gateway.connection import SESSION_REVOKED_REASON, Connection
 from syncline.gateway.frames import PicowsLog
 from syncline.gateway.hub import Hub
+from syncline.gateway.visibility import wait_until_visible
 from syncline.logs import get_logger
 from syncline.nodes import NodeCounts
 from syncline.presence import MemoryPresenceStore, PresenceStore, online_key
@@ -376,7 +377,9 @@ class Gateway:
             task = asyncio.get_running_loop().create_task(self.engine.unlisten(channel))
             task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
-    async def _recheck(self, channel: str) -> None:
+    async def _recheck(self, channel: str, xids: tuple[int, ...] = ()) -> None:
+        if self.pool is not None:
+            await wait_until_visible(self.pool, xids)
         for conn in list(self.hub.channels.get(channel, {})):
             if not await conn.still_allowed(channel):
                 conn.revoke(channel)
@@ -413,7 +416,7 @@ class Gateway:
             for conn in self._connections_of(command.user, command.client):
                 conn.refresh_server_side(command)
         elif isinstance(command, RecheckChannel) and command.channel in self.hub.channels:
-            self._spawn(self._recheck(command.channel))
+            self._spawn(self._recheck(command.channel, command.xids))
 
     def close_sessions(self, user: str, sessions: set[str]) -> None:
         """Close (3500 "session revoked") every connection whose token is of these sessions,
