@@ -144,17 +144,25 @@ async def http_exchange(url: str, request: bytes) -> HttpResponse:
 class RawClient:
     """One WebSocket connection driven frame by frame."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        response: HttpResponse | None = None,
+    ) -> None:
         self.reader = reader
         self.writer = writer
+        self.response = response or HttpResponse(101)  # the server's 101
 
     @classmethod
-    async def connect(cls, url: str, *, rcvbuf: int | None = None) -> RawClient:
+    async def connect(
+        cls, url: str, *, rcvbuf: int | None = None, extra: list[tuple[str, str]] | None = None
+    ) -> RawClient:
         reader, writer = await _open(url, rcvbuf)
-        writer.write(upgrade_request(url))
+        writer.write(upgrade_request(url, extra=extra))
         response = await _read_head(reader)
         assert response.status == 101, response
-        return cls(reader, writer)
+        return cls(reader, writer, response)
 
     async def send(self, data: bytes) -> None:
         self.writer.write(data)

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import time
 import uuid
+import zlib
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from syncline.core.namespaces import (
 )
 from syncline.gateway import sendq
 from syncline.gateway.auth import TokenError
+from syncline.gateway.deflate import Agreement, Inflater, Shared, Takeover
 from syncline.gateway.frames import (
     Fragments,
     FrameError,
@@ -120,7 +122,9 @@ class Connection(WSListener):
 
     # Ten thousand idle connections are ten thousand of these: no per-instance __dict__.
     __slots__ = (
+        "_compressor",
         "_inbox",
+        "_inflater",
         "_message",
         "_out",
         "_out_size",
@@ -133,6 +137,7 @@ class Connection(WSListener):
         "codec",
         "conn_info",
         "connected",
+        "deflate",
         "expires_at",
         "gw",
         "ip",
@@ -145,10 +150,20 @@ class Connection(WSListener):
         "user",
     )
 
-    def __init__(self, gateway: Gateway, codec: Codec = JSON) -> None:
+    def __init__(
+        self, gateway: Gateway, codec: Codec = JSON, deflate: Agreement | None = None
+    ) -> None:
         self.gw = gateway
         # The format, chosen at the upgrade: every frame in and out goes through it.
         self.codec = codec
+        self.deflate = deflate  # permessage-deflate, if negotiated at the upgrade
+        self._inflater: Inflater | None = None  # made on the first compressed message
+        self._compressor: Shared | Takeover | None = None
+        if deflate is not None:
+            bits = deflate.server_bits
+            self._compressor = (
+                Takeover(bits) if deflate.server_takeover else gateway.deflater.shared(bits)
+            )
         self.transport: WSTransport | None = None
         self.ip = ""
         self.client = ""
@@ -201,19 +216,23 @@ class Connection(WSListener):
         picows checks masking, opcodes, lengths and control frame sizes; the rest of RFC 6455
         §5 is checked here. Raises FrameError for a frame that fails the connection.
         """
-        if frame.rsv1 or frame.rsv2 or frame.rsv3:
-            # No extension is negotiated, so no reserved bit may be set (§5.2).
-            raise FrameError(WSCloseCode.PROTOCOL_ERROR, "reserved bit set")
         kind = frame.msg_type
-        if kind is WSMsgType.TEXT or kind is WSMsgType.BINARY:
+        data_frame = kind is WSMsgType.TEXT or kind is WSMsgType.BINARY
+        if frame.rsv2 or frame.rsv3 or (frame.rsv1 and (self.deflate is None or not data_frame)):
+            # RSV1 is permessage-deflate's, on the first frame of a message only (RFC 7692
+            # §6.1); no other extension is negotiated (RFC 6455 §5.2).
+            raise FrameError(WSCloseCode.PROTOCOL_ERROR, "reserved bit set")
+        if data_frame:
             if self._message is not None:
                 raise FrameError(WSCloseCode.PROTOCOL_ERROR, "new message inside a fragmented one")
             if frame.fin:
                 data = frame.get_payload_as_bytes()
+                if frame.rsv1:
+                    data = self._inflate(data)
                 if kind is WSMsgType.TEXT:
                     check_utf8(data)
                 return data
-            self._message = Fragments(text=kind is WSMsgType.TEXT)
+            self._message = Fragments(text=kind is WSMsgType.TEXT, compressed=bool(frame.rsv1))
         elif kind is WSMsgType.CONTINUATION:
             if self._message is None:
                 raise FrameError(WSCloseCode.PROTOCOL_ERROR, "continuation without a message")
@@ -225,14 +244,33 @@ class Connection(WSListener):
             return None
         else:
             return None  # a pong nobody asked for
-        message = self._message.add(
+        fragments = self._message
+        message = fragments.add(
             frame.get_payload_as_bytes(),
             fin=bool(frame.fin),
             max_size=self.gw.settings.max_frame_size,
         )
         if message is not None:
             self._message = None
+            if fragments.compressed:
+                message = self._inflate(message)
+                if fragments.text:
+                    check_utf8(message)
         return message
+
+    def _inflate(self, payload: bytes) -> bytes:
+        """A compressed message inflated, to max_frame_size at most (a bomb stops there)."""
+        assert self.deflate is not None
+        if self._inflater is None:
+            self._inflater = Inflater(self.deflate)
+        limit = self.gw.settings.max_frame_size
+        try:
+            data = self._inflater.inflate(payload, limit)
+        except zlib.error:
+            raise FrameError(WSCloseCode.INVALID_TEXT, "invalid compressed data") from None
+        if data is None:
+            raise FrameError(WSCloseCode.MESSAGE_TOO_BIG, f"message over {limit} bytes inflated")
+        return data
 
     def _answer_close(self, transport: WSTransport, frame: WSFrame) -> None:
         """The client closes: echo its code and close TCP at once, as a server should (§7.1.1).
@@ -362,7 +400,7 @@ class Connection(WSListener):
             return
         out, self._out = self._out, []
         self._out_size = 0
-        send_message(self.transport, out, binary=self.codec.binary)
+        send_message(self.transport, out, binary=self.codec.binary, deflate=self._compressor)
 
     def pause_writing(self) -> None:
         """picows: the transport's buffer went over its high-water mark (64 KiB)."""

@@ -9,6 +9,8 @@ from typing import Any
 
 from picows import WSCloseCode, WSMsgType, WSTransport
 
+from syncline.gateway.deflate import Shared, Takeover
+
 # Close codes a peer may send (RFC 6455 §7.4.1 and the IANA registry): 1004-1006 and 1015 are
 # reserved for local use and never go on the wire, 1016-2999 are unassigned.
 _RECEIVABLE_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, *range(1007, 1015)})
@@ -26,7 +28,13 @@ def send_text(transport: WSTransport, parts: list[bytes]) -> None:
     send_message(transport, parts, binary=False)
 
 
-def send_message(transport: WSTransport, parts: list[bytes], *, binary: bool) -> None:
+def send_message(
+    transport: WSTransport,
+    parts: list[bytes],
+    *,
+    binary: bool,
+    deflate: Shared | Takeover | None = None,
+) -> None:
     """Send ``parts`` as one frame: text separated by newlines (JSON), or binary and simply
     concatenated (Protobuf, whose messages carry their own lengths).
 
@@ -36,16 +44,24 @@ def send_message(transport: WSTransport, parts: list[bytes], *, binary: bool) ->
     frame sent meanwhile (the close frame, typically) overwrote the header and the client read
     garbage. Such a message gets the header in front of its own copy instead. Smaller ones,
     nearly all of them, take picows's path, which copies them whole.
+
+    ``deflate``: the compressor of a connection that negotiated permessage-deflate; the
+    message goes compressed (RSV1 set) unless it says that does not pay.
     """
     kind = WSMsgType.BINARY if binary else WSMsgType.TEXT
     separator = b"" if binary else b"\n"
-    message = parts[0] if len(parts) == 1 else separator.join(parts)
+    compressed = None if deflate is None else deflate.message(parts, separator)
+    if compressed is not None:
+        message = compressed
+    else:
+        message = parts[0] if len(parts) == 1 else separator.join(parts)
+    rsv1 = compressed is not None
     if len(message) <= _PICOWS_COPIES:
-        transport.send(kind, message)
+        transport.send(kind, message, rsv1=rsv1)
         return
     buf = bytearray(_HEADROOM)
     buf += message
-    transport.send_reuse_external_bytearray(kind, buf, _HEADROOM)
+    transport.send_reuse_external_bytearray(kind, buf, _HEADROOM, rsv1=rsv1)
 
 
 class FrameError(Exception):
@@ -71,13 +87,17 @@ def check_utf8(data: bytes) -> None:
 class Fragments:
     """A fragmented message being put together; browsers never fragment, so this is rare."""
 
-    __slots__ = ("_decoder", "_parts", "_size")
+    __slots__ = ("_decoder", "_parts", "_size", "compressed", "text")
 
-    def __init__(self, text: bool) -> None:
+    def __init__(self, text: bool, *, compressed: bool = False) -> None:
         self._parts: list[bytes] = []
         self._size = 0
-        # Text is checked fragment by fragment, so bad UTF-8 fails before the message ends.
-        self._decoder = codecs.getincrementaldecoder("utf-8")() if text else None
+        self.text = text
+        self.compressed = compressed  # RSV1 on the first frame: inflated once whole
+        # Text is checked fragment by fragment, so bad UTF-8 fails before the message ends
+        # (a compressed one only once inflated).
+        decoder = text and not compressed
+        self._decoder = codecs.getincrementaldecoder("utf-8")() if decoder else None
 
     def add(self, payload: bytes, *, fin: bool, max_size: int) -> bytes | None:
         """Add a fragment; the whole message once ``fin`` is set."""

@@ -37,7 +37,7 @@ from syncline.core.control import (
 from syncline.core.log import ClientInfo
 from syncline.core.namespaces import Deny, Namespace, NamespaceRegistry, NeedsMembershipCheck
 from syncline.engine.base import ChannelLog
-from syncline.gateway import upgrade
+from syncline.gateway import deflate, upgrade
 from syncline.gateway.auth import SessionCheck, TokenVerifier
 from syncline.gateway.connection import SESSION_REVOKED_REASON, Connection
 from syncline.gateway.frames import PicowsLog
@@ -116,6 +116,7 @@ class Gateway:
         # Every upgrade response names the node (and worker) that took the connection:
         # operators and tests can tell where a client landed behind a balancer.
         self._upgrade_headers = {"X-Syncline-Node": node_name} if node_name else None
+        self.deflater = deflate.Deflater()  # shared by every connection that negotiated it
         self.hub = Hub()
         # Who is in which channel, and who is online, across every process of the cluster.
         self.presence: PresenceStore = presence if presence is not None else MemoryPresenceStore()
@@ -213,12 +214,20 @@ class Gateway:
                 ),
                 None,
             )
+        agreement = None
+        if self.settings.websocket_compression:
+            negotiated = deflate.negotiate(
+                request.headers, takeover=self.settings.websocket_compression_context
+            )
+            if negotiated is not None:
+                agreement, accepted = negotiated
+                headers = {**headers, "Sec-WebSocket-Extensions": accepted}
         if self._upgrade_headers:
             headers = {**self._upgrade_headers, **headers}
         if not headers:
             return Connection(self, codec)
         response = WSUpgradeResponse.create_101_response(extra_headers=headers)
-        return WSUpgradeResponseWithListener(response, Connection(self, codec))
+        return WSUpgradeResponseWithListener(response, Connection(self, codec, agreement))
 
     def client_ip(self, peer: str, request: WSUpgradeRequest | None) -> str:
         """The client's address: the TCP peer's, or X-Forwarded-For's last hop added by a
