@@ -351,6 +351,19 @@ def test_a_fanned_out_part_is_compressed_once_and_joins_into_one_stream() -> Non
     assert deflater.message(15, [os.urandom(512)], b"") is None  # incompressible
 
 
+def test_the_shared_cache_stays_bounded() -> None:
+    deflater = Deflater()
+    parts = [os.urandom(8000).hex().encode() for _ in range(100)]  # 16 KB each
+    for part in parts:
+        out = deflater.message(15, [part], b"\n")
+        assert out is not None and inflate(out) == part
+        assert deflater.cache_bytes <= 1 << 20
+    huge = b"x" * 100_000  # a recovery reply: compressed, not kept
+    out = deflater.message(15, [huge], b"")
+    assert out is not None and inflate(out) == huge
+    assert deflater.cache_bytes <= 1 << 20
+
+
 # -- the SDKs (tests/js/sdk_client.js for the JS one) ----------------------------------------------
 
 

@@ -22,8 +22,11 @@ _MIN_BITS, _MAX_BITS = 9, 15
 TAKEOVER_BITS, TAKEOVER_MEM_LEVEL = 10, 2
 # Below this, compressing does not pay: deflate's own framing eats what it saves.
 MIN_SIZE = 128
-# Compressed parts kept for the next connections that send the same frame (a fan-out).
-_CACHE_SIZE = 512
+# Compressed parts kept for the next connections that send the same frame (a fan-out), in
+# bytes of plain and compressed parts together; a larger part (a recovery reply, unique to
+# its connection) is compressed without being kept.
+_CACHE_BYTES = 1 << 20
+_CACHE_PART = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,8 +131,14 @@ class Deflater:
     def __init__(self) -> None:
         self._compressors: dict[int, zlib._Compress] = {}
         self._cache: dict[tuple[int, bytes], bytes] = {}
+        self._cached = 0  # bytes the cache holds
         self._views: dict[int, Shared] = {}
         self.sent = 0  # messages compressed (and sent so) since the start
+
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes of plain and compressed parts kept for the next connections."""
+        return self._cached
 
     def shared(self, bits: int) -> Shared:
         """What a connection without server context takeover compresses with."""
@@ -147,10 +156,13 @@ class Deflater:
                 compressor = zlib.compressobj(6, zlib.DEFLATED, -bits, 8)
                 self._compressors[bits] = compressor
             done = compressor.compress(part) + compressor.flush(zlib.Z_FULL_FLUSH)
-            if len(self._cache) >= _CACHE_SIZE:
-                # Dicts keep insertion order: drop the oldest entry.
-                del self._cache[next(iter(self._cache))]
-            self._cache[key] = done
+            if len(part) <= _CACHE_PART:
+                self._cached += len(part) + len(done)
+                while self._cached > _CACHE_BYTES and self._cache:
+                    # Dicts keep insertion order: drop the oldest entries.
+                    oldest = next(iter(self._cache))
+                    self._cached -= len(oldest[1]) + len(self._cache.pop(oldest))
+                self._cache[key] = done
         return done
 
     def message(self, bits: int, parts: list[bytes], separator: bytes) -> bytes | None:
