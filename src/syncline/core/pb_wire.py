@@ -20,7 +20,7 @@ from typing import Any
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 
-from syncline.core.codes import DisconnectCode, ErrorCode, UnsubscribeCode, check_close_reason
+from syncline.core.codes import ErrorCode, UnsubscribeCode
 from syncline.core.log import ClientInfo, Publication
 from syncline.core.proto import client_pb2 as pb
 from syncline.core.protocol import JsonValue, Method
@@ -31,7 +31,9 @@ from syncline.core.wire import (
     _is_int,
     _offset,
     _standard_text,
+    disconnect_push_body,
     dumps,
+    unsubscribe_push_body,
 )
 
 # A ping is an empty Reply: length 0, nothing after it.
@@ -228,20 +230,11 @@ def encode_leave_push(channel: str, info: ClientInfo) -> bytes:
 def encode_unsubscribe_push(
     channel: str, code: int = UnsubscribeCode.SERVER, reason: str | None = None
 ) -> bytes:
-    """Codes from 2500 make the SDK resubscribe (with recovery); below that it stays away."""
-    if code < UnsubscribeCode.SERVER:
-        raise ValueError(f"unsubscribe code {code} is internal and never sent")
-    if not reason:
-        reason = _standard_text(UnsubscribeCode, code, "unsubscribe").reason
-    return encode_push(channel, "unsubscribe", {"code": int(code), "reason": reason})
+    return encode_push(channel, "unsubscribe", unsubscribe_push_body(code, reason))
 
 
 def encode_disconnect_push(code: int, reason: str | None = None) -> bytes:
-    """The SDKs handle this like a close frame with the same code."""
-    if not reason:
-        reason = _standard_text(DisconnectCode, code, "disconnect").reason
-    check_close_reason(reason)
-    return encode_push("", "disconnect", {"code": int(code), "reason": reason})
+    return encode_push("", "disconnect", disconnect_push_body(code, reason))
 
 
 def encode_message_push(data: JsonValue) -> bytes:

@@ -267,24 +267,35 @@ def encode_leave_push(channel: str, info: ClientInfo) -> bytes:
     return encode_push(channel, "leave", {"info": info})
 
 
-def encode_unsubscribe_push(
-    channel: str, code: int = UnsubscribeCode.SERVER, reason: str | None = None
-) -> bytes:
-    """Codes from 2500 make the SDK resubscribe (with recovery); below that it stays away."""
+def unsubscribe_push_body(
+    code: int = UnsubscribeCode.SERVER, reason: str | None = None
+) -> dict[str, Any]:
+    """The ``unsubscribe`` push's fields, in either format. Codes from 2500 make the SDK
+    resubscribe (with recovery); below that it stays away."""
     if code < UnsubscribeCode.SERVER:
         raise ValueError(f"unsubscribe code {code} is internal and never sent")
     if not reason:
         reason = _standard_text(UnsubscribeCode, code, "unsubscribe").reason
-    return encode_push(channel, "unsubscribe", {"code": int(code), "reason": reason})
+    return {"code": int(code), "reason": reason}
 
 
-def encode_disconnect_push(code: int, reason: str | None = None) -> bytes:
-    """The SDKs handle this like a close frame with the same code; the reason follows the
-    close-frame rules."""
+def disconnect_push_body(code: int, reason: str | None = None) -> dict[str, Any]:
+    """The ``disconnect`` push's fields, in either format: the SDKs handle it like a close
+    frame with the same code, so the reason follows the close-frame rules."""
     if not reason:
         reason = _standard_text(DisconnectCode, code, "disconnect").reason
     check_close_reason(reason)
-    return encode_push("", "disconnect", {"code": int(code), "reason": reason})
+    return {"code": int(code), "reason": reason}
+
+
+def encode_unsubscribe_push(
+    channel: str, code: int = UnsubscribeCode.SERVER, reason: str | None = None
+) -> bytes:
+    return encode_push(channel, "unsubscribe", unsubscribe_push_body(code, reason))
+
+
+def encode_disconnect_push(code: int, reason: str | None = None) -> bytes:
+    return encode_push("", "disconnect", disconnect_push_body(code, reason))
 
 
 def encode_message_push(data: JsonValue) -> bytes:
