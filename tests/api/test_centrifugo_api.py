@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +49,7 @@ from centrifuge import (
 )
 
 from helpers.live_server import LiveServer, start_live_server, stop_live_server
+from helpers.waiting import eventually
 
 API_KEY = "centrifugo-layout-key-for-tests-" + "k" * 16
 
@@ -69,14 +70,6 @@ async def cent(server: LiveServer) -> AsyncIterator[AsyncClient]:
         yield client
     finally:
         await client.close()
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
 
 
 @dataclass

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -25,16 +25,9 @@ from syncline.client.subscription import State
 from syncline.rpc import RpcContext
 
 from helpers.live_server import LiveServer, start_live_server, stop_live_server
+from helpers.waiting import eventually
 
 INSERT_ORDER = "INSERT INTO orders (customer_name, product_name) VALUES ('a', %s)"
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
 
 
 async def next_events(events: AsyncIterator[Event], n: int, timeout: float = 10.0) -> list[Event]:

@@ -3,10 +3,8 @@ development keys, anonymous tokens, user-limited channels and Centrifugo's optio
 
 from __future__ import annotations
 
-import asyncio
 import json
 import warnings
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ from jwt.warnings import InsecureKeyLengthWarning
 from syncline.errors import ConfigError
 
 from helpers.live_server import start_live_server, stop_live_server
+from helpers.waiting import eventually
 
 # The key of Centrifugo's examples and of many a test setup written for it.
 CENTRIFUGO_EXAMPLE_KEY = "secret"
@@ -75,14 +74,6 @@ def short_key_token(claims: dict[str, Any]) -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InsecureKeyLengthWarning)
         return jwt.encode(claims, CENTRIFUGO_EXAMPLE_KEY, algorithm="HS256")
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
 
 
 async def test_a_token_signed_with_a_short_key_connects_in_development(schema_url: str) -> None:

@@ -4,11 +4,10 @@ SDKs (centrifuge-js over `ws`, centrifuge-python over `websockets`) that offer i
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -30,6 +29,7 @@ from helpers.raw_ws import (
     http_exchange,
     upgrade_request,
 )
+from helpers.waiting import eventually
 
 PROTOCOL_ERROR, INVALID_DATA, MESSAGE_TOO_BIG = 1002, 1007, 1009
 RSV1 = 4
@@ -373,12 +373,6 @@ class Publications(SubscriptionEventHandler):  # type: ignore[misc]
 
     async def on_publication(self, ctx: PublicationContext) -> None:
         self.rows.append(ctx.pub.data["row"]["product_name"])
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not check():
-            await asyncio.sleep(0.02)
 
 
 @pytest.mark.parametrize("context", [False, True])

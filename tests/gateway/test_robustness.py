@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -19,17 +19,10 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from syncline import metrics
 
 from helpers.live_server import LiveServer, start_live_server, stop_live_server
+from helpers.waiting import eventually
 
 PROBE_ID = 4_000_000_000  # a valid uint32 id no fuzz case reuses for a reply we wait on
 WAIT = 5.0  # seconds any single server answer may take before the test fails
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
 
 
 def frame(*commands: dict[str, Any]) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ from centrifuge import (
 
 from helpers.live_server import LiveServer, start_live_server, stop_live_server
 from helpers.node import JS_DIR, NodeProcess, node_binary
+from helpers.waiting import eventually
 
 # The orders dashboard's namespace, as the app registers it, with delta allowed; and one
 # without it, where asking for delta gets a plain subscription (Centrifugo's answer).
@@ -73,12 +74,6 @@ class Seen(SubscriptionEventHandler):  # type: ignore[misc]
 
     async def on_subscribed(self, ctx: SubscribedContext) -> None:
         self.subscribed.append(ctx)
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not check():
-            await asyncio.sleep(0.02)
 
 
 async def new_order(server: LiveServer) -> None:

@@ -4,78 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 import websockets
 from centrifuge import (
     Client,
-    ClientEventHandler,
-    JoinContext,
-    LeaveContext,
-    PublicationContext,
-    ServerSubscribedContext,
-    SubscribedContext,
-    SubscriptionEventHandler,
-    UnsubscribedContext,
 )
 from centrifuge.exceptions import ReplyError
 
 from syncline.rpc import RpcContext, RpcError
 
 from helpers.live_server import LiveServer, start_live_server, stop_live_server
-
-
-@dataclass
-class Events(SubscriptionEventHandler):  # type: ignore[misc]
-    """Records what a subscription sees."""
-
-    pubs: list[dict[str, Any]] = field(default_factory=list)
-    offsets: list[int] = field(default_factory=list)
-    subscribed: list[SubscribedContext] = field(default_factory=list)
-    unsubscribed: list[UnsubscribedContext] = field(default_factory=list)
-    joins: list[str] = field(default_factory=list)
-    leaves: list[str] = field(default_factory=list)
-
-    def has_subscribed(self) -> bool:
-        return bool(self.subscribed)
-
-    def has_unsubscribed(self) -> bool:
-        return bool(self.unsubscribed)
-
-    async def on_publication(self, ctx: PublicationContext) -> None:
-        self.pubs.append(ctx.pub.data)
-        self.offsets.append(ctx.pub.offset)
-
-    async def on_subscribed(self, ctx: SubscribedContext) -> None:
-        self.subscribed.append(ctx)
-
-    async def on_unsubscribed(self, ctx: UnsubscribedContext) -> None:
-        self.unsubscribed.append(ctx)
-
-    async def on_join(self, ctx: JoinContext) -> None:
-        self.joins.append(ctx.info.client)
-
-    async def on_leave(self, ctx: LeaveContext) -> None:
-        self.leaves.append(ctx.info.client)
-
-
-@dataclass
-class ClientEvents(ClientEventHandler):  # type: ignore[misc]
-    server_subs: list[str] = field(default_factory=list)
-
-    async def on_subscribed(self, ctx: ServerSubscribedContext) -> None:
-        self.server_subs.append(ctx.channel)
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
+from helpers.sdk_events import ClientEvents, Events
+from helpers.waiting import eventually
 
 
 def client_for(server: LiveServer, user: str, **kwargs: Any) -> Client:

@@ -5,20 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 import websockets
 from centrifuge import (
     Client,
-    ClientEventHandler,
-    JoinContext,
-    LeaveContext,
     PublicationContext,
-    ServerSubscribedContext,
-    SubscribedContext,
     SubscriptionEventHandler,
 )
 from centrifuge.exceptions import ReplyError
@@ -29,52 +23,16 @@ from syncline.core.proto import client_pb2 as pb
 from syncline.rpc import RpcContext, RpcError
 
 from helpers.live_server import LiveServer, start_live_server, stop_live_server
+from helpers.sdk_events import ClientEvents
+from helpers.sdk_events import Events as SdkEvents
+from helpers.waiting import eventually
 
 
 @dataclass
-class Events(SubscriptionEventHandler):  # type: ignore[misc]
-    """What a subscription sees; publication data decoded from its JSON bytes."""
+class Events(SdkEvents):
+    """Protobuf mode: publication data arrives as JSON bytes."""
 
-    pubs: list[Any] = field(default_factory=list)
-    offsets: list[int] = field(default_factory=list)
-    publishers: list[str | None] = field(default_factory=list)
-    subscribed: list[SubscribedContext] = field(default_factory=list)
-    joins: list[str] = field(default_factory=list)
-    leaves: list[str] = field(default_factory=list)
-
-    def has_subscribed(self) -> bool:
-        return bool(self.subscribed)
-
-    async def on_publication(self, ctx: PublicationContext) -> None:
-        assert isinstance(ctx.pub.data, bytes)
-        self.pubs.append(json.loads(ctx.pub.data))
-        self.offsets.append(ctx.pub.offset)
-        self.publishers.append(None if ctx.pub.info is None else ctx.pub.info.user)
-
-    async def on_subscribed(self, ctx: SubscribedContext) -> None:
-        self.subscribed.append(ctx)
-
-    async def on_join(self, ctx: JoinContext) -> None:
-        self.joins.append(ctx.info.client)
-
-    async def on_leave(self, ctx: LeaveContext) -> None:
-        self.leaves.append(ctx.info.client)
-
-
-@dataclass
-class ClientEvents(ClientEventHandler):  # type: ignore[misc]
-    server_subs: list[str] = field(default_factory=list)
-
-    async def on_subscribed(self, ctx: ServerSubscribedContext) -> None:
-        self.server_subs.append(ctx.channel)
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
+    payload_bytes: bool = True
 
 
 def pb_client(server: LiveServer, user: str, **kwargs: Any) -> Client:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import orjson
 import pytest
@@ -16,6 +16,7 @@ from syncline.gateway.connection import Connection
 
 from helpers.live_server import LiveServer, start_live_server, stop_live_server
 from helpers.raw_ws import CLOSE, TEXT, RawClient, close_payload
+from helpers.waiting import eventually
 
 SEND_BUFFER = 65536
 ROW = 20_000  # bytes of product name per row: a few transactions overflow the send buffer
@@ -36,12 +37,6 @@ def short_grace(monkeypatch: pytest.MonkeyPatch) -> float:
     monkeypatch.setattr("syncline.gateway.connection.CLOSE_GRACE_S", 0.5)
     monkeypatch.setattr("syncline.gateway.server.TICK_S", 0.1)
     return 0.5
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not check():
-            await asyncio.sleep(0.02)
 
 
 async def stalled_client(server: LiveServer) -> tuple[RawClient, Connection]:
