@@ -10,6 +10,10 @@ from typing import Any
 
 import jwt
 import pytest
+from cent import AsyncClient as CentClient
+from cent import HistoryRequest as CentHistory
+from cent import PresenceStatsRequest as CentPresenceStats
+from cent import PublishRequest as CentPublish
 from centrifuge import (
     Client,
     ClientEventHandler,
@@ -251,4 +255,57 @@ async def test_a_centrifugo_config_file_runs_unchanged(schema_url: str, tmp_path
     finally:
         await user.disconnect()
         await anonymous.disconnect()
+        await stop_live_server(server)
+
+
+async def test_an_application_written_for_centrifugo_runs_after_changing_the_urls(
+    schema_url: str, tmp_path: Path
+) -> None:
+    """The issue's whole scenario: Centrifugo's config file (namespaces with history, recovery
+    and presence, the example HMAC and API keys), its server-API client `cent` and the SDK,
+    with only the URLs pointed at Syncline."""
+    config = tmp_path / "config.json"
+    config.write_text(
+        json.dumps(
+            {
+                "client": {"token": {"hmac_secret_key": CENTRIFUGO_EXAMPLE_KEY}},
+                "http_api": {"key": "api-key"},
+                "channel": {
+                    "namespaces": [
+                        {
+                            "name": "chat",
+                            "history_size": 10,
+                            "history_ttl": "300s",
+                            "force_recovery": True,
+                            "presence": True,
+                            "allow_subscribe_for_client": True,
+                            "allow_history_for_subscriber": True,
+                            "allow_presence_for_subscriber": True,
+                        }
+                    ]
+                },
+            }
+        )
+    )
+    server = await start_live_server(
+        schema_url, jwt_secret=None, centrifugo_config=config, insecure_short_keys=True
+    )
+    api = CentClient(f"{server.http_url}/api", "api-key")
+    user = Client(server.ws_url, token=short_key_token({"sub": "42"}))
+    events = SubEvents()
+    try:
+        await user.connect()
+        sub = user.new_subscription("chat:1", events=events)
+        await sub.subscribe()
+        await eventually(lambda: events.subscribed == 1)
+        await api.publish(CentPublish(channel="chat:1", data={"text": "hello"}))
+        await eventually(lambda: events.pubs == [{"text": "hello"}])
+        stats = await api.presence_stats(CentPresenceStats(channel="chat:1"))
+        assert (stats.num_clients, stats.num_users) == (1, 1)
+        history = await api.history(CentHistory(channel="chat:1", limit=10))
+        assert [p.data for p in history.publications] == [{"text": "hello"}]
+        assert (await sub.history(limit=10)).publications[0].data == {"text": "hello"}
+    finally:
+        await user.disconnect()
+        await api.close()
         await stop_live_server(server)
