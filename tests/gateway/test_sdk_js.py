@@ -7,9 +7,6 @@ these tests fail rather than skip.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 from cent import AsyncClient, PublishRequest, SubscribeRequest
@@ -17,35 +14,7 @@ from cent import AsyncClient, PublishRequest, SubscribeRequest
 from syncline.rpc import RpcContext, RpcError
 
 from helpers.live_server import LiveServer, start_live_server, stop_live_server
-from helpers.node import JS_DIR, NodeProcess, node_binary
-
-SCRIPT = JS_DIR / "sdk_client.js"
-
-
-@contextlib.asynccontextmanager
-async def node_client(
-    server: LiveServer, scenario: str, *, token: str | None = None, **env: Any
-) -> AsyncIterator[NodeProcess]:
-    node = node_binary(
-        ["centrifuge", "ws"],
-        no_node="node is not installed: run the README's test command (scripts/test.sh)",
-        no_package="tests/js/node_modules/{package} is missing: run the README's test command"
-        " (scripts/test.sh), or `npm install` in tests/js",
-    )
-    environment = {"URL": server.ws_url, "TOKEN": token or ""}
-    for key, value in env.items():
-        environment[key] = value if isinstance(value, str) else json.dumps(value)
-    client = await NodeProcess.start(node, SCRIPT, scenario, env=environment, quit_line="quit")
-    try:
-        yield client
-    finally:
-        await client.close()
-
-
-async def insert_order(server: LiveServer, product: str) -> None:
-    await server.sql(
-        "INSERT INTO orders (customer_name, product_name) VALUES ('a', %s)", (product,)
-    )
+from helpers.sdk_js import insert_order, node_client
 
 
 async def test_changes_committed_with_sql_reach_a_subscriber(live_server: LiveServer) -> None:

@@ -7,43 +7,16 @@ The README's test command installs Node and the SDK; without them these tests fa
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-from collections.abc import AsyncIterator
+import functools
 from typing import Any
 
 from syncline.rpc import RpcContext
 
 from helpers.live_server import LiveServer
-from helpers.node import JS_DIR, NodeProcess, node_binary
+from helpers.sdk_js import insert_order
+from helpers.sdk_js import node_client as sdk_node_client
 
-SCRIPT = JS_DIR / "sdk_client.js"
-
-
-@contextlib.asynccontextmanager
-async def node_client(
-    server: LiveServer, scenario: str, *, token: str | None = None, **env: Any
-) -> AsyncIterator[NodeProcess]:
-    node = node_binary(
-        ["centrifuge", "ws"],
-        no_node="node is not installed: run the README's test command (scripts/test.sh)",
-        no_package="tests/js/node_modules/{package} is missing: run the README's test command"
-        " (scripts/test.sh), or `npm install` in tests/js",
-    )
-    environment = {"URL": server.ws_url, "TOKEN": token or "", "PROTOBUF": "1"}
-    for key, value in env.items():
-        environment[key] = value if isinstance(value, str) else json.dumps(value)
-    client = await NodeProcess.start(node, SCRIPT, scenario, env=environment, quit_line="quit")
-    try:
-        yield client
-    finally:
-        await client.close()
-
-
-async def insert_order(server: LiveServer, product: str) -> None:
-    await server.sql(
-        "INSERT INTO orders (customer_name, product_name) VALUES ('a', %s)", (product,)
-    )
+node_client = functools.partial(sdk_node_client, protobuf=True)
 
 
 async def test_subscribe_publications_and_recovery(live_server: LiveServer) -> None:
