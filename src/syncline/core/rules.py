@@ -81,6 +81,38 @@ class Routed(NamedTuple):
     payload: Any
 
 
+def check_table_name(value: str) -> str:
+    """``value`` if it names a table as rules do (``schema.table`` or ``table``)."""
+    if not _TABLE_RE.fullmatch(value):
+        raise ValueError(f"{value!r} is not 'schema.table' or 'table' (for public.table)")
+    return value
+
+
+def table_key(table: str) -> tuple[str, str]:
+    """(schema, table) of a checked table name; ``public`` when it names no schema."""
+    m = _TABLE_RE.fullmatch(table)
+    assert m is not None
+    return (m["schema"] or "public", m["table"])
+
+
+def check_column_list(value: Any, what: str) -> tuple[str, ...]:
+    """A non-empty list of distinct column identifiers, none on the deny-list; ``what`` the
+    columns are, for the error."""
+    if not isinstance(value, list | tuple) or not value:
+        raise ValueError(f"columns must list {what} (or be '*' for all)")
+    for column in value:
+        if not isinstance(column, str) or not _COLUMN_RE.fullmatch(column):
+            raise ValueError(f"column {column!r} is not an identifier")
+        if column.lower() in DENIED_COLUMNS:
+            raise ValueError(
+                f"column {column!r} can never be published: it is on the deny-list of "
+                f"secret columns ({', '.join(sorted(DENIED_COLUMNS))})"
+            )
+    if len(set(value)) != len(value):
+        raise ValueError("columns lists a column twice")
+    return tuple(value)
+
+
 class Rule(BaseModel):
     """One sync rule, as in a ``[[rules]]`` table of syncline.toml.
 
@@ -107,9 +139,7 @@ class Rule(BaseModel):
     @field_validator("table")
     @classmethod
     def _check_table(cls, value: str) -> str:
-        if not _TABLE_RE.fullmatch(value):
-            raise ValueError(f"{value!r} is not 'schema.table' or 'table' (for public.table)")
-        return value
+        return check_table_name(value)
 
     @field_validator("columns", mode="before")
     @classmethod
@@ -118,19 +148,7 @@ class Rule(BaseModel):
             if value != ALL_COLUMNS:
                 raise ValueError(f"columns must be a list of column names or '*', not {value!r}")
             return value
-        if not isinstance(value, list | tuple) or not value:
-            raise ValueError("columns must list the published columns (or be '*' for all)")
-        for column in value:
-            if not isinstance(column, str) or not _COLUMN_RE.fullmatch(column):
-                raise ValueError(f"column {column!r} is not an identifier")
-            if column.lower() in DENIED_COLUMNS:
-                raise ValueError(
-                    f"column {column!r} can never be published: it is on the deny-list of "
-                    f"secret columns ({', '.join(sorted(DENIED_COLUMNS))})"
-                )
-        if len(set(value)) != len(value):
-            raise ValueError("columns lists a column twice")
-        return tuple(value)
+        return check_column_list(value, "the published columns")
 
     @field_validator("ops")
     @classmethod
@@ -144,9 +162,7 @@ class Rule(BaseModel):
 
     @model_validator(mode="after")
     def _compile(self) -> Self:
-        m = _TABLE_RE.fullmatch(self.table)
-        assert m is not None
-        self._key = (m["schema"] or "public", m["table"])
+        self._key = table_key(self.table)
         self._template = template = ChannelTemplate.parse(self.channel)
         if self.truncate_channel is not None:
             if ChannelTemplate.parse(self.truncate_channel).fields:

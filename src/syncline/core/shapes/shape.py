@@ -19,7 +19,13 @@ from pydantic import (
 
 from syncline.core.changes import Change, Op, Row
 from syncline.core.namespaces import ConfigError, describe_errors
-from syncline.core.rules import _COLUMN_RE, _TABLE_RE, ALL_COLUMNS, DENIED_COLUMNS
+from syncline.core.rules import (
+    ALL_COLUMNS,
+    DENIED_COLUMNS,
+    check_column_list,
+    check_table_name,
+    table_key,
+)
 from syncline.core.shapes.filters import (
     TRUE,
     Expr,
@@ -76,31 +82,18 @@ class ShapeRule(BaseModel):
     @field_validator("table")
     @classmethod
     def _check_table(cls, value: str) -> str:
-        if not _TABLE_RE.fullmatch(value):
-            raise ValueError(f"{value!r} is not 'schema.table' or 'table' (for public.table)")
-        return value
+        return check_table_name(value)
 
     @field_validator("columns", mode="before")
     @classmethod
     def _check_columns(cls, value: Any) -> Any:
         if value == ALL_COLUMNS:
             return value
-        if not isinstance(value, list | tuple) or not value:
-            raise ValueError("columns must list the columns shapes may use (or be '*' for all)")
-        for column in value:
-            if not isinstance(column, str) or not _COLUMN_RE.fullmatch(column):
-                raise ValueError(f"column {column!r} is not an identifier")
-            if column.lower() in DENIED_COLUMNS:
-                raise ValueError(f"column {column!r} can never be published (deny-list)")
-        if len(set(value)) != len(value):
-            raise ValueError("columns lists a column twice")
-        return tuple(value)
+        return check_column_list(value, "the columns shapes may use")
 
     @model_validator(mode="after")
     def _compile(self) -> Self:
-        m = _TABLE_RE.fullmatch(self.table)
-        assert m is not None
-        self._key = (m["schema"] or "public", m["table"])
+        self._key = table_key(self.table)
         if self.policy == "row":
             if not self.row_filter:
                 raise ValueError("policy 'row' needs a row_filter, e.g. 'owner_id = {sub}'")
@@ -133,10 +126,10 @@ class ShapeRules:
             self.by_table[rule.table_key] = rule
 
     def get(self, table: str) -> ShapeRule | None:
-        m = _TABLE_RE.fullmatch(table)
-        if m is None:
+        try:
+            return self.by_table.get(table_key(check_table_name(table)))
+        except ValueError:
             return None
-        return self.by_table.get((m["schema"] or "public", m["table"]))
 
 
 def load_shape_rules(config: Iterable[Mapping[str, Any]]) -> ShapeRules:
