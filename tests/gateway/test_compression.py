@@ -15,7 +15,9 @@ import pytest
 import pytest_asyncio
 from centrifuge import Client, PublicationContext, SubscriptionEventHandler
 
+from syncline.gateway.connection import Connection
 from syncline.gateway.deflate import MIN_SIZE, Deflater
+from syncline.gateway.websocket import WebSocketTransport
 
 from helpers.live_server import LiveServer, start_live_server, stop_live_server
 from helpers.node import JS_DIR, NodeProcess, node_binary
@@ -59,6 +61,11 @@ async def takeover_server(schema_url: str) -> AsyncIterator[LiveServer]:
         yield live
     finally:
         await stop_live_server(live)
+
+
+def websocket_of(conn: Connection) -> WebSocketTransport:
+    assert isinstance(conn.transport, WebSocketTransport)
+    return conn.transport
 
 
 def deflate(data: bytes, compressor: Any = None) -> bytes:
@@ -402,7 +409,7 @@ async def js_reads_compressed_publications(server: LiveServer, context: bool) ->
         await client.expect_event("subscribed", channel="orders")
         gateway = server.runtime.gateway
         assert gateway is not None
-        agreements = [c.deflate for c in gateway.connections]
+        agreements = [websocket_of(c).deflate for c in gateway.connections]
         # ws offers `permessage-deflate; client_max_window_bits` by default.
         assert len(agreements) == 1 and agreements[0] is not None
         assert agreements[0].client_bits == 12
@@ -430,9 +437,10 @@ async def test_centrifuge_python_over_websockets_negotiates_both_ways(server: Li
         gateway = server.runtime.gateway
         assert gateway is not None
         (connection,) = gateway.connections
-        assert connection.deflate is not None
+        transport = websocket_of(connection)
+        assert transport.deflate is not None
         # websockets compresses every message it sends, the commands included.
-        assert connection._inflater is not None
+        assert transport._inflater is not None
         for n in range(3):
             await server.sql(
                 "INSERT INTO orders (customer_name, product_name) VALUES ('ann', %s)",

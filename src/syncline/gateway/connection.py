@@ -1,9 +1,11 @@
-"""One client session: the Centrifuge protocol state machine over a picows connection.
+"""One client session: the Centrifuge protocol state machine over any transport.
 
-Commands of a frame run in order, one at a time (JS sends connect and subscribes in one
-frame). Everything written to the client (replies, pushes) goes through one bounded queue,
-so a reply and the pushes around it keep their order, and a client that does not read is
-disconnected with 3008 instead of growing memory.
+The transport (gateway/transport.py: ``ClientTransport``; the WebSocket one is
+gateway/websocket.py) hands in whole messages and carries the encoded output; everything
+else is here. Commands of a message run in order, one at a time (JS sends connect and
+subscribes in one frame). Everything written to the client (replies, pushes) goes through one
+bounded queue, so a reply and the pushes around it keep their order, and a client that does
+not read is disconnected with 3008 instead of growing memory.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import asyncio
 import contextlib
 import time
 import uuid
-import zlib
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,12 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import psycopg
-from picows import WSCloseCode, WSFrame, WSListener, WSMsgType, WSTransport
 
 from syncline import __version__, metrics
 from syncline.core import delta, wire
 from syncline.core import protocol as p
-from syncline.core.codecs import JSON, Codec
+from syncline.core.codecs import JSON
 from syncline.core.codes import DisconnectCode, ErrorCode, UnsubscribeCode
 from syncline.core.control import RefreshUser, SubscribeUser
 from syncline.core.delta import DeltaStep, PubKey
@@ -39,16 +39,8 @@ from syncline.core.namespaces import (
     NeedsToken,
     authorize,
 )
-from syncline.gateway import sendq
 from syncline.gateway.auth import TokenError
-from syncline.gateway.deflate import Agreement, Inflater, Shared, Takeover
-from syncline.gateway.frames import (
-    Fragments,
-    FrameError,
-    check_utf8,
-    send_message,
-    valid_close_code,
-)
+from syncline.gateway.transport import ClientTransport
 from syncline.logs import get_logger
 from syncline.rpc import RpcContext, RpcError
 
@@ -60,10 +52,6 @@ log = get_logger(__name__)
 SERVER_VERSION = f"syncline/{__version__}"
 # A command list waiting to run: a client that floods commands is closed, not buffered.
 MAX_PENDING_COMMANDS = 1024
-# After the server sends its close frame, how long the client may read nothing: one that
-# reads nothing for this long (a slow one, typically) is cut off, so its buffers and per-IP
-# slot are released; one that reads gets to the close frame, however much was ahead of it.
-CLOSE_GRACE_S = 3.0
 # The close reason (with 3500) when the token's sign-in session was revoked or has ended.
 SESSION_REVOKED_REASON = "session revoked"
 # What a session check returns when the gateway has no session checker: no limit.
@@ -117,27 +105,26 @@ class Subscription:
     delta_holds: PubKey | None = None
 
 
-class Connection(WSListener):
-    """A WebSocket client speaking the Centrifuge protocol, in JSON or Protobuf (``codec``)."""
+class Connection:
+    """One client speaking the Centrifuge protocol, over any transport (``ClientTransport``).
+
+    Owns the session's state (connected, subscriptions and their positions, expiry, timers)
+    and does its asynchronous work (tokens, sessions, membership, engine, presence, RPC); the
+    transport only carries bytes. gateway/transport.py says how an adapter drives it.
+    """
 
     # Ten thousand idle connections are ten thousand of these: no per-instance __dict__.
     __slots__ = (
-        "_compressor",
         "_inbox",
-        "_inflater",
-        "_message",
         "_out",
         "_out_size",
         "_paused",
-        "_unsent",
         "_worker",
         "client",
-        "closed_at",
         "closing",
         "codec",
         "conn_info",
         "connected",
-        "deflate",
         "expires_at",
         "gw",
         "ip",
@@ -150,29 +137,19 @@ class Connection(WSListener):
         "user",
     )
 
-    def __init__(
-        self, gateway: Gateway, codec: Codec = JSON, deflate: Agreement | None = None
-    ) -> None:
+    def __init__(self, gateway: Gateway, transport: ClientTransport) -> None:
         self.gw = gateway
-        # The format, chosen at the upgrade: every frame in and out goes through it.
-        self.codec = codec
-        self.deflate = deflate  # permessage-deflate, if negotiated at the upgrade
-        self._inflater: Inflater | None = None  # made on the first compressed message
-        self._compressor: Shared | Takeover | None = None
-        if deflate is not None:
-            bits = deflate.server_bits
-            self._compressor = (
-                Takeover(bits) if deflate.server_takeover else gateway.deflater.shared(bits)
-            )
-        self.transport: WSTransport | None = None
-        self.ip = ""
+        self.transport = transport
+        # The format, chosen before the connection exists: every message goes through it
+        # (the hub reads it for each delivery, hence a copy here rather than a property).
+        self.codec = transport.codec
+        self.ip = transport.ip
         self.client = ""
         self.user = ""
         self.session = ""  # the token's `sid`: its sign-in session, checked while connected
         self.conn_info: bytes | None = None
         self.connected = False
         self.closing = False
-        self.closed_at = 0.0
         self.opened_at = time.monotonic()
         self.expires_at: int | None = None
         self.ping_sent_at: float | None = None
@@ -182,111 +159,29 @@ class Connection(WSListener):
         self._out_size = 0
         self._inbox: deque[p.Command] | None = None  # made on the first command
         self._worker: asyncio.Task[None] | None = None
-        self._message: Fragments | None = None  # a fragmented message being received
         self._paused = False  # the transport's buffer is over its high-water mark
-        self._unsent = 0  # after the close frame: what the client had still to read
 
-    # -- picows callbacks -------------------------------------------------------------------
+    # -- the transport's calls --------------------------------------------------------------
 
-    def on_ws_connected(self, transport: WSTransport) -> None:
-        self.transport = transport
-        peer = transport.underlying_transport.get_extra_info("peername")
-        self.ip = self.gw.client_ip(str(peer[0]) if peer else "", transport.request)
+    def open(self) -> bool:
+        """Register with the gateway; False (and closed) when its limits refuse the client."""
         refused = self.gw.admit(self)
         if refused is not None:
             self.close(refused)
+            return False
+        return True
 
-    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
-        if self.closing:
-            if frame.msg_type is WSMsgType.CLOSE:
-                transport.disconnect()  # the client's answer to our close frame
-            return
-        try:
-            data = self._message_of(transport, frame)
-        except FrameError as err:
-            log.info("closing on a WebSocket protocol error", client=self.client, why=err.why)
-            self.close(err.code.value, flush=False, reason=err.why)
-            return
-        if data is not None:
+    def receive(self, data: bytes) -> None:
+        """One complete client message: its commands run in order, after those before it."""
+        if not self.closing:
             self._receive(data)
 
-    def _message_of(self, transport: WSTransport, frame: WSFrame) -> bytes | None:
-        """The message this frame completes, if any; control frames are answered here.
-
-        picows checks masking, opcodes, lengths and control frame sizes; the rest of RFC 6455
-        §5 is checked here. Raises FrameError for a frame that fails the connection.
-        """
-        kind = frame.msg_type
-        data_frame = kind is WSMsgType.TEXT or kind is WSMsgType.BINARY
-        if frame.rsv2 or frame.rsv3 or (frame.rsv1 and (self.deflate is None or not data_frame)):
-            # RSV1 is permessage-deflate's, on the first frame of a message only (RFC 7692
-            # §6.1); no other extension is negotiated (RFC 6455 §5.2).
-            raise FrameError(WSCloseCode.PROTOCOL_ERROR, "reserved bit set")
-        if data_frame:
-            if self._message is not None:
-                raise FrameError(WSCloseCode.PROTOCOL_ERROR, "new message inside a fragmented one")
-            if frame.fin:
-                data = frame.get_payload_as_bytes()
-                if frame.rsv1:
-                    data = self._inflate(data)
-                if kind is WSMsgType.TEXT:
-                    check_utf8(data)
-                return data
-            self._message = Fragments(text=kind is WSMsgType.TEXT, compressed=bool(frame.rsv1))
-        elif kind is WSMsgType.CONTINUATION:
-            if self._message is None:
-                raise FrameError(WSCloseCode.PROTOCOL_ERROR, "continuation without a message")
-        elif kind is WSMsgType.PING:
-            transport.send_pong(frame.get_payload_as_bytes())
-            return None
-        elif kind is WSMsgType.CLOSE:
-            self._answer_close(transport, frame)
-            return None
-        else:
-            return None  # a pong nobody asked for
-        fragments = self._message
-        message = fragments.add(
-            frame.get_payload_as_bytes(),
-            fin=bool(frame.fin),
-            max_size=self.gw.settings.max_frame_size,
-        )
-        if message is not None:
-            self._message = None
-            if fragments.compressed:
-                message = self._inflate(message)
-                if fragments.text:
-                    check_utf8(message)
-        return message
-
-    def _inflate(self, payload: bytes) -> bytes:
-        """A compressed message inflated, to max_frame_size at most (a bomb stops there)."""
-        assert self.deflate is not None
-        if self._inflater is None:
-            self._inflater = Inflater(self.deflate)
-        limit = self.gw.settings.max_frame_size
-        try:
-            data = self._inflater.inflate(payload, limit)
-        except zlib.error:
-            raise FrameError(WSCloseCode.INVALID_TEXT, "invalid compressed data") from None
-        if data is None:
-            raise FrameError(WSCloseCode.MESSAGE_TOO_BIG, f"message over {limit} bytes inflated")
-        return data
-
-    def _answer_close(self, transport: WSTransport, frame: WSFrame) -> None:
-        """The client closes: echo its code and close TCP at once, as a server should (§7.1.1).
-
-        picows has refused a one-byte payload, a reason that is not UTF-8 and most reserved
-        codes; 0, 1006 and codes from 5000 up reach us.
-        """
-        code = frame.get_close_code() if frame.payload_size >= 2 else WSCloseCode.OK
-        if not valid_close_code(code.value):
-            raise FrameError(WSCloseCode.PROTOCOL_ERROR, f"invalid close code {code.value}")
+    def closed_by_client(self) -> None:
+        """The client started the close: nothing more goes out."""
         self.closing = True
-        self.closed_at = time.monotonic()
-        transport.send_close(code)
-        transport.disconnect()
 
-    def on_ws_disconnected(self, transport: WSTransport) -> None:
+    def disconnected(self) -> None:
+        """The transport is gone: release subscriptions, presence and the gateway's slot."""
         self.closing = True
         if self._worker is not None and not self._worker.done():
             self._worker.cancel()
@@ -396,14 +291,14 @@ class Connection(WSListener):
             self._send_out()
 
     def _send_out(self) -> None:
-        if not self._out or self.transport is None or self.closing:
+        if not self._out or self.closing:
             return
         out, self._out = self._out, []
         self._out_size = 0
-        send_message(self.transport, out, binary=self.codec.binary, deflate=self._compressor)
+        self.transport.send(out)
 
     def pause_writing(self) -> None:
-        """picows: the transport's buffer went over its high-water mark (64 KiB)."""
+        """The transport's buffer went over its high-water mark."""
         self._paused = True
 
     def resume_writing(self) -> None:
@@ -430,32 +325,19 @@ class Connection(WSListener):
     def close(self, code: int, *, flush: bool = True, reason: str | None = None) -> None:
         """Close with a protocol code and its plain-text reason (idempotent).
 
-        The close frame is the last thing written. When frames the client has not read yet
-        are ahead of it, the client has until it stops reading for CLOSE_GRACE_S to get to it
-        (tick), however much that is.
+        What is queued goes out first (``flush``), even into a backed-up transport: a reply
+        goes before the close. The transport makes the close the last thing the client reads.
         """
-        if self.transport is None or self.closing:
+        if self.closing:
             return
         if flush:
-            self._send_out()  # even into a backed-up transport: a reply goes before the close
+            self._send_out()
         self.closing = True
         self._out.clear()
         self._out_size = 0
         if reason is None:
             reason = DisconnectCode(code).reason
-        transport = self.transport
-        underlying = transport.underlying_transport
-        backlog = sendq.unsent(underlying)
-        transport.send_close(WSCloseCode(code), reason.encode())
-        if backlog and underlying.can_write_eof() and not underlying.is_closing():
-            # Closing the socket with input unread (a pong, say) would reset the connection,
-            # and the reset destroys what the client has not read yet, the close frame
-            # included: half-close, and go on reading until the client answers.
-            underlying.write_eof()
-        else:
-            transport.disconnect(graceful=True)
-        self.closed_at = time.monotonic()
-        self._unsent = sendq.unsent(underlying)
+        self.transport.close(code, reason)
 
     # -- deliveries (called by the hub) -----------------------------------------------------
 
@@ -877,13 +759,7 @@ class Connection(WSListener):
     def tick(self, now: float, wall: float) -> None:
         settings = self.gw.settings
         if self.closing:
-            if self.transport is not None and self.closed_at:
-                unsent = sendq.unsent(self.transport.underlying_transport)
-                if unsent < self._unsent:
-                    # The client is reading its way to the close frame: more time.
-                    self._unsent, self.closed_at = unsent, now
-                elif now - self.closed_at > CLOSE_GRACE_S:
-                    self.transport.disconnect(graceful=False)
+            self.transport.linger(now)
             return
         if not self.connected:
             if now - self.opened_at > settings.connect_timeout:

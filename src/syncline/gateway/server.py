@@ -43,6 +43,7 @@ from syncline.gateway.connection import SESSION_REVOKED_REASON, Connection
 from syncline.gateway.frames import PicowsLog
 from syncline.gateway.hub import Hub
 from syncline.gateway.visibility import wait_until_visible
+from syncline.gateway.websocket import WebSocketTransport
 from syncline.logs import get_logger
 from syncline.nodes import NodeCounts
 from syncline.presence import MemoryPresenceStore, PresenceStore, online_key
@@ -225,17 +226,15 @@ class Gateway:
         if self._upgrade_headers:
             headers = {**self._upgrade_headers, **headers}
         if not headers:
-            return Connection(self, codec)
+            return WebSocketTransport(self, codec)
         response = WSUpgradeResponse.create_101_response(extra_headers=headers)
-        return WSUpgradeResponseWithListener(response, Connection(self, codec, agreement))
+        return WSUpgradeResponseWithListener(response, WebSocketTransport(self, codec, agreement))
 
-    def client_ip(self, peer: str, request: WSUpgradeRequest | None) -> str:
-        """The client's address: the TCP peer's, or X-Forwarded-For's last hop added by a
-        peer in `trusted_proxies` (a balancer in front of the nodes); per-IP limits count it."""
-        if not self._trusted or request is None or not _in_networks(peer, self._trusted):
-            return peer
-        forwarded = request.headers.get("X-Forwarded-For")
-        if not forwarded:
+    def client_ip(self, peer: str, forwarded: str | None) -> str:
+        """The client's address: the TCP peer's, or the last hop of ``forwarded`` (the
+        request's X-Forwarded-For) added by a peer in `trusted_proxies` (a balancer in front
+        of the nodes); per-IP limits count it. Every transport asks it the same way."""
+        if not self._trusted or not forwarded or not _in_networks(peer, self._trusted):
             return peer
         # Hops are appended left to right; the last one not added by a trusted proxy is the
         # client as our own proxies saw it (anything further left, the client could forge).
