@@ -1,5 +1,6 @@
-"""The HTTP side of the opening handshake that picows leaves out: 426 and 431 refusals, and
-the format (JSON or Protobuf) a client asks for."""
+"""The HTTP side of the opening handshake that picows leaves out: 426 and 431 refusals, the
+format (JSON or Protobuf) a client asks for, and the routing of the HTTP transports' requests
+(HTTP-streaming, SSE, emulation) away from picows, on the same port."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ MAX_REQUEST_HEAD = 16 * 1024
 # After a 431, how long the rest of the oversized request is read and discarded (below).
 LINGER_S = 2.0
 _END_OF_HEAD = b"\r\n\r\n"
+# What the guard reads at a time while the head is incomplete (most heads are one read).
+_READ_SIZE = 4096
 
 
 def refuse_version(request: WSUpgradeRequest) -> WSUpgradeResponseWithListener | None:
@@ -75,8 +78,10 @@ def protocol_factory(
     handshake_timeout: float,
     max_frame_size: int,
     read_buffer_init_size: int,
+    take_http: Callable[[bytes], asyncio.BufferedProtocol | None] | None = None,
 ) -> Callable[[], HeadGuard]:
-    """What picows's ws_create_server builds for each connection, behind a HeadGuard.
+    """What picows's ws_create_server builds for each connection, behind a HeadGuard
+    (``take_http``: whom a request for an HTTP transport's path goes to instead).
 
     Keyword arguments: a picows release that changes them fails at the first connection
     instead of passing values to the wrong parameters.
@@ -101,58 +106,93 @@ def protocol_factory(
                 max_frame_size=max_frame_size,
                 extra_headers=None,
                 read_buffer_init_size=read_buffer_init_size,
-            )
+            ),
+            take_http,
+            handshake_timeout,
         )
 
     return make
 
 
 class HeadGuard(asyncio.BufferedProtocol):
-    """Stands in front of picows's protocol until the request head has ended, and answers
-    431 for a head of MAX_REQUEST_HEAD bytes or more; then steps aside (no cost per frame)."""
+    """Stands in front of picows's protocol until the request head has ended: answers 431 for
+    a head of MAX_REQUEST_HEAD bytes or more, hands a request for an HTTP transport's path
+    (``take_http``, e.g. /connection/sse) to that protocol instead, and otherwise gives the
+    connection to picows; then steps aside (no cost per frame).
 
-    def __init__(self, inner: Any) -> None:
+    picows only learns of the connection once its head is whole (so a connection taken for
+    HTTP never had a WebSocket protocol); until then ``head_timeout`` bounds a slow head.
+    """
+
+    def __init__(
+        self,
+        inner: Any,
+        take_http: Callable[[bytes], asyncio.BufferedProtocol | None] | None = None,
+        head_timeout: float = 0.0,
+    ) -> None:
         self._inner = inner  # picows's WSProtocol, a BufferedProtocol
+        self._take_http = take_http
+        self._head_timeout = head_timeout
         self._transport: asyncio.Transport | None = None
-        self._view: memoryview | None = None
-        self._seen = 0  # bytes of the request so far
-        self._tail = b""  # its last three bytes: the blank line may straddle two reads
+        self._buffer = bytearray(_READ_SIZE)
+        self._head = bytearray()  # the request so far, until its head ends
         self._refused: bytearray | None = None  # where the rest goes after a 431
         self._linger: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._handed: Any = None  # whom the connection went to once the head ended
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses, but have its methods.
         self._transport = transport  # type: ignore[assignment]
-        self._inner.connection_made(transport)
+        if self._head_timeout > 0:
+            self._timer = asyncio.get_running_loop().call_later(
+                self._head_timeout,
+                transport.abort,  # type: ignore[attr-defined]
+            )
 
     def get_buffer(self, sizehint: int) -> memoryview | bytearray:
         if self._refused is not None:
             return self._refused
-        self._view = self._inner.get_buffer(sizehint)
-        return self._view
+        return self._buffer
 
     def buffer_updated(self, nbytes: int) -> None:
         if self._refused is not None:
             return
-        assert self._view is not None and self._transport is not None
-        chunk = self._tail + bytes(self._view[:nbytes])
-        self._view = None
-        end = chunk.find(_END_OF_HEAD)
-        head = self._seen - len(self._tail) + (end if end >= 0 else len(chunk))
-        if head >= MAX_REQUEST_HEAD:
+        assert self._transport is not None
+        start = max(len(self._head) - 3, 0)  # the blank line may straddle two reads
+        self._head += self._buffer[:nbytes]
+        end = self._head.find(_END_OF_HEAD, start)
+        if (end if end >= 0 else len(self._head)) >= MAX_REQUEST_HEAD:
             self._refuse()
             return
         if end >= 0:
-            # picows reads every later byte itself.
-            self._transport.set_protocol(self._inner)
-        else:
-            self._seen += nbytes
-            self._tail = chunk[-3:]
-        self._inner.buffer_updated(nbytes)
+            self._hand_over(bytes(self._head))
+
+    def _hand_over(self, data: bytes) -> None:
+        assert self._transport is not None
+        transport = self._transport
+        if self._timer is not None:
+            self._timer.cancel()
+        taker = self._take_http(data) if self._take_http is not None else None
+        target = taker if taker is not None else self._inner
+        self._handed = target
+        self._head = bytearray()
+        target.connection_made(transport)
+        transport.set_protocol(target)
+        # Everything read so far goes to the new owner as if it had read it itself.
+        view = memoryview(data)
+        while view and not transport.is_closing():
+            buffer = memoryview(target.get_buffer(len(view)))
+            n = min(len(buffer), len(view))
+            buffer[:n] = view[:n]
+            target.buffer_updated(n)
+            view = view[n:]
 
     def _refuse(self) -> None:
         assert self._transport is not None
         transport = self._transport
+        if self._timer is not None:
+            self._timer.cancel()
         peer = transport.get_extra_info("peername")
         log.info("refused an oversized request head", ip=str(peer[0]) if peer else "")
         response = WSUpgradeResponse.create_error_response(
@@ -168,18 +208,17 @@ class HeadGuard(asyncio.BufferedProtocol):
         self._linger = asyncio.get_running_loop().call_later(LINGER_S, transport.abort)
 
     def eof_received(self) -> bool | None:
-        if self._refused is not None:
-            return False  # close
-        result: bool | None = self._inner.eof_received()
-        return result
+        return False  # the head never ended (or was refused): close
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._linger is not None:
-            self._linger.cancel()
-        self._inner.connection_lost(exc)
+        # Only while the head is incomplete or refused: after the hand-over the new owner
+        # is the transport's protocol and hears of the loss itself.
+        for handle in (self._linger, self._timer):
+            if handle is not None:
+                handle.cancel()
 
     def pause_writing(self) -> None:
-        self._inner.pause_writing()
+        pass  # nothing is written before the hand-over but a 431
 
     def resume_writing(self) -> None:
-        self._inner.resume_writing()
+        pass
