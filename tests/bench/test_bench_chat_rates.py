@@ -5,12 +5,26 @@ from __future__ import annotations
 import json
 import subprocess
 
-from syncline.bench.chat import default_script, k6_binary, sustainable_rates
+from syncline.bench.chat import (
+    ChatOptions,
+    ChatResult,
+    _counterparts,
+    default_script,
+    k6_binary,
+    sustainable_rates,
+)
 from syncline.bench.node_peer import peer_script
 
 
-def step(rate: int, done: float, p99: float, failed: float = 0.0) -> dict[str, float]:
-    return {"requests_per_s": done, "p99_ms": p99, "failed_share": failed}
+def step(
+    rate: int, done: float, p99: float, failed: float = 0.0, cpu_us: int | None = None
+) -> dict[str, float | None]:
+    return {
+        "requests_per_s": done,
+        "p99_ms": p99,
+        "failed_share": failed,
+        "cpu_us_per_request": cpu_us,
+    }
 
 
 def test_k6_builds_the_history_and_rpc_scenarios() -> None:
@@ -56,3 +70,68 @@ def test_the_peer_script_is_in_the_tree() -> None:
     text = peer_script().read_text()
     assert "INSERT INTO messages" in text
     assert "ORDER BY id DESC LIMIT" in text
+
+
+def test_cpu_is_compared_at_the_lowest_rate_both_kept_up_with() -> None:
+    steps = [
+        # Syncline fell behind at 300/s: its CPU per request there is not the one compared.
+        {
+            "rate": 300,
+            "syncline": step(300, 250, 90, cpu_us=900),
+            "peer": step(300, 300, 5, cpu_us=500),
+        },
+        {
+            "rate": 600,
+            "syncline": step(600, 600, 90, cpu_us=800),
+            "peer": step(600, 600, 5, cpu_us=400),
+        },
+        {
+            "rate": 900,
+            "syncline": step(900, 900, 90, cpu_us=700),
+            "peer": step(900, 900, 5, cpu_us=350),
+        },
+    ]
+    best = sustainable_rates(steps)
+    assert (best["cpu_rate"], best["syncline_cpu_us"], best["peer_cpu_us"]) == (600, 800, 400)
+    assert best["cpu_ratio"] == 0.5  # the peer's µs over ours: requests per CPU second
+    # Nobody kept up anywhere: the lowest rate measured by both.
+    behind = [
+        {
+            "rate": 300,
+            "syncline": step(300, 10, 90, cpu_us=900),
+            "peer": step(300, 20, 5, cpu_us=450),
+        }
+    ]
+    assert sustainable_rates(behind)["cpu_ratio"] == 0.5
+    # No CPU measured (a server not started here): no comparison, not a zero.
+    unknown = [{"rate": 300, "syncline": step(300, 300, 9), "peer": step(300, 300, 5, cpu_us=450)}]
+    assert sustainable_rates(unknown)["cpu_ratio"] is None
+
+
+def test_the_rpc_is_compared_with_the_peers_post_at_the_same_rate() -> None:
+    result = ChatResult(ChatOptions())
+    result.steps["post"] = [
+        {
+            "rate": 300,
+            "syncline": step(300, 300, 9, cpu_us=900),
+            "peer": step(300, 300, 5, cpu_us=450),
+        },
+        {
+            "rate": 600,
+            "syncline": step(600, 500, 90, cpu_us=900),
+            "peer": step(600, 590, 40, cpu_us=400),
+        },
+    ]
+    result.steps["rpc"] = [
+        {"rate": 300, "syncline": step(300, 300, 20, cpu_us=300)},
+        {"rate": 600, "syncline": step(600, 600, 45, cpu_us=280)},
+    ]
+    _counterparts(result)
+    rpc = result.steps["rpc"]
+    assert [s["peer"]["scenario"] for s in rpc] == ["post", "post"]
+    assert rpc[1]["peer"]["requests_per_s"] == 590
+    best = result.sustainable["rpc"]
+    assert (best["syncline_peak"], best["peer_peak"], best["peak_ratio"]) == (600, 590, 1.02)
+    assert (best["syncline"], best["peer"], best["ratio"]) == (600, 300, 2.0)
+    assert best["cpu_ratio"] == 1.5  # 450 µs per POST over 300 µs per chat.send
+    assert "scenario" not in result.steps["post"][0]["peer"]  # the post steps are unchanged

@@ -2,7 +2,13 @@
 
 post, history and rpc run once per offered rate, each in its own k6 run; with a peer, the Node
 REST peer answers the same post and history requests right after Syncline at the same rate,
-so that the two are compared in the same minute of a shared machine.
+so that the two are compared in the same minute of a shared machine. The rpc (chat.send over
+the socket) is compared with the peer's POST at the same rate: both send a message.
+
+Besides k6's rates and latencies, each side's CPU time (user + system of the server process,
+and its children) over the k6 run is divided by the requests done: CPU per request depends far
+less than throughput or p99 on what else runs on the machine. The accounts are signed in before
+each run (ChatAccounts), so that no password hashing falls inside it.
 """
 
 from __future__ import annotations
@@ -19,7 +25,8 @@ from typing import Any
 
 from rich.table import Table
 
-from syncline.bench.server import Target
+from syncline.bench.chat_accounts import ChatAccounts
+from syncline.bench.server import Target, tree_cpu_seconds
 from syncline.errors import SynclineError
 
 TREND_STATS = "avg,min,med,max,p(90),p(95),p(99)"
@@ -36,6 +43,8 @@ RATE_SCENARIOS: dict[str, tuple[str, str, str]] = {
 }
 # What the Node peer answers (the RPC goes over Syncline's socket: no peer has it).
 PEER_SCENARIOS = ("post", "history")
+# The peer's scenario each of ours is compared with: the RPC sends a message, as the POST does.
+PEER_COUNTERPART = {"post": "post", "history": "history", "rpc": "post"}
 
 
 @dataclass
@@ -128,13 +137,20 @@ def _round(value: float | None) -> float | None:
 
 
 def rate_summary(
-    metrics: dict[str, dict[str, float]], scenario: str, seconds: float
+    metrics: dict[str, dict[str, float]],
+    scenario: str,
+    seconds: float,
+    cpu_seconds: float | None = None,
 ) -> dict[str, Any]:
-    """One rate scenario's k6 numbers: requests done per second, latency, failures."""
+    """One rate scenario's k6 numbers: requests done per second, latency, failures; and the
+    server's CPU time per request done when `cpu_seconds` (over the run) is known."""
     trend_name, count_name, failed_name = RATE_SCENARIOS[scenario]
     trend = metrics.get(trend_name, {})
     done = metrics.get(count_name, {}).get("count", 0.0)
     rate = done / seconds if seconds else 0.0
+    cpu_us = None
+    if cpu_seconds is not None and done > 0:
+        cpu_us = round(cpu_seconds * 1e6 / done)
     return {
         "requests": int(done),
         "requests_per_s": round(rate, 1),
@@ -142,6 +158,8 @@ def rate_summary(
         "p99_ms": _round(trend.get("p(99)")),
         "failed_share": metrics.get(failed_name, {}).get("value", 0.0),
         "dropped_iterations": int(metrics.get("dropped_iterations", {}).get("count", 0.0)),
+        "cpu_s": None if cpu_seconds is None else round(cpu_seconds, 3),
+        "cpu_us_per_request": cpu_us,
     }
 
 
@@ -172,7 +190,36 @@ def sustainable_rates(steps: list[dict[str, Any]]) -> dict[str, Any]:
         out[f"{side}_peak"] = max(done) if done else None
     peak = out["peer_peak"]
     out["peak_ratio"] = round(out["syncline_peak"] / peak, 2) if peak else None
+    out.update(cpu_comparison(steps))
     return out
+
+
+def cpu_comparison(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """CPU µs per request of each side, and requests per CPU second of Syncline as a multiple
+    of the peer's (peer µs / Syncline µs), at the lowest offered rate both kept up with (99 %
+    done; no latency bound: a CPU cost is what is compared), else the lowest rate measured."""
+    both = [
+        s
+        for s in steps
+        if (s.get("syncline") or {}).get("cpu_us_per_request")
+        and (s.get("peer") or {}).get("cpu_us_per_request")
+    ]
+    kept = [
+        s
+        for s in both
+        if all(s[side]["requests_per_s"] >= s["rate"] * 0.99 for side in ("syncline", "peer"))
+    ]
+    chosen = min(kept or both, key=lambda s: s["rate"], default=None)
+    if chosen is None:
+        return {"cpu_rate": None, "syncline_cpu_us": None, "peer_cpu_us": None, "cpu_ratio": None}
+    ours = chosen["syncline"]["cpu_us_per_request"]
+    theirs = chosen["peer"]["cpu_us_per_request"]
+    return {
+        "cpu_rate": chosen["rate"],
+        "syncline_cpu_us": ours,
+        "peer_cpu_us": theirs,
+        "cpu_ratio": round(theirs / ours, 2),
+    }
 
 
 def _post_verdict(metrics: dict[str, dict[str, float]], options: ChatOptions) -> dict[str, Any]:
@@ -229,11 +276,41 @@ def _k6(
     return proc.returncode, summarize(json.loads(summary_path.read_text()))
 
 
+def _measured_k6(
+    script: Path, env: dict[str, str], summary_path: Path, pid: int | None
+) -> tuple[int, dict[str, dict[str, float]], float | None]:
+    """A k6 run and the CPU seconds the process `pid` (and its children) spent during it."""
+    before = tree_cpu_seconds(pid)
+    code, metrics = _k6(script, env, summary_path)
+    after = tree_cpu_seconds(pid)
+    cpu = None if before is None or after is None else max(after - before, 0.0)
+    return code, metrics, cpu
+
+
+def _counterparts(result: ChatResult) -> None:
+    """Steps of a scenario the peer has no counterpart of in its own name (the RPC) get the
+    peer's steps of the scenario it is compared with, at the same rate."""
+    for scenario, steps in result.steps.items():
+        counterpart = PEER_COUNTERPART[scenario]
+        if counterpart == scenario or counterpart not in result.steps:
+            continue
+        theirs = {s["rate"]: s["peer"] for s in result.steps[counterpart] if "peer" in s}
+        for step in steps:
+            if step["rate"] in theirs:
+                step["peer"] = {**theirs[step["rate"]], "scenario": counterpart}
+        result.sustainable[scenario] = sustainable_rates(steps)
+
+
 def run_chat(
-    target: Target, options: ChatOptions, out_dir: Path, peer_url: str | None = None
+    target: Target,
+    options: ChatOptions,
+    out_dir: Path,
+    peer_url: str | None = None,
+    peer_pid: int | None = None,
 ) -> ChatResult:
     """Run k6 against the server (and the peer at `peer_url`, same rates, right after); its own
-    output goes to stderr, the numbers into the result."""
+    output goes to stderr, the numbers into the result. CPU per request is measured for the
+    server when it runs here (target.pid) and for the peer when `peer_pid` is given."""
     check_chat_api(target.http_url)
     script = options.script or default_script()
     if not script.exists():
@@ -256,24 +333,30 @@ def run_chat(
         result.k6_exit_code = max(result.k6_exit_code, code)
         result.metrics.update(metrics)
         result.ladder = _ladder_summary(metrics)
+    accounts = ChatAccounts(target.http_url, options.users, out_dir / "users.json")
+    seconds = options.post_seconds
     for scenario in (s for s in wanted if s in RATE_SCENARIOS):
         steps: list[dict[str, Any]] = []
         for rate in options.offered():
             step: dict[str, Any] = {"rate": rate}
             run_env = {**env, "SCENARIOS": scenario, "POST_RATE": str(rate)}
-            code, metrics = _k6(script, run_env, out_dir / f"k6-{scenario}-{rate}.json")
+            run_env["USERS_FILE"] = str(accounts.file())
+            summary = out_dir / f"k6-{scenario}-{rate}.json"
+            code, metrics, cpu = _measured_k6(script, run_env, summary, target.pid)
             result.k6_exit_code = max(result.k6_exit_code, code)
-            step["syncline"] = rate_summary(metrics, scenario, options.post_seconds)
+            step["syncline"] = rate_summary(metrics, scenario, seconds, cpu)
             if scenario == "post" and rate == options.offered()[-1]:
                 result.metrics.update(metrics)
                 result.post = _post_verdict(metrics, options)
             if peer_url is not None and scenario in PEER_SCENARIOS:
                 peer_env = {**run_env, "TARGET_URL": peer_url}
-                _, peer_metrics = _k6(script, peer_env, out_dir / f"k6-{scenario}-{rate}-peer.json")
-                step["peer"] = rate_summary(peer_metrics, scenario, options.post_seconds)
+                peer_summary = out_dir / f"k6-{scenario}-{rate}-peer.json"
+                _, peer_metrics, peer_cpu = _measured_k6(script, peer_env, peer_summary, peer_pid)
+                step["peer"] = rate_summary(peer_metrics, scenario, seconds, peer_cpu)
             steps.append(step)
         result.steps[scenario] = steps
         result.sustainable[scenario] = sustainable_rates(steps)
+    _counterparts(result)
     return result
 
 
@@ -283,13 +366,39 @@ def chat_rate_table(scenario: str, steps: list[dict[str, Any]]) -> Table:
     table.add_column("offered/s", justify="right")
     sides = [side for side in ("syncline", "peer") if any(side in s for s in steps)]
     for side in sides:
-        table.add_column(f"{side} done/s", justify="right")
-        table.add_column(f"{side} p50 / p99 ms", justify="right")
+        name = side
+        theirs = {str(s[side]["scenario"]) for s in steps if "scenario" in s.get(side, {})}
+        if theirs:
+            name = f"{side} ({', '.join(sorted(theirs))})"
+        table.add_column(f"{name} done/s", justify="right")
+        table.add_column(f"{name} p50 / p99 ms", justify="right")
+        table.add_column(f"{name} CPU µs/req", justify="right")
     for step in steps:
         cells = [f"{step['rate']:,}"]
         for side in sides:
             got = step.get(side) or {}
             cells.append(f"{got.get('requests_per_s', 0):,.0f}")
             cells.append(f"{got.get('p50_ms')} / {got.get('p99_ms')}")
+            cpu = got.get("cpu_us_per_request")
+            cells.append("-" if cpu is None else f"{cpu:,}")
         table.add_row(*cells)
     return table
+
+
+def chat_rate_line(scenario: str, best: dict[str, Any]) -> str:
+    """The scenario's verdict in one line: sustainable rates, peaks and CPU, with ratios."""
+    line = f"{scenario}: sustainable (p99 ≤ {POST_TARGET_P99_MS:g} ms) Syncline"
+    line += f" {best['syncline']:,} req/s"
+    if best.get("peer") is None:
+        return line
+    ratio = "no ratio" if best["ratio"] is None else f"ratio {best['ratio']}x"
+    line += (
+        f", Node peer {best['peer']:,} req/s, {ratio}; most done/s:"
+        f" {best['syncline_peak']:,.0f} vs {best['peer_peak']:,.0f}, {best['peak_ratio']}x"
+    )
+    if best.get("cpu_ratio") is not None:
+        line += (
+            f"; CPU per request at {best['cpu_rate']:,}/s: {best['syncline_cpu_us']:,} vs"
+            f" {best['peer_cpu_us']:,} µs, {best['cpu_ratio']}x the peer's requests per CPU second"
+        )
+    return line

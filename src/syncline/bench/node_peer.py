@@ -66,8 +66,8 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def node_peer(database_url: str, jwt_secret: str) -> Iterator[str]:
-    """The peer listening on a free port (its base URL); stopped on exit."""
+def node_peer(database_url: str, jwt_secret: str) -> Iterator[tuple[str, int]]:
+    """The peer listening on a free port: its base URL and process id; stopped on exit."""
     modules = node_modules()
     port = free_port()
     env = {
@@ -82,7 +82,7 @@ def node_peer(database_url: str, jwt_secret: str) -> Iterator[str]:
     )
     try:
         _wait_port(port, proc)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", proc.pid
     finally:
         proc.terminate()
         try:

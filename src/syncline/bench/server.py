@@ -289,3 +289,24 @@ def process_cpu_seconds(pid: int | None) -> float | None:
     except psutil.Error:
         return None
     return float(times.user + times.system)
+
+
+def tree_cpu_seconds(pid: int | None) -> float | None:
+    """CPU time of a local process and its live descendants (a server's worker processes)."""
+    if pid is None:
+        return None
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        family = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return None
+    total = 0.0
+    for proc in family:
+        try:
+            times = proc.cpu_times()
+        except psutil.Error:
+            continue  # a child that just exited
+        total += times.user + times.system
+    return total

@@ -670,34 +670,24 @@ def chat(
         import tempfile
 
         from syncline.bench import report
-        from syncline.bench.chat import chat_rate_table, run_chat
+        from syncline.bench.chat import chat_rate_line, chat_rate_table, run_chat
 
         progress.stop()
         out_dir = common.out or Path(tempfile.mkdtemp(prefix="syncline-k6-"))
         with contextlib.ExitStack() as stack:
-            peer_url = None
+            peer_url = peer_pid = None
             if options.peer:
                 from syncline.bench.node_peer import node_peer
 
                 db = database_url or target.database_url
                 secret = jwt_secret or target.secret
-                peer_url = stack.enter_context(node_peer(db, secret))
-            result = run_chat(target, options, out_dir, peer_url)
+                peer_url, peer_pid = stack.enter_context(node_peer(db, secret))
+            result = run_chat(target, options, out_dir, peer_url, peer_pid)
         data = result.as_dict()
         console = report.console_for(common.as_json)
         for scenario, steps in result.steps.items():
             console.print(chat_rate_table(scenario, steps))
-            best = result.sustainable[scenario]
-            console.print(
-                f"{scenario}: sustainable (p99 ≤ 50 ms) Syncline {best['syncline']:,} req/s"
-                + (
-                    f", Node peer {best['peer']:,} req/s, ratio {best['ratio']}x; most done/s:"
-                    f" {best['syncline_peak']:,.0f} vs {best['peer_peak']:,.0f},"
-                    f" {best['peak_ratio']}x"
-                    if best.get("peer") is not None
-                    else ""
-                )
-            )
+            console.print(chat_rate_line(scenario, result.sustainable[scenario]))
         rows = [(f"post: {k}", str(v)) for k, v in result.post.items()]
         rows += [(f"ladder: {k}", str(v)) for k, v in result.ladder.items()]
         rows.append(("k6 exit code", str(result.k6_exit_code)))
