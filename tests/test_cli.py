@@ -293,7 +293,7 @@ def test_config_shows_every_option_of_each_namespace_in_force(workdir: Path) -> 
     assert table.returncode == 0, table.stderr
     header = next(line for line in table.stdout.splitlines() if "option" in line)
     columns = [cell.strip() for cell in header.split("┃") if cell.strip()]
-    assert columns == ["option", "default", "room", "user", "typing", "chat", "personal"]
+    assert columns == ["option", "default", "room", "user", "typing", "shape", "chat", "personal"]
     row = next(line for line in table.stdout.splitlines() if "allow_user_limited_channels" in line)
     assert row.split("│")[-2].strip() == "yes"  # the last column: personal
     assert "note: [namespaces[1] (personal)] history_meta_ttl is ignored" in table.stdout

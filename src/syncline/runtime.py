@@ -40,6 +40,8 @@ from syncline.nodes import LocalNodeDirectory, NodeDirectory, NodeIdentity
 from syncline.presence import open_presence
 from syncline.rpc import RpcRegistry
 from syncline.settings import Settings, mask_url, short_key_warnings
+from syncline.shapes.rpc import register_shape_rpc
+from syncline.shapes.service import ShapeService
 from syncline.shutdown import Deadline
 from syncline.sync_config import build_sync_config
 
@@ -135,6 +137,7 @@ class Runtime:
         self.control: ControlBus = MemoryControlBus()
         self.capture: CaptureService | None = None
         self.gateway: Gateway | None = None
+        self.shapes: ShapeService | None = None
         self.nodes: NodeDirectory | None = None
         self.rpc = RpcRegistry()
         self._gateway_socket: socket.socket | None = None
@@ -252,6 +255,24 @@ class Runtime:
             return gateway.problem()
 
         self.readiness.add("gateway", gateway_check)
+        shapes = ShapeService(
+            self.sync.shapes,
+            self.sync.registry,
+            self.engine,
+            pool,
+            database_url,
+            available=lambda: self._shapes_problem(),
+        )
+        self.shapes = shapes
+        register_shape_rpc(self.rpc, shapes)
+        gateway.shape_access = shapes.may_subscribe
+        shapes_task = asyncio.create_task(
+            shapes.run(
+                lambda: {conn.client for conn in gateway.connections},
+                gateway.hub.subscribers,
+            ),
+            name="shapes",
+        )
         membership = MembershipWatch(self.sync.registry, self.control)
         live = LiveRules(self.sync.rules, self.sync.registry)
 
@@ -265,9 +286,15 @@ class Runtime:
             on_routed=membership.on_routed,
             live=live,
             on_rules_applied=rules_applied,
+            shapes=shapes,
         )
         self.capture = CaptureService(
-            database_url, self.settings, self.sync.rules, pipeline, live=live
+            database_url,
+            self.settings,
+            self.sync.rules,
+            pipeline,
+            live=live,
+            shape_tables=list(self.sync.shapes.by_table),
         )
         capture_task = asyncio.create_task(self.capture.run(), name="capture")
         capture = self.capture
@@ -367,6 +394,7 @@ class Runtime:
             server.should_exit = True
             await deadline.finish("http", serve, reserve=reserve)
             await deadline.cancel("capture", capture_task)
+            await deadline.cancel("shapes", shapes_task)
             if watched is not None and not watched.done():
                 await deadline.cancel("postgres supervisor", watched)
             await deadline.step("membership", membership.close())
@@ -390,6 +418,20 @@ class Runtime:
             error = watched.exception()
             if error is not None:
                 raise error
+
+    def _shapes_problem(self) -> str | None:
+        """Why this process can't serve shapes now, or None: the capture leader owns them."""
+        if self.reuse_port:
+            return (
+                "shapes are served by a single process: this server runs several workers"
+                " (run it with --workers 1 to use shapes)"
+            )
+        capture = self.capture
+        if capture is None or capture.role != "leader" or not capture.ready.is_set():
+            return "shapes are served by the node that leads capture; this one does not (yet)"
+        if capture.mode != "logical":
+            return f"shapes need logical capture; this server captures with {capture.mode!r}"
+        return None
 
     def _add_database_checks(self, pool: AsyncConnectionPool) -> None:
         head = HEAD_REVISION

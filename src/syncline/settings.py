@@ -155,6 +155,8 @@ class Settings(BaseSettings):
     # [namespaces.NAME] tables, or Centrifugo's layout: [[namespaces]] with a name each.
     namespaces: dict[str, dict[str, Any]] | list[dict[str, Any]] = Field(default_factory=dict)
     rules: list[dict[str, Any]] = Field(default_factory=list)
+    # [[shapes]] tables: which tables clients may open live queries on (docs/topics/shapes.md).
+    shapes: list[dict[str, Any]] = Field(default_factory=list)
     # Accounts (syncline.apps.auth): links in mails, SMTP, rate limits, request size.
     public_url: str | None = Field(
         None, description="URL users open (behind a proxy); used in mailed links"

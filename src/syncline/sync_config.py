@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from syncline.apps.sync import app_namespaces, app_rules
+from syncline.apps.sync import app_namespaces, app_rules, app_shape_rules
 from syncline.core import namespaces as ns
 from syncline.core.rules import RuleSet, load_rules
+from syncline.core.shapes import ShapeRules, load_shape_rules, shape_namespace
 from syncline.errors import ConfigError
 from syncline.settings import Settings
 
@@ -19,16 +20,21 @@ class SyncConfig:
 
     registry: ns.NamespaceRegistry
     rules: RuleSet
+    shapes: ShapeRules
 
 
 def build_sync_config(settings: Settings) -> SyncConfig:
     """Defaults plus the configured namespaces and rules; one clear error if they are invalid."""
     try:
-        registry = ns.load_namespaces(settings.namespaces, defaults=app_namespaces())
+        defaults = [*app_namespaces(), shape_namespace()]
+        registry = ns.load_namespaces(settings.namespaces, defaults=defaults)
         if problem := registry.personal_channel_problem(settings.personal_channel):
             raise ConfigError(problem)
         rules = [*app_rules(), *load_rules(settings.rules)]
-        return SyncConfig(registry, RuleSet(rules, registry))
+        configured = load_shape_rules(settings.shapes)
+        built_in = {r.table_key: r for r in app_shape_rules()}
+        shapes = ShapeRules({**built_in, **configured.by_table}.values())
+        return SyncConfig(registry, RuleSet(rules, registry), shapes)
     except ns.ConfigError as err:
         # One line: the problems after one another, not a bulleted list flattened.
         what = str(err).split(":", 1)[0]

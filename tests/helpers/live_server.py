@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import jwt
 import psycopg
+import pytest
 
 from syncline.runtime import Endpoints, Runtime
 from syncline.settings import load_settings
@@ -109,3 +112,19 @@ async def drop_slot(url: str, slot: str) -> None:
             await conn.execute("SELECT pg_terminate_backend(%s)", (row[0],))
             await asyncio.sleep(0.05)
         raise AssertionError(f"replication slot {slot} stays active")
+
+
+@contextlib.asynccontextmanager
+async def server_on_engine(
+    request: pytest.FixtureRequest, url: str, **options: object
+) -> AsyncIterator[LiveServer]:
+    """A live server on the engine that the fixture's parameter names ("memory" or "redis":
+    then the session's redis-server, under a key prefix of its own), stopped at the end."""
+    if request.param == "redis":
+        redis_url = request.getfixturevalue("redis_url")
+        options["engine"] = f"{redis_url}?prefix=t{secrets.token_hex(4)}"
+    live = await start_live_server(url, wait_for_capture=True, **options)
+    try:
+        yield live
+    finally:
+        await stop_live_server(live)

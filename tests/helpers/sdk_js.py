@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from helpers.live_server import LiveServer
@@ -20,10 +21,12 @@ async def node_client(
     *,
     token: str | None = None,
     protobuf: bool = False,
+    script: Path = SCRIPT,
     **env: Any,
 ) -> AsyncIterator[NodeProcess]:
-    """sdk_client.js running ``scenario`` against ``server`` (JSON, or the SDK's Protobuf
-    build); ``env`` values that are not strings go as JSON."""
+    """sdk_client.js (or another ``script`` of tests/js) running ``scenario`` against
+    ``server`` (JSON, or the SDK's Protobuf build); ``env`` values that are not strings go as
+    JSON."""
     node = node_binary(
         ["centrifuge", "ws"],
         no_node="node is not installed: run the README's test command (scripts/test.sh)",
@@ -35,7 +38,7 @@ async def node_client(
         environment["PROTOBUF"] = "1"
     for key, value in env.items():
         environment[key] = value if isinstance(value, str) else json.dumps(value)
-    client = await NodeProcess.start(node, SCRIPT, scenario, env=environment, quit_line="quit")
+    client = await NodeProcess.start(node, script, scenario, env=environment, quit_line="quit")
     try:
         yield client
     finally:

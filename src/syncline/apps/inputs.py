@@ -5,10 +5,22 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails, PydanticCustomError
+
+from syncline.core.codes import ErrorCode
+from syncline.rpc import RpcError
+
+M = TypeVar("M", bound=BaseModel)
 
 # PostgreSQL's bigint, the widest integer column (and all orjson encodes signed).
 MIN_BIGINT = -(1 << 63)
@@ -131,3 +143,13 @@ def describe(error: ErrorDetails, skip: Sequence[str] = ()) -> str:
     where = ".".join(printable(str(part)) for part in loc)
     message = printable(str(error["msg"]), limit=None)
     return f"{where}: {message}" if where else message
+
+
+def rpc_args(model: type[M], data: Any) -> M:
+    """An RPC's data as ``model``; malformed arguments are the protocol's 107 bad request (the
+    SDKs know it), with the REST code and the field in the message, not an app error code."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        detail = describe(exc.errors(include_url=False)[0])
+        raise RpcError(ErrorCode.BAD_REQUEST, f"invalid_input: {detail}") from None

@@ -8,14 +8,20 @@ composition (`syncline.sync_config`) as defaults that syncline.toml can replace.
 from __future__ import annotations
 
 from syncline.apps.chat.sync import chat_namespaces, chat_rules
-from syncline.apps.orders.sync import orders_namespaces, orders_rules
+from syncline.apps.orders.sync import orders_namespaces, orders_rules, orders_shape_rules
 from syncline.core.namespaces import Namespace
 from syncline.core.rules import Rule
+from syncline.core.shapes import ShapeRule
 
 
 def app_namespaces() -> list[Namespace]:
     """The built-in applications' namespaces (the default one included)."""
     return [*orders_namespaces(), *chat_namespaces()]
+
+
+def app_shape_rules() -> list[ShapeRule]:
+    """The built-in applications' [[shapes]] rules (a configured rule of a table replaces them)."""
+    return [*orders_shape_rules()]
 
 
 def app_rules() -> list[Rule]:

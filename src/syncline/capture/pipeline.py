@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
 import orjson
 
@@ -25,6 +26,22 @@ ROUTING_WARNING_INTERVAL_S = 60.0
 BOUNDS_CACHE_SIZE = 100_000
 
 
+class ShapeRouter(Protocol):
+    """The shapes' side of routing (syncline.shapes.service.ShapeService)."""
+
+    def fence(self, change: Change) -> bool:
+        """Whether ``change`` is a shape fence: consumed, published nowhere."""
+        ...
+
+    def route(self, change: Change) -> list[AppendRequest]:
+        """The publications ``change`` makes in shape channels."""
+        ...
+
+    def appended(self) -> None:
+        """The batch routed so far is in the channel log."""
+        ...
+
+
 class Pipeline:
     """The sink every capture source feeds: returns once the changes are in the channel log."""
 
@@ -38,8 +55,12 @@ class Pipeline:
         on_routed: Callable[[str, str, str, int], None] | None = None,
         live: LiveRules | None = None,
         on_rules_applied: Callable[[list[tuple[int, str]]], Awaitable[None]] | None = None,
+        shapes: ShapeRouter | None = None,
     ) -> None:
         self._rules = rules
+        # Live queries: every change goes through the shapes too (one dict lookup for a
+        # table without shapes); their publications join the same batch append.
+        self._shapes = shapes
         # Rules added at runtime: an insert into syncline.sync_rules changes the routing of
         # every change after it, in the same batch too; told (id, position) once appended.
         self._live = live
@@ -60,7 +81,7 @@ class Pipeline:
         tables: list[str] = []
         captured: Counter[tuple[str, str]] = Counter()
         bounds_cache, on_routed, dumps = self._bounds, self._on_routed, orjson.dumps
-        live = self._live
+        live, shapes = self._live, self._shapes
         route = (self._rules if live is None else live.current).route
         applied: list[tuple[int, str]] = []
         for change in changes:
@@ -72,6 +93,12 @@ class Pipeline:
                     applied.append((rule_id, str(change.position)))
                     route = live.current.route
                 continue
+            if shapes is not None:
+                if shapes.fence(change):
+                    continue
+                for request in shapes.route(change):
+                    requests.append(request)
+                    tables.append(table)
             captured[table, op] += 1
             for routed in route(change):
                 if isinstance(routed, RoutingError):
@@ -103,6 +130,8 @@ class Pipeline:
             self.appended += sum(published.values())
             for table, count in published.items():
                 metrics.PUBLICATIONS.labels(table).inc(count)
+        if shapes is not None:
+            shapes.appended()
         if applied and self._on_rules_applied is not None:
             await self._on_rules_applied(applied)
         if changes:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import random
 import socket
+from collections.abc import Sequence
 
 import psycopg
 from psycopg.rows import TupleRow
@@ -55,8 +56,11 @@ class CaptureService:
         sink: ChangeSink,
         *,
         live: LiveRules | None = None,
+        shape_tables: Sequence[tuple[str, str]] = (),
     ) -> None:
         self._url = url
+        # The tables of [[shapes]] rules: captured, with REPLICA IDENTITY FULL (logical only).
+        self._shape_tables = tuple(shape_tables)
         self._settings = settings
         self._rules = rules
         # With `live`, the rules added at runtime (syncline.sync_rules) too: read at every
@@ -272,7 +276,11 @@ class CaptureService:
                         rules, extra = self._live.current.rules, [live_rules.RULES_TABLE]
                 if mode == "logical":
                     await setup.setup_logical(
-                        conn, rules, self._settings.publication_name, extra=extra
+                        conn,
+                        rules,
+                        self._settings.publication_name,
+                        extra=extra,
+                        full_identity=self._shape_tables,
                     )
                 else:
                     await setup.setup_triggers(conn, rules, extra=extra)

@@ -69,12 +69,15 @@ async def setup_logical(
     publication: str,
     *,
     extra: Iterable[Table] = (),
+    full_identity: Iterable[Table] = (),
 ) -> SetupReport:
-    """Publication of exactly the rule tables (and `extra`, e.g. syncline.sync_rules);
-    REPLICA IDENTITY FULL where routing needs it."""
+    """Publication of exactly the rule tables (and `extra`, e.g. syncline.sync_rules, and
+    `full_identity`, the tables of [[shapes]] rules); REPLICA IDENTITY FULL where routing needs
+    it and on every table of `full_identity` (a shape needs the old row's filtered columns)."""
     rules = list(rules)
     report = SetupReport()
-    wanted = {r.table_key for r in rules} | set(extra)
+    full = set(full_identity)
+    wanted = {r.table_key for r in rules} | set(extra) | full
     present, report.missing = await existing_tables(conn, sorted(wanted))
     exists = await (
         await conn.execute("SELECT 1 FROM pg_publication WHERE pubname = %s", (publication,))
@@ -108,7 +111,7 @@ async def setup_logical(
         report.changed.append(f"dropped {table[0]}.{table[1]} from publication {publication}")
     for table in present:
         key = await _primary_key(conn, table)
-        needs_full = any(
+        needs_full = table in full or any(
             required_replica_identity(r, key) is ReplicaIdentity.FULL
             for r in rules
             if r.table_key == table

@@ -73,6 +73,10 @@ def effective(settings: Settings) -> dict[str, Any]:
         for namespace, source in _sourced(settings, in_force.registry)
     }
     data["namespace_notes"] = list(in_force.registry.notes)
+    data["shapes"] = [
+        rule.model_dump(mode="json", exclude_none=True)
+        for rule in in_force.shapes.by_table.values()
+    ]
     return data
 
 

@@ -23,6 +23,8 @@ from syncline.core.centrifugo_options import parse_duration_s, translate
 from syncline.core.codes import ErrorCode
 
 DEFAULT_NAMESPACE = ""
+# The namespace of live queries' channels (shape:<key>.<registration>; docs/topics/shapes.md).
+SHAPE_NAMESPACE = "shape"
 # The key of the default namespace's table in syncline.toml: `[namespaces.default]`.
 DEFAULT_NAMESPACE_KEY = "default"
 NAMESPACE_SEPARATOR = ":"
@@ -141,6 +143,7 @@ class SubscribePolicy(enum.StrEnum):
     PERSONAL = "personal"  # `ns:{user}` only by that user
     MEMBERSHIP = "membership"  # when membership_query returns a row
     TOKEN = "token"  # only with a subscription token for that channel
+    SHAPE = "shape"  # a live query's channel: whoever may see that shape (gateway asks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +165,12 @@ class NeedsMembershipCheck:
 
     query: str
     params: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class NeedsShapeCheck(NeedsMembershipCheck):
+    """Allowed if the shape of ``params["channel"]`` is open and ``params["user"]`` may see it
+    (the gateway asks the shape service; a membership check with no query to run)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,6 +260,11 @@ class Namespace(BaseModel):
 
     def _check_policy(self) -> None:
         pattern = self.channel_pattern
+        if (self.subscribe is SubscribePolicy.SHAPE) != (self.name == SHAPE_NAMESPACE):
+            raise ValueError(
+                f"subscribe = 'shape' belongs to the namespace {SHAPE_NAMESPACE!r} (live queries),"
+                " and that namespace needs it"
+            )
         if self.subscribe is SubscribePolicy.PERSONAL:
             if self.is_default:
                 raise ValueError("subscribe = 'personal' needs a named namespace (user:{user})")
@@ -428,6 +442,8 @@ def authorize(
         return Deny(ErrorCode.PERMISSION_DENIED, f"anonymous connection; {label} is {policy}")
     if policy is SubscribePolicy.AUTHENTICATED:
         return ALLOW
+    if policy is SubscribePolicy.SHAPE:
+        return NeedsShapeCheck("", {"channel": channel, "user": user})
     if policy is SubscribePolicy.PERSONAL:
         if params["user"] == user:
             return ALLOW

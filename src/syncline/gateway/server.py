@@ -35,7 +35,13 @@ from syncline.core.control import (
     UnsubscribeUser,
 )
 from syncline.core.log import ClientInfo
-from syncline.core.namespaces import Deny, Namespace, NamespaceRegistry, NeedsMembershipCheck
+from syncline.core.namespaces import (
+    Deny,
+    Namespace,
+    NamespaceRegistry,
+    NeedsMembershipCheck,
+    NeedsShapeCheck,
+)
 from syncline.engine.base import ChannelLog
 from syncline.gateway import deflate, upgrade
 from syncline.gateway.auth import SessionCheck, TokenVerifier
@@ -126,6 +132,8 @@ class Gateway:
         # (applications record last-seen times with it, asking presence whether the user is
         # still online elsewhere).
         self.disconnect_listeners: list[Callable[[str], None]] = []
+        # Who may subscribe to a shape channel (channel, user): the shape service's check.
+        self.shape_access: Callable[[str, str], bool] | None = None
         self._per_ip: Counter[str] = Counter()
         self._rate = MovingWindowRateLimiter(MemoryStorage())
         self._rate_item = RateLimitItemPerSecond(settings.connects_per_ip_per_second)
@@ -374,6 +382,9 @@ class Gateway:
         return template.replace("{sub}", user)
 
     async def is_member(self, check: NeedsMembershipCheck) -> bool:
+        if isinstance(check, NeedsShapeCheck):
+            access = self.shape_access
+            return access is not None and access(check.params["channel"], check.params["user"])
         if self.pool is None:
             return False
         async with self.pool.connection() as conn:

@@ -86,8 +86,11 @@ class Emitter {
  * `join` / `leave` ({channel, info}), `unsubscribed` ({channel, code, reason}), `error`.
  */
 export class Subscription extends Emitter {
-  /** @param {SynclineClient} client @param {string} channel @param {{recoverable?: boolean}} options */
-  constructor(client, channel, { recoverable = true } = {}) {
+  /**
+   * @param {SynclineClient} client @param {string} channel
+   * @param {{recoverable?: boolean, since?: StreamPosition}} options `since`: recover from there
+   */
+  constructor(client, channel, { recoverable = true, since = null } = {}) {
     super();
     this.channel = channel;
     /** @type {'unsubscribed'|'subscribing'|'subscribed'} */
@@ -100,6 +103,10 @@ export class Subscription extends Emitter {
     this._generation = 0; // replies to an older subscribe attempt are ignored
     this._attempts = 0;
     this._retryTimer = null;
+    if (since) {
+      this.position = { epoch: since.epoch, offset: since.offset };
+      this._recover = true;
+    }
   }
 
   /** Publishes to the channel (only in namespaces that allow client publish). */
@@ -308,7 +315,7 @@ export class SynclineClient extends Emitter {
 
   /**
    * @param {string} channel
-   * @param {{recoverable?: boolean}} [options]
+   * @param {{recoverable?: boolean, since?: StreamPosition}} [options]
    * @returns {Subscription}
    */
   subscribe(channel, options = {}) {
@@ -605,6 +612,134 @@ export class SynclineClient extends Emitter {
     if (pub.offset > 0) state.offset = pub.offset;
     this._emit('publication', { channel, ...pub });
   }
+}
+
+// -- Shapes (live queries): a separate helper on top of the client ----------------------------
+
+const REOPEN_MIN_MS = 100;
+const REOPEN_MAX_MS = 5000;
+// Errors that opening again will not cure: a bad filter, a table not open to shapes, a limit.
+const PERMANENT_SHAPE_ERRORS = new Set([400, 403, 404, 106, 107]);
+
+/**
+ * A live shape: the rows of `table` that match `where` (docs/topics/shapes.md), in `rows`, a
+ * Map by primary key (the key's value for a one-column key, else the JSON of the key's values).
+ * `shape.open` gives the rows as of a channel position; the subscription recovers from there.
+ * A reconnect recovers what it missed; when it cannot (or the stream ends with `reset`) the
+ * shape is opened again, so `rows` is never partial. Events: `change` ({rows, op?}) after
+ * every change, `error` ({code, message}) when the shape can't be opened at all.
+ */
+export class LiveShape extends Emitter {
+  /**
+   * @param {SynclineClient} client @param {string} table
+   * @param {{where?: string, columns?: string[]}} [options]
+   */
+  constructor(client, table, { where, columns } = {}) {
+    super();
+    this.request = { table };
+    if (where != null) this.request.where = where;
+    if (columns) this.request.columns = columns;
+    /** @type {Map<any, object>} */
+    this.rows = new Map();
+    this.key = [];
+    this.channel = null;
+    this.opened = 0;
+    this._client = client;
+    this._sub = null;
+    this._closed = false;
+    this._attempts = 0;
+    this._timer = null;
+    this._subListeners = null;
+  }
+
+  /** Loads the rows and follows the shape; rejects with {code, message} if refused. */
+  async open() {
+    const first = await this._client.rpc('shape.open', this.request);
+    const rows = new Map();
+    let page = first;
+    for (;;) {
+      for (const row of page.rows) rows.set(shapeKey(first.key, row), row);
+      if (!page.cursor) break;
+      page = await this._client.rpc('shape.page', { cursor: page.cursor });
+    }
+    if (this._closed) return this;
+    this._detach();
+    Object.assign(this, { key: first.key, rows, channel: first.channel });
+    this.opened++;
+    this._attempts = 0;
+    const sub = this._client.subscribe(first.channel, { since: { epoch: first.epoch, offset: first.offset } });
+    const listeners = {
+      publication: (pub) => this._onPublication(pub.data),
+      subscribed: (ctx) => {
+        if (ctx.wasRecovering && !ctx.recovered) this._reopen();
+      },
+      unsubscribed: (ctx) => {
+        if (ctx.code !== 0) this._reopen();
+      },
+    };
+    for (const [event, fn] of Object.entries(listeners)) sub.on(event, fn);
+    this._sub = sub;
+    this._subListeners = listeners;
+    this._emit('change', { rows: this.rows });
+    return this;
+  }
+
+  /** Stops following the shape and releases it on the server. */
+  close() {
+    this._closed = true;
+    clearTimeout(this._timer);
+    const channel = this.channel;
+    this._detach();
+    if (channel && this._client.state === 'connected') this._client.rpc('shape.close', { channel }).catch(() => {});
+  }
+
+  _onPublication(body) {
+    if (!body || body.op === 'reset') {
+      this._reopen();
+      return;
+    }
+    const rows = this.rows;
+    if (body.op === 'truncate') rows.clear();
+    else {
+      if (body.old_key) rows.delete(shapeKey(this.key, body.old_key));
+      if (body.op === 'delete') rows.delete(shapeKey(this.key, body.key));
+      else rows.set(shapeKey(this.key, body.key), body.row);
+    }
+    this._emit('change', { rows, op: body.op });
+  }
+
+  _reopen() {
+    if (this._closed || this._timer) return;
+    this._detach();
+    const delay = this._attempts ? backoff(this._attempts, REOPEN_MIN_MS, REOPEN_MAX_MS) : 0;
+    this._attempts++;
+    this._timer = setTimeout(async () => {
+      this._timer = null;
+      try {
+        await this.open();
+      } catch (err) {
+        if (PERMANENT_SHAPE_ERRORS.has(err.code)) this._emit('error', err);
+        else this._reopen();
+      }
+    }, delay);
+  }
+
+  _detach() {
+    const sub = this._sub;
+    if (!sub) return;
+    for (const [event, fn] of Object.entries(this._subListeners)) sub.off(event, fn);
+    this._sub = null;
+    sub.unsubscribe();
+  }
+}
+
+function shapeKey(key, value) {
+  return key.length === 1 ? value[key[0]] : JSON.stringify(key.map((name) => value[name]));
+}
+
+/** Opens a LiveShape (see there); resolves once its rows are loaded. */
+export function openShape(client, table, options) {
+  return new LiveShape(client, table, options).open();
 }
 
 export default SynclineClient;

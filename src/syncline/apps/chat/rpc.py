@@ -7,15 +7,14 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import orjson
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
 from syncline.apps.chat.models import RpcDelete, RpcEdit, RpcRead, RpcSend, RpcTyping
 from syncline.apps.chat.presence import user_id_of
 from syncline.apps.chat.service import ChatService
 from syncline.apps.chat.typing import TypingLimiter, typing_channel
 from syncline.apps.errors import AppError
-from syncline.apps.inputs import describe
-from syncline.core.codes import ErrorCode
+from syncline.apps.inputs import rpc_args
 from syncline.core.log import ClientInfo
 from syncline.core.namespaces import Deny, NamespaceRegistry
 from syncline.engine.base import ChannelLog
@@ -31,14 +30,7 @@ def _fail(err: AppError) -> RpcError:
     return RpcError(err.status, f"{err.code}: {err.message}")
 
 
-def _parse(model: type[M], data: Any) -> M:
-    # Malformed arguments are the protocol's 107 bad request (the SDKs know it), with the
-    # REST code and the field in the message; not an application error code.
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        detail = describe(exc.errors(include_url=False)[0])
-        raise RpcError(ErrorCode.BAD_REQUEST, f"invalid_input: {detail}") from None
+_parse = rpc_args
 
 
 def _caller(ctx: RpcContext) -> int:

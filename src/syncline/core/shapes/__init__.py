@@ -12,6 +12,7 @@ from syncline.core.shapes.shape import (
     TableSchema,
     compile_shape,
     load_shape_rules,
+    shape_namespace,
 )
 from syncline.core.shapes.snapshot import (
     Handoff,
@@ -45,6 +46,7 @@ __all__ = [
     "parse",
     "predicate",
     "render_sql",
+    "shape_namespace",
     "visible_in",
     "widen_xid",
 ]

@@ -223,6 +223,9 @@ class ShapeRegistry:
         entry = self._entries.get(key)
         return None if entry is None else entry.shape
 
+    def keys(self) -> list[str]:
+        return list(self._entries)
+
     def subscribers(self, key: str) -> frozenset[str]:
         entry = self._entries.get(key)
         return frozenset() if entry is None else frozenset(entry.subscribers)
@@ -261,6 +264,17 @@ class ShapeRegistry:
             del self._by_connection[connection]
         if not entry.subscribers:
             entry.idle_since = now
+
+    def touch(self, key: str, now: float) -> None:
+        """A shape still in use without an opener (a client that recovered its subscription
+        after a reconnect): its idle time starts again."""
+        entry = self._entries.get(key)
+        if entry is not None and entry.idle_since is not None:
+            entry.idle_since = now
+
+    def connections(self) -> list[str]:
+        """The connections that have shapes open."""
+        return list(self._by_connection)
 
     def close_connection(self, connection: str, now: float) -> None:
         """A connection went away: unsubscribe it from every shape."""

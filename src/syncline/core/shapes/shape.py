@@ -18,7 +18,13 @@ from pydantic import (
 )
 
 from syncline.core.changes import Change, Op, Row
-from syncline.core.namespaces import ConfigError, describe_errors
+from syncline.core.namespaces import (
+    SHAPE_NAMESPACE,
+    ConfigError,
+    Namespace,
+    SubscribePolicy,
+    describe_errors,
+)
 from syncline.core.rules import (
     ALL_COLUMNS,
     DENIED_COLUMNS,
@@ -49,6 +55,7 @@ __all__ = [
     "TableSchema",
     "compile_shape",
     "load_shape_rules",
+    "shape_namespace",
 ]
 
 # What a row policy may refer to: the user's id (the token's `sub`).
@@ -56,6 +63,22 @@ POLICY_PLACEHOLDERS = frozenset({"sub"})
 # Channel names of shapes: the prefix and the length of the hash of the shape's key.
 SHAPE_CHANNEL_PREFIX = "shape:"
 _KEY_HEX = 32  # 128 bits of SHA-256: no two distinct shapes share a channel
+# A shape channel's history: what a reconnecting client recovers from, and what a new
+# subscriber's state is joined to while its snapshot is read (docs/topics/shapes.md). Past it
+# the client reopens the shape (a new snapshot), which is always correct, only slower.
+SHAPE_HISTORY_SIZE = 10_000
+SHAPE_HISTORY_TTL_S = 600
+
+
+def shape_namespace() -> Namespace:
+    """The namespace of shape channels, built in: recoverable, subscribed by the shape's users."""
+    return Namespace(
+        name=SHAPE_NAMESPACE,
+        history_size=SHAPE_HISTORY_SIZE,
+        history_ttl=SHAPE_HISTORY_TTL_S,
+        recover=True,
+        subscribe=SubscribePolicy.SHAPE,
+    )
 
 
 class ShapeRule(BaseModel):

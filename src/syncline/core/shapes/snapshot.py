@@ -119,9 +119,13 @@ class SnapshotBoundary:
 
     def contains(self, change: Change) -> bool:
         """Whether ``change`` is already in the snapshot's rows (so must not be applied)."""
-        if self.wal_lsn is not None and change.position.commit >= self.wal_lsn:
+        return self.contains_at(change.position.commit, change.xid)
+
+    def contains_at(self, commit: int, xid: int) -> bool:
+        """``contains`` for a change known by its commit position and xid (a publication)."""
+        if self.wal_lsn is not None and commit >= self.wal_lsn:
             return False
-        return visible_in(self.snapshot, change.xid)
+        return visible_in(self.snapshot, xid)
 
     def settled_by(self, change: Change) -> bool:
         """Whether no change delivered after ``change`` can be in the snapshot.

@@ -6,7 +6,7 @@
 // otherwise look connected until the next missed ping); going back online reconnects at once
 // and each subscription recovers from its saved offset.
 
-import { SynclineClient } from '../syncline-client.js';
+import { LiveShape, SynclineClient } from '../syncline-client.js';
 import { accessToken } from './session.js';
 import { request } from './api.js';
 
@@ -48,6 +48,11 @@ export function rpc(method, data) {
 
 export function connectedClient() {
   return client;
+}
+
+/** A LiveShape on this connection (call open() on it), or null before start(). */
+export function shape(table, options) {
+  return client ? new LiveShape(client, table, options) : null;
 }
 
 /** Connects (once per sign-in). */

@@ -1,6 +1,7 @@
 // The live orders dashboard: the newest orders over REST, then every change from the `orders`
 // channel (captured rows, whoever wrote them: this page, another user, a SQL script). A row
-// that changes flashes.
+// that changes flashes. A status filter ("pending orders") is a shape (docs/topics/shapes.md):
+// the server sends the matching rows and then exactly the rows entering, changing and leaving.
 
 import { request } from '../api.js';
 import { field, flash, fullTime, h, replace, shortTime } from '../dom.js';
@@ -32,6 +33,44 @@ export class OrdersView {
   destroy() {
     this.destroyed = true;
     this.unwatch();
+    this.closeShape();
+  }
+
+  /** Shows the orders of one status through a live shape (falls back to REST without one). */
+  async useShape() {
+    this.closeShape();
+    const shape = realtime.shape('orders', { where: `status = '${this.filter}'` });
+    if (!shape) {
+      this.load();
+      return;
+    }
+    this.shape = shape;
+    shape.on('change', () => this.fromShape(shape));
+    shape.on('error', (err) => toast(`The live filter stopped: ${err.message}`, 'error'));
+    try {
+      await shape.open();
+    } catch (err) {
+      if (this.shape !== shape) return;
+      this.closeShape();
+      toast(`Live filter unavailable (${err.message}); showing a snapshot`, 'error');
+      this.load();
+    }
+  }
+
+  closeShape() {
+    this.shape?.close();
+    this.shape = null;
+  }
+
+  fromShape(shape) {
+    if (this.shape !== shape || this.destroyed) return;
+    const all = [...shape.rows.values()].sort((a, b) => b.id - a.id);
+    const shown = new Map(all.slice(0, LIMIT).map((o) => [Number(o.id), o]));
+    for (const id of [...this.orders.keys()]) if (!shown.has(id)) this.removeOrder(id, { count: false });
+    for (const order of shown.values()) this.upsert(order, { flashIt: this.loadedShape === shape });
+    this.loadedShape = shape;
+    this.total = all.length;
+    this.render();
   }
 
   build() {
@@ -80,7 +119,11 @@ export class OrdersView {
     );
     this.filterSelect.addEventListener('change', () => {
       this.filter = this.filterSelect.value;
-      this.load();
+      if (this.filter) this.useShape();
+      else {
+        this.closeShape();
+        this.load();
+      }
     });
     this.summary = h('p', { class: 'orders-summary', role: 'status', 'data-testid': 'orders-summary' });
     this.counts = h('div', { class: 'stat-cards' });
@@ -129,6 +172,7 @@ export class OrdersView {
   }
 
   async load() {
+    if (this.shape) return; // the shape keeps the filtered rows
     const query = { limit: LIMIT, offset: 0 };
     if (this.filter) query.status = this.filter;
     try {
@@ -145,7 +189,7 @@ export class OrdersView {
   }
 
   onPublication(data) {
-    if (!data || data.table !== 'orders') return;
+    if (!data || data.table !== 'orders' || this.shape) return;
     if (data.op === 'insert' || data.op === 'update') {
       this.upsert(data.row, { flashIt: true, isNew: data.op === 'insert' });
     } else if (data.op === 'delete' && data.old) {
