@@ -19,7 +19,8 @@ from syncline.core.delta import DeltaChain, PubKey
 from syncline.core.log import ClientInfo, Publication
 
 if TYPE_CHECKING:
-    from syncline.gateway.connection import Connection, Subscription
+    from syncline.core.session import Subscription
+    from syncline.gateway.connection import Connection
 
 
 class Hub:

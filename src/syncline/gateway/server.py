@@ -442,7 +442,7 @@ class Gateway:
         including one whose connect is still being checked (its user and session are set
         before the check, so it cannot slip through between the check and the revocation)."""
         for conn in list(self.connections):
-            if conn.session in sessions and conn.user == user:
+            if conn.sid in sessions and conn.user == user:
                 conn.close(DisconnectCode.INVALID_TOKEN, reason=SESSION_REVOKED_REASON)
 
     def disconnect_user(self, user: str, code: int, reason: str = "", client: str = "") -> None:
