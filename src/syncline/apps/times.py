@@ -13,10 +13,13 @@ from pydantic import PlainSerializer, WithJsonSchema
 def rfc3339(moment: datetime) -> str:
     """`moment` in UTC, seconds, a fraction without trailing zeros (none when whole), +00:00."""
     utc = moment.astimezone(UTC) if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-    text = utc.strftime("%Y-%m-%dT%H:%M:%S")
-    if utc.microsecond:
-        text += f".{utc.microsecond:06d}".rstrip("0")
-    return text + "+00:00"
+    # isoformat() is C and already nearly this form (a page of history serializes 50 to 150
+    # of these; strftime took a third of the CPU of such a request): YYYY-MM-DDTHH:MM:SS,
+    # then .ffffff when there is a fraction, then +00:00.
+    text = utc.isoformat()
+    if not utc.microsecond:
+        return text
+    return f"{text[:19]}.{text[20:26].rstrip('0')}+00:00"
 
 
 # A datetime field of a response model: serialized in the one form above.
