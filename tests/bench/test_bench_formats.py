@@ -1,4 +1,5 @@
-"""`syncline bench fanout --format`: JSON and Protobuf receivers, side by side, all accounted."""
+"""`syncline bench fanout --format` and `--transport`: JSON and Protobuf receivers, WebSocket,
+SSE and http_stream receivers, side by side, all accounted."""
 
 from __future__ import annotations
 
@@ -129,3 +130,33 @@ def test_a_bad_format_is_a_one_line_error(formats: list[str], message: str) -> N
     assert proc.returncode == 2
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_websocket_and_sse_side_by_side_deliver_everything_once(server: Target) -> None:
+    proc = fanout(server, "--transport", "websocket", "--transport", "sse")
+    assert proc.returncode == 0, proc.stderr
+    result = result_of(proc)
+    assert (result["lost"], result["duplicated"]) == (0, 0)
+    ws_run, sse_run = result["runs"]
+    assert (ws_run["transport"], sse_run["transport"]) == ("websocket", "sse")
+    for run in (ws_run, sse_run):
+        (step,) = run["steps"]
+        assert step["deliveries"] == step["accounting"]["expected"] == step["rows"] * SUBSCRIBERS
+        assert PAYLOAD < step["bytes_per_delivery"] < 1000
+    assert result["ratios"]["sse"]["against"] == "websocket"
+    assert "sse / websocket at 30 rows/s" in proc.stderr
+
+
+def test_http_stream_receivers_account_for_injected_loss(server: Target) -> None:
+    proc = fanout(server, "--transport", "http_stream", "--drop-every", "7", "--drain-idle", "0.5")
+    assert proc.returncode == 1
+    result = result_of(proc)
+    assert (result["transport"], result["format"]) == ("http_stream", "json")
+    assert result["lost"] > 0
+    assert result["duplicated"] == 0
+
+
+def test_the_http_transports_are_json_only(server: Target) -> None:
+    proc = fanout(server, "--format", "protobuf", "--transport", "sse")
+    assert proc.returncode != 0
+    assert "the HTTP transports are benchmarked in JSON only" in proc.stderr

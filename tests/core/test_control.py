@@ -9,6 +9,7 @@ from syncline.core.control import (
     MAX_SESSIONS_PER_COMMAND,
     ControlDecodeError,
     DisconnectUser,
+    Emulate,
     RecheckChannel,
     RefreshUser,
     SessionsRevoked,
@@ -34,6 +35,8 @@ from syncline.core.control import (
         RefreshUser("7", "", False, 1_900_000_000, '{"name":"Ann"}'),
         RecheckChannel("room:42"),
         RecheckChannel("room:42", (7, 4_294_967_297)),
+        Emulate("host-w2", "4f1c", b'{"id":2,"subscribe":{"channel":"c"}}'),
+        Emulate("n", "s", b"\x05\x08\x02\x1a\x01\xff"),
     ],
 )
 def test_every_command_round_trips(command: control.ControlCommand) -> None:
@@ -67,6 +70,10 @@ def test_every_command_round_trips(command: control.ControlCommand) -> None:
         b'{"kind": "refresh", "user": "7", "expire_at": true}',
         b'{"kind": "refresh"}',
         b'{"kind": "unsubscribe", "user": "7", "channel": "' + b"x" * 2000 + b'"}',
+        b'{"kind": "emulate", "node": "n", "session": "s"}',
+        b'{"kind": "emulate", "node": "n", "session": "s", "data": "not base64!"}',
+        b'{"kind": "emulate", "node": "n", "session": "s", "data": "' + b"A" * 90_000 + b'"}',
+        b'{"kind": "emulate", "session": "s", "data": ""}',
     ],
 )
 def test_anything_else_is_refused(data: bytes) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from syncline.rpc import RpcContext
 
 from helpers.live_server import LiveServer
-from helpers.sdk_js import insert_order
+from helpers.sdk_js import insert_order, publications_and_recovery
 from helpers.sdk_js import node_client as sdk_node_client
 
 node_client = functools.partial(sdk_node_client, protobuf=True)
@@ -22,35 +22,7 @@ node_client = functools.partial(sdk_node_client, protobuf=True)
 async def test_subscribe_publications_and_recovery(live_server: LiveServer) -> None:
     token = live_server.token("1")
     async with node_client(live_server, "subscribe", token=token, CHANNEL="orders") as client:
-        await client.expect_event("connected")
-        await client.expect_event("server_subscribed", channel="user:1")
-        first = await client.expect_event("subscribed", channel="orders")
-        assert (first["recoverable"], first["wasRecovering"]) == (True, False)
-        await insert_order(live_server, "p0")
-        pub = await client.expect_event("publication")
-        assert (pub["offset"], pub["data"]["op"], pub["data"]["row"]["product_name"]) == (
-            1,
-            "insert",
-            "p0",
-        )
-
-        await client.send("disconnect")
-        await client.expect_event("disconnected")
-        for n in range(1, 11):
-            await insert_order(live_server, f"p{n}")
-        await asyncio.sleep(0.3)  # let capture append them while the client is away
-        await client.send("connect")
-        await client.expect_event("connected")
-        again = await client.expect_event("subscribed", channel="orders")
-        assert (again["wasRecovering"], again["recovered"]) == (True, True)
-        recovered = [await client.expect_event("publication") for _ in range(10)]
-        assert [p["data"]["row"]["product_name"] for p in recovered] == [
-            f"p{n}" for n in range(1, 11)
-        ]
-        assert [p["offset"] for p in recovered] == list(range(2, 12))
-        assert again["streamPosition"]["offset"] == 11
-        await asyncio.sleep(0.2)  # nothing duplicated after the recovered ones
-        assert len(client.named("publication")) == 11
+        await publications_and_recovery(live_server, client)
 
 
 async def test_presence_and_history(live_server: LiveServer) -> None:

@@ -12,6 +12,8 @@
 //   DELTA      delta type to ask for when subscribing to CHANNEL (e.g. "fossil")
 //   PROTOBUF   "1": the SDK's protobuf build (binary frames); payloads still print as JSON,
 //              as they are JSON bytes on the wire (decoded here, and encoded for rpc)
+//   TRANSPORT  "http_stream" or "sse": that transport only (WebSocket off), at URL's host's
+//              /connection/<TRANSPORT>, with commands POSTed to /emulation
 //
 // Scenarios:
 //   subscribe  connect, subscribe to CHANNEL, print events
@@ -94,7 +96,17 @@ const options = {
 if (process.env.TOKEN) options.token = process.env.TOKEN;
 if (scenario === 'refresh') options.getToken = getToken;
 
-const client = new Centrifuge(url, options);
+// The HTTP transports: the SDK's emulation, with the endpoint Centrifugo serves them at.
+let endpoint = url;
+const transport = process.env.TRANSPORT;
+if (transport) {
+  const base = url.replace(/^ws/, 'http').replace(/\/connection\/websocket.*$/, '');
+  endpoint = [{ transport, endpoint: `${base}/connection/${transport}` }];
+  options.emulationEndpoint = `${base}/emulation`;
+  if (transport === 'sse') options.eventsource = require('./eventsource_min').MinimalEventSource;
+}
+
+const client = new Centrifuge(endpoint, options);
 
 client.on('connecting', (ctx) => emit('connecting', { code: ctx.code, reason: ctx.reason }));
 client.on('connected', (ctx) => emit('connected', { client: ctx.client, transport: ctx.transport }));
@@ -158,7 +170,7 @@ async function call(kind, channel, options) {
         numUsers: shown(result.numUsers),
       });
     } else if (kind === 'publish') {
-      const result = await client.publish(channel, options);
+      const result = await client.publish(channel, toWire(options));
       emit('publish_result', { channel, result });
     } else {
       const result = await client.history(channel, options);

@@ -72,25 +72,34 @@ class Pages:
         for _, page in self.opened:
             await page.context.close()
 
-    async def signed_in(self, name: str, **size: int) -> tuple[Page, dict[str, Any]]:
+    async def signed_in(
+        self, name: str, *, transport: str | None = None, **size: int
+    ) -> tuple[Page, dict[str, Any]]:
         """A new account (over the API) signed in through the login form; on the chat.
 
         `name` becomes the display name ("ann" → "Ann"); the username gets a random suffix, as
-        accounts outlive a test in the module's database.
+        accounts outlive a test in the module's database. `transport`: the page's
+        ``?transport=`` (http_stream, sse) instead of WebSocket.
         """
         username = f"{name}_{secrets.token_hex(3)}"
         pair = await register_user(self.server.http_url, username, display_name=name.title())
         page = await self.new(name, **size)
-        await login(page, self.server, username)
+        await login(page, self.server, username, transport=transport)
         await expect(page).to_have_url(re.compile(r"#/chat"))
         await wait_connected(page)
         return page, pair
 
 
 async def login(
-    page: Page, server: LiveServer, username: str, password: str = DEFAULT_PASSWORD
+    page: Page,
+    server: LiveServer,
+    username: str,
+    password: str = DEFAULT_PASSWORD,
+    *,
+    transport: str | None = None,
 ) -> None:
-    await page.goto(f"{server.http_url}/#/login")
+    query = f"?transport={transport}" if transport else ""
+    await page.goto(f"{server.http_url}/{query}#/login")
     await page.get_by_test_id("login-username").fill(username)
     await page.get_by_test_id("login-password").fill(password)
     await page.get_by_test_id("login-submit").click()

@@ -17,9 +17,13 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
     (b"referrer-policy", b"no-referrer"),
     (b"cross-origin-opener-policy", b"same-origin"),
 )
-# /docs loads Swagger UI's inline bootstrap; everything else is same-origin only.
+# /docs loads Swagger UI's inline bootstrap; everything else is same-origin only, but for the
+# connections to the gateway, another origin (its own port): WebSocket, or the HTTP transports'
+# fetch and EventSource (`?transport=http_stream|sse`). The page may already open a WebSocket to
+# any host, so letting it fetch from any host opens no new way out.
 CSP = (
-    b"default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; frame-ancestors 'none'"
+    b"default-src 'self'; connect-src 'self' ws: wss: http: https:; img-src 'self' data:;"
+    b" frame-ancestors 'none'"
 )
 _CSP_EXEMPT = ("/docs", "/redoc")
 

@@ -8,7 +8,7 @@ import gc
 import multiprocessing
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -19,6 +19,7 @@ from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
 from syncline.bench import histogram
 from syncline.bench.accounting import SeqTracker, Tally, total
+from syncline.bench.http_clients import HTTP_TRANSPORTS, HttpSubscriber, connect_frame
 from syncline.core.pb_wire import varint
 from syncline.core.proto import client_pb2 as pb
 from syncline.errors import SynclineError
@@ -29,6 +30,7 @@ PONG = b"{}"
 # Protobuf: a ping is an empty Reply (length 0) and the pong an empty Command.
 PB_PONG = b"\x00"
 FORMATS = ("json", "protobuf")
+TRANSPORTS = ("websocket", *HTTP_TRANSPORTS)
 PB_SUBPROTOCOL = "centrifuge-protobuf"
 MAX_ERRORS_KEPT = 5
 
@@ -45,6 +47,7 @@ class ClientSpec:
     drop_every: int = 0  # test hook: ignore every Nth publication (the accounting must see it)
     dup_every: int = 0  # test hook: count every Nth publication twice
     format: str = "json"  # json | protobuf (the centrifuge-protobuf subprotocol)
+    transport: str = "websocket"  # websocket | http_stream | sse (JSON only)
 
 
 @dataclass
@@ -92,9 +95,7 @@ class _Subscriber(WSListener):
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
         spec = self.proc.spec
-        connect = orjson.dumps({"id": 1, "connect": {"token": spec.token, "name": "bench"}})
-        subscribe = orjson.dumps({"id": 2, "subscribe": {"channel": spec.channel}})
-        transport.send(WSMsgType.TEXT, connect + b"\n" + subscribe)
+        transport.send(WSMsgType.TEXT, connect_frame(spec.token, spec.channel))
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         if frame.msg_type == WSMsgType.CLOSE:
@@ -107,23 +108,31 @@ class _Subscriber(WSListener):
         now_us = time.time_ns() // 1000
         self.proc.wire_bytes += _frame_bytes(frame.payload_size)
         for line in frame.get_payload_as_bytes().split(b"\n"):
-            if not line:
-                continue
-            obj = orjson.loads(line)
-            if not obj:  # the server's ping
+            if line and self.on_json(line, now_us):  # the server's ping
                 transport.send(WSMsgType.TEXT, PONG)
-                continue
-            push = obj.get("push")
-            if push is not None:
-                pub = push.get("pub")
-                if pub is not None:
-                    self.proc.on_publication(self, pub["data"]["row"], now_us)
-                elif "unsubscribe" in push or "disconnect" in push:
-                    self._fail(f"server push: {line[:200].decode(errors='replace')}")
-            elif "error" in obj:
-                self._fail(f"reply {obj.get('id')}: {obj['error']}")
-            elif obj.get("id") == 2 and not self.ready.done():
-                self.ready.set_result(None)
+
+    def on_json(self, line: bytes, now_us: int) -> bool:
+        """One JSON message from the server; True for a ping (the caller pongs)."""
+        obj = orjson.loads(line)
+        if not obj:
+            return True
+        push = obj.get("push")
+        if push is not None:
+            pub = push.get("pub")
+            if pub is not None:
+                self.proc.on_publication(self, pub["data"]["row"], now_us)
+            elif "unsubscribe" in push or "disconnect" in push:
+                self._fail(f"server push: {line[:200].decode(errors='replace')}")
+        elif "error" in obj:
+            self._fail(f"reply {obj.get('id')}: {obj['error']}")
+        elif obj.get("id") == 1 and "connect" in obj:
+            self.on_connected(obj["connect"])
+        elif obj.get("id") == 2 and not self.ready.done():
+            self.ready.set_result(None)
+        return False
+
+    def on_connected(self, result: dict[str, Any]) -> None:
+        """The connect reply (the HTTP transports learn their session from it)."""
 
     def on_ws_disconnected(self, transport: WSTransport) -> None:
         self._fail("disconnected")
@@ -192,6 +201,42 @@ class _PbSubscriber(_Subscriber):
                 self._fail(f"reply {reply.id}: {reply.error.code} {reply.error.message}")
             elif reply.id == 2 and not self.ready.done():
                 self.ready.set_result(None)
+
+
+class _HttpSubscriber(_Subscriber):
+    """The JSON subscriber over an HTTP transport (SSE or http_stream) instead of WebSocket."""
+
+    def __init__(self, proc: _Process) -> None:
+        super().__init__(proc)
+        spec = proc.spec
+        self.http = HttpSubscriber(
+            spec.transport,
+            spec.ws_url,
+            connect_frame(spec.token, spec.channel),
+            self._on_http_message,
+            self._on_http_bytes,
+            self._on_http_lost,
+        )
+
+    def _on_http_message(self, message: bytes) -> None:
+        if self.on_json(message, time.time_ns() // 1000):
+            self.http.pong()
+
+    def _on_http_bytes(self, count: int) -> None:
+        self.proc.wire_bytes += count
+
+    def _on_http_lost(self, reason: str) -> None:
+        self._fail(reason)
+        if self.ready.done():
+            self.proc.disconnected += 1
+
+    def on_connected(self, result: dict[str, Any]) -> None:
+        self.http.learn(result)
+
+    async def open(self) -> None:
+        await asyncio.get_running_loop().create_connection(
+            lambda: self.http, self.http.host, self.http.port
+        )
 
 
 def _delimited(command: pb.Command) -> bytes:
@@ -273,6 +318,8 @@ class _Process:
     async def connect_all(self) -> dict[str, Any]:
         sem = asyncio.Semaphore(self.spec.concurrency)
         failed = 0
+        if self.spec.transport != "websocket":
+            return await self._connect_http(sem)
         protobuf = self.spec.format == "protobuf"
         kind = _PbSubscriber if protobuf else _Subscriber
         # As the SDKs ask for Protobuf: the subprotocol (the 101 names it back).
@@ -305,12 +352,35 @@ class _Process:
                     if sub is not None and sub.transport is not None:
                         sub.transport.disconnect()
 
+        return await self._timed(one, lambda: failed)
+
+    async def _connect_http(self, sem: asyncio.Semaphore) -> dict[str, Any]:
+        failed = 0
+
+        async def one() -> None:
+            nonlocal failed
+            async with sem:
+                sub = _HttpSubscriber(self)
+                try:
+                    await sub.open()
+                    await asyncio.wait_for(sub.ready, HANDSHAKE_TIMEOUT_S)
+                    self.subscribers.append(sub)
+                except Exception as error:  # OSError, TimeoutError, refusals: all count
+                    failed += 1
+                    self.note_error(f"{type(error).__name__}: {error}")
+                    sub.http.disconnect()
+
+        return await self._timed(one, lambda: failed)
+
+    async def _timed(
+        self, one: Callable[[], Coroutine[Any, Any, None]], failed: Callable[[], int]
+    ) -> dict[str, Any]:
         start = time.perf_counter()
         await asyncio.gather(*(one() for _ in range(self.spec.count)))
         return {
             "requested": self.spec.count,
             "subscribed": len(self.subscribers),
-            "failed": failed,
+            "failed": failed(),
             "seconds": time.perf_counter() - start,
             "errors": list(self.errors),
         }

@@ -50,6 +50,12 @@ class FanoutOptions:
     # The subscribers' format; several: one pool of subscribers each on the same server, side
     # by side in one run.
     formats: list[str] = field(default_factory=lambda: ["json"])
+    # The subscribers' transport; several: a pool each, side by side, as formats.
+    transports: list[str] = field(default_factory=lambda: ["websocket"])
+
+    def pools(self) -> list[tuple[str, str]]:
+        """(format, transport) of each pool of subscribers, side by side in one run."""
+        return [(f, t) for f in self.formats for t in self.transports]
 
     def rates(self) -> list[float]:
         if not self.ramp:
@@ -131,6 +137,7 @@ class FanoutResult:
     sustainable_rate: float | None = None
     stopped_because: str = ""
     format: str = "json"
+    transport: str = "websocket"
 
     @property
     def tally(self) -> Tally:
@@ -179,6 +186,7 @@ class FanoutResult:
             "sustainable_deliveries_per_s": None if sustainable is None else round(sustainable, 1),
             "sustainable_bytes_per_s": self._sustainable_bytes_per_s(),
             "format": self.format,
+            "transport": self.transport,
             "stopped_because": self.stopped_because,
             "accounting": self.tally.as_dict(),
             "lost": self.tally.lost,
@@ -323,23 +331,25 @@ def run_fanouts(
     format (in the order of `options.formats`)."""
     # Run numbers unique to this invocation: another bench writing to the same table can't mix in.
     base = secrets.randbelow(1 << 30)
-    formats = options.formats
-    if len(formats) > len(LANES):
-        raise SynclineError(f"at most {len(LANES)} formats side by side")
+    pools = options.pools()
+    if len(pools) > len(LANES):
+        raise SynclineError(f"at most {len(LANES)} formats or transports side by side")
+    if any(t != "websocket" and f != "json" for f, t in pools):
+        raise SynclineError("the HTTP transports are benchmarked in JSON only")
     with contextlib.ExitStack() as stack:
         ramps: list[_Ramp] = []
         for target in targets:
             # Each format's subscribers on a channel (lane) of their own: a step's publications
             # reach only the pool being measured.
-            for lane, fmt in enumerate(formats):
+            for lane, (fmt, transport) in enumerate(pools):
                 several = len(targets) > 1
-                label = _label(target if several else None, fmt if len(formats) > 1 else None)
+                label = _label(target if several else None, pool_name(options, fmt, transport))
                 pool = stack.enter_context(
-                    ClientPool(_spec(target, options, fmt, lane), options.processes)
+                    ClientPool(_spec(target, options, fmt, lane, transport), options.processes)
                 )
                 connect = _connect(pool, options, progress, label)
                 warmup = _warmup(target, pool, base, connect.subscribed, lane)
-                result = FanoutResult(options, connect, warmup, format=fmt)
+                result = FanoutResult(options, connect, warmup, format=fmt, transport=transport)
                 ramps.append(_Ramp(target, pool, label, result, base, lane=lane))
         for index, rate in enumerate(options.rates()):
             # Turns about, so that no server always goes right after another's step.
@@ -357,13 +367,26 @@ def run_fanouts(
     return [ramp.result for ramp in ramps]
 
 
+def pool_name(options: FanoutOptions, fmt: str, transport: str) -> str | None:
+    """How a pool is told from the others: its format, its transport (those that vary)."""
+    parts = [fmt] if len(options.formats) > 1 else []
+    parts += [transport] if len(options.transports) > 1 else []
+    return " ".join(parts) or None
+
+
 def _label(target: Target | None, fmt: str | None) -> str:
     parts = [target.engine.name] if target is not None and target.engine is not None else []
     parts += [fmt] if fmt is not None else []
     return f"{' '.join(parts)}: " if parts else ""
 
 
-def _spec(target: Target, options: FanoutOptions, fmt: str = "json", lane: int = 0) -> ClientSpec:
+def _spec(
+    target: Target,
+    options: FanoutOptions,
+    fmt: str = "json",
+    lane: int = 0,
+    transport: str = "websocket",
+) -> ClientSpec:
     return ClientSpec(
         ws_url=target.ws_url,
         token=target.make_token("bench"),
@@ -373,6 +396,7 @@ def _spec(target: Target, options: FanoutOptions, fmt: str = "json", lane: int =
         drop_every=options.drop_every,
         dup_every=options.dup_every,
         format=fmt,
+        transport=transport,
     )
 
 

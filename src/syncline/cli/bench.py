@@ -96,15 +96,19 @@ EnginesOption = Annotated[
 ]
 
 
+def _each_once(values: list[str] | None, allowed: tuple[str, ...], what: str) -> list[str] | None:
+    for value in values or []:
+        if value not in allowed:
+            raise typer.BadParameter(f"one of {', '.join(allowed)}, not {value!r}")
+    if values and len(set(values)) != len(values):
+        raise typer.BadParameter(f"each {what} once")
+    return values
+
+
 def _format_choices(values: list[str] | None) -> list[str] | None:
     from syncline.bench.clients import FORMATS
 
-    for value in values or []:
-        if value not in FORMATS:
-            raise typer.BadParameter(f"one of {', '.join(FORMATS)}, not {value!r}")
-    if values and len(set(values)) != len(values):
-        raise typer.BadParameter("each format once")
-    return values
+    return _each_once(values, FORMATS, "format")
 
 
 FormatsOption = Annotated[
@@ -115,6 +119,25 @@ FormatsOption = Annotated[
         help="the subscribers' format: json [default] | protobuf (centrifuge-protobuf);"
         " repeated (--format json --format protobuf): a pool of subscribers each on the same"
         " server, side by side in one run, each rate held by each in turn",
+        show_default=False,
+    ),
+]
+
+
+def _transport_choices(values: list[str] | None) -> list[str] | None:
+    from syncline.bench.clients import TRANSPORTS
+
+    return _each_once(values, TRANSPORTS, "transport")
+
+
+TransportsOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--transport",
+        callback=_transport_choices,
+        help="the subscribers' transport: websocket [default] | sse | http_stream (Centrifuge's"
+        " HTTP emulation, JSON); repeated (--transport websocket --transport sse): a pool each"
+        " on the same server, side by side in one run, as --format",
         show_default=False,
     ),
 ]
@@ -256,12 +279,11 @@ def _fanout_body(
         results = run_fanouts(targets, options, progress)
         console = report.console_for(common.as_json)
         progress.stop()
-        formats = options.formats
-        # Results come per server, then per format (run_fanouts).
-        pairs = [(t, f) for t in targets for f in formats]
-        names = [_run_name(t, f, len(targets) > 1, len(formats) > 1) for t, f in pairs]
+        # Results come per server, then per pool: format and transport (run_fanouts).
+        pairs = [(t, f) for t in targets for f in options.pools()]
+        names = [_run_name(t, options, f, len(targets) > 1) for t, f in pairs]
         runs = []
-        for (target, fmt), result, name in zip(pairs, results, names, strict=True):
+        for (target, (fmt, _transport)), result, name in zip(pairs, results, names, strict=True):
             data = result.as_dict()
             suffix = f" ({name})" if name else ""
             title = (
@@ -297,10 +319,14 @@ def _fanout_body(
     return body
 
 
-def _run_name(target: Any, fmt: str, by_engine: bool, by_format: bool) -> str:
-    """How a run of a side-by-side bench is named: its engine, its format, or both."""
+def _run_name(target: Any, options: Any, pool: tuple[str, str], by_engine: bool) -> str:
+    """How a run of a side-by-side bench is named: its engine, format, transport (those that
+    vary)."""
+    from syncline.bench.fanout import pool_name
+
     parts = [target.engine.name] if by_engine and target.engine is not None else []
-    return " ".join(parts + ([fmt] if by_format else []))
+    name = pool_name(options, *pool)
+    return " ".join(parts + ([name] if name else []))
 
 
 def _fanout_charts(
@@ -381,6 +407,7 @@ def fanout(
     capture: CaptureOption = "auto",
     engine: EnginesOption = None,
     formats: FormatsOption = None,
+    transports: TransportsOption = None,
     as_json: JsonOption = False,
     out: OutOption = None,
     drop_every: DropOption = 0,
@@ -416,6 +443,7 @@ def fanout(
         batch=batch,
         handshakes=handshakes,
         formats=formats or ["json"],
+        transports=transports or ["websocket"],
     )
     common = _common(url, database_url, token, jwt_secret, None, capture, as_json, out, engine)
     _run("fanout", common, _fanout_body("fanout", common, options))

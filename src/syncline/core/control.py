@@ -2,14 +2,17 @@
 
 A command is an instruction that every process with connections must carry out for its own
 clients: a session was revoked, a user is to be disconnected, subscribed, unsubscribed or
-refreshed. The same bytes
-travel over the in-process bus and over Redis pub/sub, so a command is encoded and decoded
-here only (sans-I/O, as Synapse's replication commands are). Unknown kinds are refused on
-decode, never guessed at: a newer node's command is dropped with a clear error by an older one.
+refreshed; or that one process must carry out (``Emulate``: commands for an emulated HTTP
+session it holds). The same bytes travel over the in-process bus and over Redis pub/sub, so a
+command is encoded and decoded here only (sans-I/O, as Synapse's replication commands are).
+Unknown kinds are refused on decode, never guessed at: a newer node's command is dropped with a
+clear error by an older one.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +27,8 @@ MAX_JSON_LENGTH = 65536
 # A re-check waits for the newest transactions that touched the channel; older ones are visible
 # long before in practice, and the list only needs to bound what one command carries.
 MAX_XIDS_PER_RECHECK = 32
+# An emulation request's commands: the /emulation body limit (core/emulation.MAX_BODY).
+MAX_EMULATION_DATA = 65536
 # Offsets and Unix times: within what a JSON number carries exactly.
 MAX_COUNT = 2**53
 
@@ -106,6 +111,17 @@ class RecheckChannel:
     xids: tuple[int, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class Emulate:
+    """Commands for the emulated HTTP session ``session`` of node ``node``: an /emulation POST
+    that reached another process (a worker or node behind the same balancer). Only the named
+    node acts; it hands ``data``, a command frame in the session's format, to the session."""
+
+    node: str
+    session: str
+    data: bytes
+
+
 ControlCommand = (
     SessionsRevoked
     | DisconnectUser
@@ -113,6 +129,7 @@ ControlCommand = (
     | SubscribeUser
     | RefreshUser
     | RecheckChannel
+    | Emulate
 )
 
 _KINDS: dict[type[Any], str] = {
@@ -122,6 +139,7 @@ _KINDS: dict[type[Any], str] = {
     SubscribeUser: "subscribe",
     RefreshUser: "refresh",
     RecheckChannel: "recheck",
+    Emulate: "emulate",
 }
 
 
@@ -157,6 +175,9 @@ def encode(command: ControlCommand) -> bytes:
             "expire_at": command.expire_at,
             "info": command.info,
         }
+    elif isinstance(command, Emulate):
+        data = base64.b64encode(command.data).decode()
+        body = {"node": command.node, "session": command.session, "data": data}
     else:
         body = {"channel": command.channel, "xids": list(command.xids)}
     return orjson.dumps({"kind": _KINDS[type(command)], **body})
@@ -182,6 +203,16 @@ def _count(body: dict[str, Any], key: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_COUNT:
         raise ControlDecodeError(f"{key} must be an integer in 0-{MAX_COUNT}")
     return value
+
+
+def _emulation_data(body: dict[str, Any]) -> bytes:
+    value = body.get("data")
+    if not isinstance(value, str) or len(value) > MAX_EMULATION_DATA * 4 // 3 + 4:
+        raise ControlDecodeError(f"data must be base64 of at most {MAX_EMULATION_DATA} bytes")
+    try:
+        return base64.b64decode(value, validate=True)
+    except binascii.Error:
+        raise ControlDecodeError("data must be base64") from None
 
 
 def decode(data: bytes) -> ControlCommand:
@@ -249,4 +280,6 @@ def decode(data: bytes) -> ControlCommand:
         ):
             raise ControlDecodeError(f"xids must be a list of at most {MAX_XIDS_PER_RECHECK} ids")
         return RecheckChannel(_text(body, "channel"), tuple(xids))
+    if kind == "emulate":
+        return Emulate(_text(body, "node"), _text(body, "session"), _emulation_data(body))
     raise ControlDecodeError(f"unknown command kind {kind!r}")

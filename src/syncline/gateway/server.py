@@ -28,6 +28,7 @@ from syncline.core.codes import DisconnectCode
 from syncline.core.control import (
     ControlCommand,
     DisconnectUser,
+    Emulate,
     RecheckChannel,
     RefreshUser,
     SessionsRevoked,
@@ -47,6 +48,7 @@ from syncline.gateway import deflate, upgrade
 from syncline.gateway.auth import SessionCheck, TokenVerifier
 from syncline.gateway.connection import SESSION_REVOKED_REASON, Connection
 from syncline.gateway.frames import PicowsLog
+from syncline.gateway.http_routes import HttpRoutes
 from syncline.gateway.hub import Hub
 from syncline.gateway.visibility import wait_until_visible
 from syncline.gateway.websocket import WebSocketTransport
@@ -123,6 +125,10 @@ class Gateway:
         # Every upgrade response names the node (and worker) that took the connection:
         # operators and tests can tell where a client landed behind a balancer.
         self._upgrade_headers = {"X-Syncline-Node": node_name} if node_name else None
+        self.node_name = node_name or "syncline"
+        self.node_headers = dict(self._upgrade_headers or {})
+        # The HTTP transports (HTTP-streaming, SSE, /emulation) on the same port.
+        self.http = HttpRoutes(self)
         self.deflater = deflate.Deflater()  # shared by every connection that negotiated it
         self.hub = Hub()
         # Who is in which channel, and who is online, across every process of the cluster.
@@ -145,6 +151,7 @@ class Gateway:
         self._presence_refresher: asyncio.Task[None] | None = None
         self._unsubscribe_fanout = engine.subscribe_fanout(self.hub)
         self._unsubscribe_presence = engine.subscribe_presence(self.hub)
+        self.control = control
         self._unsubscribe_control = control.subscribe(self.on_control) if control else None
         self._namespaces: dict[str, Namespace | Deny] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -160,6 +167,7 @@ class Gateway:
             handshake_timeout=self.settings.connect_timeout,
             max_frame_size=self.settings.max_frame_size,
             read_buffer_init_size=READ_BUFFER_INIT_SIZE,
+            take_http=self.http.take,
         )
         make_protocol()  # a picows whose protocol takes other arguments fails here
         loop = asyncio.get_running_loop()
@@ -189,6 +197,7 @@ class Gateway:
         self._unsubscribe_presence()
         if self._unsubscribe_control is not None:
             self._unsubscribe_control()
+        self.http.close()
         if self._server is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._server.wait_closed(), 5)
@@ -205,7 +214,7 @@ class Gateway:
         if path != WEBSOCKET_PATH:
             return None  # 404
         origin = request.headers.get("Origin")
-        if origin is not None and not self._origin_allowed(origin):
+        if origin is not None and not self.origin_allowed(origin):
             log.info("refused a WebSocket from a foreign origin", origin=origin)
             return WSUpgradeResponseWithListener(
                 WSUpgradeResponse.create_error_response(403, b"origin not allowed"), None
@@ -251,7 +260,8 @@ class Gateway:
                 return hop[:MAX_IP_LENGTH]
         return peer
 
-    def _origin_allowed(self, origin: str) -> bool:
+    def origin_allowed(self, origin: str) -> bool:
+        """A browser's ``Origin`` the WebSocket and HTTP transports accept."""
         return origin.rstrip("/").lower() in self._origins
 
     def admit(self, conn: Connection) -> int | None:
@@ -360,6 +370,10 @@ class Gateway:
                     log.warning("presence refresh failed", error=str(err))
                     break
 
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` in the background (awaited, for a moment, when the gateway stops)."""
+        self._spawn(coro)
+
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
@@ -434,6 +448,8 @@ class Gateway:
         elif isinstance(command, RefreshUser):
             for conn in self._connections_of(command.user, command.client):
                 conn.refresh_server_side(command)
+        elif isinstance(command, Emulate) and command.node == self.node_name:
+            self.http.emulate_here(command.session, command.data, forwarded=True)
         elif isinstance(command, RecheckChannel) and command.channel in self.hub.channels:
             self._spawn(self._recheck(command.channel, command.xids))
 

@@ -11,6 +11,9 @@
  * @property {string} [token] connection JWT
  * @property {() => Promise<string>} [getToken] fetches a fresh JWT (on expiry and on error 109)
  * @property {any} [WebSocket] WebSocket constructor (default: globalThis.WebSocket)
+ * @property {'websocket'|'http_stream'|'sse'} [transport='websocket'] 'http_stream' or 'sse':
+ *   Centrifuge's HTTP emulation on the same host and port instead of WebSocket (see
+ *   emulatedSocket below)
  * @property {number} [minReconnectDelay=200] ms
  * @property {number} [maxReconnectDelay=20000] ms
  * @property {number} [timeout=5000] ms to wait for a reply
@@ -270,7 +273,8 @@ export class SynclineClient extends Emitter {
   /** @param {string} url ws(s)://host/connection/websocket @param {ClientOptions} [options] */
   constructor(url, options = {}) {
     super();
-    const { token = '', getToken = null, WebSocket = globalThis.WebSocket } = options;
+    const { token = '', getToken = null, transport = 'websocket' } = options;
+    const WebSocket = socketFor(transport, options.WebSocket ?? globalThis.WebSocket);
     if (typeof WebSocket !== 'function') throw new Error('syncline: pass a WebSocket constructor');
     this.url = url;
     /** @type {'connecting'|'connected'|'disconnected'} */
@@ -740,6 +744,158 @@ function shapeKey(key, value) {
 /** Opens a LiveShape (see there); resolves once its rows are loaded. */
 export function openShape(client, table, options) {
   return new LiveShape(client, table, options).open();
+}
+
+// -- the HTTP transports ----------------------------------------------------------------------
+// Centrifuge's bidirectional emulation (docs/protocol.md, "Transports") behind the part of the
+// WebSocket interface SynclineClient uses (onopen, onmessage, onclose, send, close,
+// readyState), so the protocol code above is the same for every transport. The first frame
+// (connect and the subscribes) starts the stream; later frames are POSTed to /emulation with
+// the session and node the connect reply carries.
+
+/** The WebSocket-like constructor for `transport`. */
+function socketFor(transport, WebSocket) {
+  if (transport === 'http_stream') return HttpStreamSocket;
+  if (transport === 'sse') return SseSocket;
+  if (transport !== 'websocket') throw new Error(`syncline: unknown transport ${transport}`);
+  return WebSocket;
+}
+
+/** http(s)://host:port of a ws(s):// endpoint: the HTTP transports share its port. */
+function httpOrigin(wsUrl) {
+  const url = new URL(wsUrl);
+  url.protocol = url.protocol === 'wss:' ? 'https:' : 'http:';
+  return url.origin;
+}
+
+class EmulatedSocket {
+  constructor(url) {
+    this.readyState = 0;
+    this.onopen = null;
+    this.onmessage = null;
+    this.onclose = null;
+    this._origin = httpOrigin(url);
+    this._started = false;
+    this._session = '';
+    this._node = '';
+    this._waiting = []; // frames written before the connect reply named the session
+    // "Open" at once: the first frame the client writes is what opens the stream.
+    queueMicrotask(() => {
+      if (this.readyState !== 0) return;
+      this.readyState = 1;
+      this.onopen?.();
+    });
+  }
+
+  send(frame) {
+    if (this.readyState !== 1) return;
+    if (!this._started) {
+      this._started = true;
+      this._start(frame);
+    } else if (!this._session) {
+      this._waiting.push(frame);
+    } else {
+      this._post(frame);
+    }
+  }
+
+  close() {
+    if (this.readyState === 3) return;
+    this.readyState = 3;
+    this._stop();
+  }
+
+  _post(frame) {
+    const body = JSON.stringify({ session: this._session, node: this._node, data: frame });
+    const headers = { 'Content-Type': 'application/json' };
+    // A lost command is a lost frame: its reply times out and the client reconnects.
+    fetch(`${this._origin}/emulation`, { method: 'POST', headers, body }).catch(() => {});
+  }
+
+  /** One message from the stream (JSON, possibly several lines). */
+  _received(text) {
+    if (!this._session) this._learnSession(text);
+    this.onmessage?.({ data: text });
+  }
+
+  _learnSession(text) {
+    for (const line of text.split('\n')) {
+      if (!line.includes('"session"')) continue;
+      try {
+        const connect = JSON.parse(line).connect;
+        if (connect?.session) {
+          this._session = connect.session;
+          this._node = connect.node ?? '';
+        }
+      } catch {
+        // not JSON: the client's own parsing reports it
+      }
+    }
+    if (!this._session) return;
+    const waiting = this._waiting;
+    this._waiting = [];
+    for (const frame of waiting) this._post(frame);
+  }
+
+  /** The stream ended or failed: the client sees a closed transport and reconnects. */
+  _ended(reason) {
+    if (this.readyState === 3) return;
+    this.readyState = 3;
+    this._stop();
+    this.onclose?.({ code: 1006, reason });
+  }
+}
+
+/** `http_stream`: a POST whose response streams one JSON message a line. */
+class HttpStreamSocket extends EmulatedSocket {
+  _start(frame) {
+    this._abort = new AbortController();
+    this._read(frame).catch(() => this._ended('transport closed'));
+  }
+
+  async _read(frame) {
+    const response = await fetch(`${this._origin}/connection/http_stream`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: frame,
+      signal: this._abort.signal,
+    });
+    if (!response.ok) throw new Error(`http_stream: ${response.status}`);
+    const reader = response.body.getReader();
+    const decoder = new TextDecoder();
+    let buffer = '';
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      buffer += decoder.decode(value, { stream: true });
+      const end = buffer.lastIndexOf('\n');
+      if (end < 0) continue;
+      const lines = buffer.slice(0, end);
+      buffer = buffer.slice(end + 1);
+      if (this.readyState === 1) this._received(lines);
+    }
+    this._ended('stream ended');
+  }
+
+  _stop() {
+    this._abort?.abort();
+  }
+}
+
+/** `sse`: an EventSource whose URL carries the first frame (`cf_connect`). */
+class SseSocket extends EmulatedSocket {
+  _start(frame) {
+    const url = `${this._origin}/connection/sse?cf_connect=${encodeURIComponent(frame)}`;
+    const source = new EventSource(url);
+    this._source = source;
+    source.onmessage = (event) => this.readyState === 1 && this._received(event.data);
+    // EventSource would reconnect with the same connect: the client reconnects instead.
+    source.onerror = () => this._ended('transport closed');
+  }
+
+  _stop() {
+    this._source?.close();
+  }
 }
 
 export default SynclineClient;

@@ -55,12 +55,20 @@ export function shape(table, options) {
   return client ? new LiveShape(client, table, options) : null;
 }
 
+/** `?transport=http_stream` or `?transport=sse` in the page's URL: the HTTP transports
+ * instead of WebSocket (behind proxies that block it, or to try them). */
+function chosenTransport() {
+  const asked = new URLSearchParams(location.search).get('transport');
+  return ['http_stream', 'sse'].includes(asked) ? asked : 'websocket';
+}
+
 /** Connects (once per sign-in). */
 export async function start() {
   if (client) return;
   const info = await request('GET', '/api/info', { auth: false });
   if (client) return;
   client = new SynclineClient(info.websocket_url, {
+    transport: chosenTransport(),
     getToken: async () => {
       const force = forceRefresh;
       forceRefresh = false;
