@@ -26,6 +26,7 @@ from syncline.capture.membership import MembershipWatch
 from syncline.capture.pipeline import Pipeline
 from syncline.capture.service import CaptureService
 from syncline.control import ControlBus, MemoryControlBus, open_control_bus
+from syncline.core.shapes import ShapeRegistry
 from syncline.db.head import HEAD_REVISION
 from syncline.db.pool import make_pool
 from syncline.db.supervisor import PostgresSupervisor
@@ -262,6 +263,11 @@ class Runtime:
             pool,
             database_url,
             available=lambda: self._shapes_problem(),
+            registry=ShapeRegistry(
+                max_shapes=self.settings.max_shapes,
+                max_per_connection=self.settings.max_shapes_per_connection,
+                idle_seconds=self.settings.shape_idle_timeout,
+            ),
         )
         self.shapes = shapes
         register_shape_rpc(self.rpc, shapes)

@@ -157,6 +157,14 @@ class Settings(BaseSettings):
     rules: list[dict[str, Any]] = Field(default_factory=list)
     # [[shapes]] tables: which tables clients may open live queries on (docs/topics/shapes.md).
     shapes: list[dict[str, Any]] = Field(default_factory=list)
+    max_shapes: int = Field(10_000, ge=1, le=1_000_000, description="shapes open on this server")
+    max_shapes_per_connection: int = Field(100, ge=1, le=10_000, description="per connection")
+    shape_idle_timeout: float = Field(
+        60.0,
+        ge=0,
+        le=86_400,
+        description="seconds a shape nobody holds or follows is kept (a reload reuses it)",
+    )
     # Accounts (syncline.apps.auth): links in mails, SMTP, rate limits, request size.
     public_url: str | None = Field(
         None, description="URL users open (behind a proxy); used in mailed links"

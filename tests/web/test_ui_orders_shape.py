@@ -9,7 +9,7 @@ from playwright.async_api import expect
 
 from helpers.live_server import LiveServer
 from web.test_ui_orders import open_dashboard
-from web.ui import Pages
+from web.ui import Pages, wait_connected
 
 
 async def _set_status(server: LiveServer, customer: str, status: str) -> None:
@@ -56,6 +56,19 @@ async def test_pending_filter_follows_orders_entering_and_leaving(
     await expect(ann.get_by_test_id("orders-summary")).to_have_text("2 shown of 2 orders")
     shapes = web_server.runtime.shapes
     assert shapes is not None and len(shapes.registry) == 1  # the page's filter is a shape
+
+    # The connection drops; rows enter and leave meanwhile; back online, the shape recovers.
+    await ann.context.set_offline(True)
+    await expect(ann.get_by_test_id("connection-status")).to_have_attribute("data-state", "offline")
+    await _set_status(web_server, "Early Pending", "pending")
+    await _set_status(web_server, "New Pending", "shipped")
+    await ann.context.set_offline(False)
+    await wait_connected(ann)
+    await expect(rows.filter(has_text="Early Pending")).to_have_count(1)
+    await expect(rows.filter(has_text="New Pending")).to_have_count(0)
+    await _set_status(web_server, "New Pending", "pending")
+    await expect(rows.filter(has_text="New Pending")).to_have_count(1)
+    await expect(rows).to_have_count(3)
 
     # Changing the status from the page itself: the row leaves the filter.
     await (

@@ -765,3 +765,51 @@ def delta(
         return result
 
     _run("delta", common, _single(body), env=NAMESPACES_ENV)
+
+
+@bench_app.command()
+def shapes(
+    orders: Annotated[int, typer.Option(min=2, max=1_000_000, help="rows of orders")] = 2000,
+    updates: Annotated[int, typer.Option(min=1, max=100_000, help="steady phase updates")] = 300,
+    rate: Annotated[float, typer.Option(min=1, max=10_000, help="steady updates per second")] = 100,
+    burst: Annotated[
+        int, typer.Option(min=100, max=1_000_000, help="rows flipped in the burst")
+    ] = 20_000,
+    capture: CaptureOption = "auto",
+    as_json: JsonOption = False,
+) -> None:
+    """A shape subscriber end to end: commit → client latency and changes/s.
+
+    Starts its own server (it writes to the orders table); the same commits are timed through
+    the shape "orders where status = 'pending'" and through the `orders` channel.
+    """
+    from syncline.bench.shapes import ShapeBenchOptions
+
+    options = ShapeBenchOptions(orders=orders, updates=updates, rate=rate, burst=burst)
+    common = _common(None, None, None, None, None, capture, as_json, None)
+
+    def body(target: Any, progress: Progress) -> dict[str, Any]:
+        from syncline.bench import report
+        from syncline.bench.shapes import run_shapes
+
+        task = progress.add_task("phases", total=3)
+        result = run_shapes(target, options, lambda done: progress.update(task, completed=done))
+        progress.stop()
+        steady, fast, opened = result["steady"], result["burst"], result["open"]
+
+        def p50_p99(summary: dict[str, Any]) -> str:
+            return f"{summary['p50']} / {summary['p99']}"
+
+        rows = [
+            ("shape.open: rows, seconds", f"{opened['rows']:,} in {opened['seconds']:.3f}"),
+            ("steady: shape p50 / p99 ms", p50_p99(steady["shape"])),
+            ("steady: channel p50 / p99 ms", p50_p99(steady["channel"])),
+            ("burst: shape changes/s", f"{fast['shape_changes_per_s']:,.0f}"),
+            ("burst: channel changes/s", f"{fast['channel_changes_per_s']:,.0f}"),
+            ("burst: writer alone, s", f"{fast['write_s']:.2f} for {fast['changes']:,}"),
+            ("burst: shape p50 / p99 ms", p50_p99(fast["shape_latency"])),
+        ]
+        report.console_for(common.as_json).print(report.pairs_table("shapes end to end", rows))
+        return result
+
+    _run("shapes", common, _single(body))

@@ -47,8 +47,10 @@ __all__ = ["FENCE_CHANNEL_PREFIX", "ShapeOpenError", "ShapeService", "ShapeView"
 # taken. Once capture has delivered it, every transaction that committed before the snapshot's
 # WAL position has been delivered too (capture delivers in commit order).
 FENCE_CHANNEL_PREFIX = "syncline-shape-fence:"
-# Capture normally delivers a fence within milliseconds; this long means capture is stuck.
-FENCE_TIMEOUT_S = 15.0
+# Capture normally delivers a fence within milliseconds; this long means it is far behind.
+# Kept well under the gateway's pong timeout (10 s): the connection's commands wait for an RPC
+# (its pong too), so shape.open answers 503 "try again" rather than hold it longer.
+FENCE_TIMEOUT_S = 5.0
 # Snapshots read at once: each holds a connection and a REPEATABLE READ transaction.
 MAX_CONCURRENT_SNAPSHOTS = 4
 # A snapshot that can't be used (a delivered transaction not yet visible in it, or the channel
@@ -127,7 +129,7 @@ class ShapeService:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.rules = rules
-        self.registry = registry or ShapeRegistry()
+        self.registry = ShapeRegistry() if registry is None else registry
         self._namespaces = namespaces
         self._engine = engine
         self._pool = pool

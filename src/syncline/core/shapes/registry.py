@@ -165,11 +165,13 @@ class _Table:
     def candidates(self, change: Change) -> Iterator[Shape]:
         """Every shape the change may touch: the unindexed ones, and the indexed ones that
         the old or the new row satisfies on their column (all of them for a truncate, or when
-        a row lacks the column: the shape then reports what it lacks)."""
+        the old row or a row's column is missing: the shape then reports what it lacks)."""
         yield from self.scan.values()
         if not self.shapes:
             return
-        if change.op is Op.TRUNCATE:
+        if change.op is Op.TRUNCATE or (change.op is not Op.INSERT and change.old is None):
+            # An update or delete without its old row (a table whose REPLICA IDENTITY was
+            # changed behind Syncline's back): every shape must see it and report the problem.
             yield from self.shapes.values()
             return
         found: set[str] = set()
