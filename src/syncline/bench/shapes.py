@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 
 from syncline.bench.histogram import new_histogram, record_us, summary_ms
-from syncline.client import Publication, ReplyError, SynclineClient
+from syncline.client import ConnectionLost, Publication, ReplyError, SynclineClient
 from syncline.client.subscription import Subscription
 from syncline.errors import SynclineError
 
@@ -79,9 +79,13 @@ async def _drained(client: SynclineClient) -> None:
         try:
             await client.rpc("shape.open", {"table": "orders", "where": "id < 0"})
             return
-        except ReplyError as err:
-            if err.code != 503 or time.monotonic() > deadline:
+        except (ReplyError, ConnectionLost) as err:
+            # 503, or a connection dropped while capture works through the seed (its loop busy
+            # with batches of 5,000 changes, pings late): the client reconnects; try again.
+            transient = isinstance(err, ConnectionLost) or err.code == 503
+            if not transient or time.monotonic() > deadline:
                 raise
+            await asyncio.sleep(0.5)
 
 
 def _seed(database_url: str, options: ShapeBenchOptions) -> list[int]:
