@@ -61,7 +61,8 @@ def test_sustainable_rate_is_the_highest_kept_up_with_and_the_ratio_compares_it(
     # The peer's p99 at 1,000/s was over the bound, but it kept up at 2,000/s: its best is 2,000.
     best = sustainable_rates(steps)
     assert (best["syncline"], best["peer"], best["ratio"]) == (1000, 2000, 0.5)
-    assert (best["syncline_peak"], best["peer_peak"], best["peak_ratio"]) == (3000, 2000, 1.5)
+    # Peaks count what was answered as expected: half of the 3,000/s failed.
+    assert (best["syncline_peak"], best["peer_peak"], best["peak_ratio"]) == (1500, 2000, 0.75)
     alone = sustainable_rates([{"rate": 500, "syncline": step(500, 100, 9)}])
     assert (alone["syncline"], alone["peer"], alone["ratio"]) == (0, None, None)
 

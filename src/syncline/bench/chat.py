@@ -142,25 +142,38 @@ def rate_summary(
     seconds: float,
     cpu_seconds: float | None = None,
 ) -> dict[str, Any]:
-    """One rate scenario's k6 numbers: requests done per second, latency, failures; and the
-    server's CPU time per request done when `cpu_seconds` (over the run) is known."""
+    """One rate scenario's k6 numbers: requests done per second (answered or not, and answered
+    as expected: `ok_per_s`), latency, failures; and the server's CPU time per request answered
+    as expected when `cpu_seconds` (over the run) is known. A chat.send still unanswered when
+    its socket closed, or a POST refused with 503 after waiting for a connection, is done but
+    not ok: past saturation, counting them would flatter the side that gives up sooner."""
     trend_name, count_name, failed_name = RATE_SCENARIOS[scenario]
     trend = metrics.get(trend_name, {})
     done = metrics.get(count_name, {}).get("count", 0.0)
+    failed = metrics.get(failed_name, {}).get("value", 0.0)
+    ok = done * (1.0 - failed)
     rate = done / seconds if seconds else 0.0
     cpu_us = None
-    if cpu_seconds is not None and done > 0:
-        cpu_us = round(cpu_seconds * 1e6 / done)
+    if cpu_seconds is not None and ok > 0:
+        cpu_us = round(cpu_seconds * 1e6 / ok)
     return {
         "requests": int(done),
         "requests_per_s": round(rate, 1),
+        "ok_per_s": round(ok / seconds, 1) if seconds else 0.0,
         "p50_ms": _round(trend.get("med")),
         "p99_ms": _round(trend.get("p(99)")),
-        "failed_share": metrics.get(failed_name, {}).get("value", 0.0),
+        "failed_share": failed,
         "dropped_iterations": int(metrics.get("dropped_iterations", {}).get("count", 0.0)),
         "cpu_s": None if cpu_seconds is None else round(cpu_seconds, 3),
         "cpu_us_per_request": cpu_us,
     }
+
+
+def ok_rate(step: dict[str, Any]) -> float:
+    """Requests answered as expected per second (older results: done less the failed share)."""
+    if "ok_per_s" in step:
+        return float(step["ok_per_s"])
+    return round(float(step["requests_per_s"]) * (1.0 - float(step.get("failed_share", 0.0))), 1)
 
 
 def sustained(step: dict[str, Any] | None, offered: int) -> bool:
@@ -183,10 +196,10 @@ def sustainable_rates(steps: list[dict[str, Any]]) -> dict[str, Any]:
         out[side] = max(ok) if ok else (0 if any(side in s for s in steps) else None)
     peer = out.get("peer")
     out["ratio"] = round(out["syncline"] / peer, 2) if peer else None
-    # On a shared machine neither side may hold the p99 bound: the most done per second at
-    # any offered rate (saturation) still compares them.
+    # On a shared machine neither side may hold the p99 bound: the most answered per second
+    # at any offered rate (saturation) still compares them.
     for side in ("syncline", "peer"):
-        done = [s[side]["requests_per_s"] for s in steps if s.get(side)]
+        done = [ok_rate(s[side]) for s in steps if s.get(side)]
         out[f"{side}_peak"] = max(done) if done else None
     peak = out["peer_peak"]
     out["peak_ratio"] = round(out["syncline_peak"] / peak, 2) if peak else None
@@ -207,7 +220,7 @@ def cpu_comparison(steps: list[dict[str, Any]]) -> dict[str, Any]:
     kept = [
         s
         for s in both
-        if all(s[side]["requests_per_s"] >= s["rate"] * 0.99 for side in ("syncline", "peer"))
+        if all(ok_rate(s[side]) >= s["rate"] * 0.99 for side in ("syncline", "peer"))
     ]
     chosen = min(kept or both, key=lambda s: s["rate"], default=None)
     if chosen is None:
@@ -361,7 +374,7 @@ def run_chat(
 
 
 def chat_rate_table(scenario: str, steps: list[dict[str, Any]]) -> Table:
-    """One row per offered rate: done/s, p50 and p99 of Syncline and of the peer."""
+    """One row per offered rate: answered/s, p50 and p99, CPU per request of each side."""
     table = Table(title=f"{scenario} ({POST_TARGET_P99_MS:g} ms p99 bound)", title_justify="left")
     table.add_column("offered/s", justify="right")
     sides = [side for side in ("syncline", "peer") if any(side in s for s in steps)]
@@ -370,14 +383,14 @@ def chat_rate_table(scenario: str, steps: list[dict[str, Any]]) -> Table:
         theirs = {str(s[side]["scenario"]) for s in steps if "scenario" in s.get(side, {})}
         if theirs:
             name = f"{side} ({', '.join(sorted(theirs))})"
-        table.add_column(f"{name} done/s", justify="right")
+        table.add_column(f"{name} answered/s", justify="right")
         table.add_column(f"{name} p50 / p99 ms", justify="right")
         table.add_column(f"{name} CPU µs/req", justify="right")
     for step in steps:
         cells = [f"{step['rate']:,}"]
         for side in sides:
             got = step.get(side) or {}
-            cells.append(f"{got.get('requests_per_s', 0):,.0f}")
+            cells.append(f"{ok_rate(got) if got else 0:,.0f}")
             cells.append(f"{got.get('p50_ms')} / {got.get('p99_ms')}")
             cpu = got.get("cpu_us_per_request")
             cells.append("-" if cpu is None else f"{cpu:,}")
@@ -393,7 +406,7 @@ def chat_rate_line(scenario: str, best: dict[str, Any]) -> str:
         return line
     ratio = "no ratio" if best["ratio"] is None else f"ratio {best['ratio']}x"
     line += (
-        f", Node peer {best['peer']:,} req/s, {ratio}; most done/s:"
+        f", Node peer {best['peer']:,} req/s, {ratio}; most answered/s:"
         f" {best['syncline_peak']:,.0f} vs {best['peer_peak']:,.0f}, {best['peak_ratio']}x"
     )
     if best.get("cpu_ratio") is not None:
