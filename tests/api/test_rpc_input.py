@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from syncline.apps.chat import models as chat_models
 from syncline.apps.inputs import Input
 from syncline.core.codes import ErrorCode
+from syncline.shapes.rpc import SHAPE_INPUTS
 
 from helpers.chat import Account, make_account
 from helpers.hostile import HUGE_INTS, NUL, RawSocket, dump, no_error_logs
@@ -99,13 +100,16 @@ async def test_well_formed_calls_still_work(sock: RawSocket, ids: dict[str, int]
 
 # -- property test: every registered method, every argument name, hostile values -------------
 
+# Valid values of the shape methods' required arguments, so that the hostile one is the error.
+SHAPE_ARGUMENTS = {"table": "orders", "cursor": "c-1", "channel": "shape:x"}
+
 # Each method's arguments, by the chat's naming (chat.send takes RpcSend, ...); a method with
 # no such model is tried with every field name of the chat's request models.
 ARGUMENTS = {
     f"chat.{name.removeprefix('Rpc').lower()}": sorted(obj.model_fields)
     for name, obj in vars(chat_models).items()
     if name.startswith("Rpc") and isinstance(obj, type) and issubclass(obj, Input)
-}
+} | {method: sorted(model.model_fields) for method, model in SHAPE_INPUTS.items()}
 FIELDS = sorted(
     {
         name
@@ -166,7 +170,7 @@ async def test_every_argument_refuses_unstorable_values(
 ) -> None:
     """Each argument of each method, in otherwise valid data: NUL is 107 naming it; huge or
     mistyped numbers are refused without an internal error."""
-    valid = {**ids, "body": "hello", "client_msg_id": "k-1"}
+    valid = {**ids, "body": "hello", "client_msg_id": "k-1", **SHAPE_ARGUMENTS}
     for method in methods(live):
         fields = ARGUMENTS.get(method, FIELDS)
         base = {name: valid[name] for name in fields if name in valid}
@@ -200,7 +204,7 @@ async def test_every_method_answers_any_data_without_internal_errors(
     assert {"chat.send", "chat.edit", "chat.delete", "chat.read", "chat.typing"} <= set(names)
     assert set(ARGUMENTS) <= set(names), ARGUMENTS
     method = data.draw(st.sampled_from(names), label="method")
-    valid = {**ids, "body": "hello", "client_msg_id": "k-1"}
+    valid = {**ids, "body": "hello", "client_msg_id": "k-1", **SHAPE_ARGUMENTS}
     args = data.draw(rpc_data(ARGUMENTS.get(method, FIELDS), valid), label="data")
     with no_error_logs():
         reply = await sock.rpc(method, dump(args))

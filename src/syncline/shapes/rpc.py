@@ -4,39 +4,48 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
+from syncline.apps.inputs import Input
 from syncline.apps.inputs import rpc_args as _parse
 from syncline.core.codes import ErrorCode
 from syncline.core.shapes import ShapeRequest
 from syncline.rpc import RpcContext, RpcError, RpcRegistry
 from syncline.shapes.service import ShapeOpenError, ShapeService
 
-__all__ = ["register_shape_rpc"]
+__all__ = ["SHAPE_INPUTS", "register_shape_rpc"]
 
 # What one request may name: a shape UI selects a handful of columns; a filter's own limits
 # (4,096 characters, 64 comparisons) are the parser's.
 MAX_REQUEST_COLUMNS = 256
 
 
-class _Open(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Open(Input):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     table: str = Field(min_length=1, max_length=200)
     where: str | None = Field(default=None, max_length=4096)
-    columns: tuple[str, ...] | None = Field(default=None, max_length=MAX_REQUEST_COLUMNS)
+    columns: list[str] | None = Field(default=None, max_length=MAX_REQUEST_COLUMNS)
 
 
-class _Page(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Page(Input):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     cursor: str = Field(min_length=1, max_length=64)
 
 
-class _Close(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Close(Input):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     channel: str = Field(min_length=1, max_length=255)
+
+
+# Each method's argument model (the RPC input tests try every field of each).
+SHAPE_INPUTS: dict[str, type[Input]] = {
+    "shape.open": _Open,
+    "shape.page": _Page,
+    "shape.close": _Close,
+}
 
 
 def _signed_in(ctx: RpcContext) -> str:
@@ -51,7 +60,8 @@ def register_shape_rpc(registry: RpcRegistry, service: ShapeService) -> None:
     async def shape_open(ctx: RpcContext, data: Any) -> Any:
         user = _signed_in(ctx)
         asked = _parse(_Open, data)
-        request = ShapeRequest(table=asked.table, where=asked.where, columns=asked.columns)
+        columns = None if asked.columns is None else tuple(asked.columns)
+        request = ShapeRequest(table=asked.table, where=asked.where, columns=columns)
         try:
             view = await service.open(ctx.client, user, request)
         except ShapeOpenError as err:
