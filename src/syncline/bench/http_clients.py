@@ -102,6 +102,8 @@ class HttpSubscriber(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.session = ""
         self.node = ""
+        # The pongs in flight: the event loop keeps only weak references to tasks.
+        self._posts: set[asyncio.Task[None]] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -146,7 +148,13 @@ class HttpSubscriber(asyncio.Protocol):
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode()
         task = asyncio.get_running_loop().create_task(self._post(head + body))
-        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+        self._posts.add(task)
+        task.add_done_callback(self._posted)
+
+    def _posted(self, task: asyncio.Task[None]) -> None:
+        self._posts.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            self._lost(f"pong failed: {task.exception()}")
 
     async def _post(self, request: bytes) -> None:
         reader, writer = await asyncio.open_connection(self.host, self.port)
@@ -165,5 +173,7 @@ class HttpSubscriber(asyncio.Protocol):
         self._on_lost(reason)
 
     def disconnect(self) -> None:
+        for task in self._posts:
+            task.cancel()
         if self.transport is not None:
             self.transport.close()
