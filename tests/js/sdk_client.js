@@ -103,7 +103,8 @@ if (transport) {
   const base = url.replace(/^ws/, 'http').replace(/\/connection\/websocket.*$/, '');
   endpoint = [{ transport, endpoint: `${base}/connection/${transport}` }];
   options.emulationEndpoint = `${base}/emulation`;
-  if (transport === 'sse') options.eventsource = require('./eventsource_min').MinimalEventSource;
+  // Node 20 has no EventSource: the npm package (the WHATWG one over fetch) stands in for it.
+  if (transport === 'sse') options.eventsource = require('eventsource').EventSource;
 }
 
 const client = new Centrifuge(endpoint, options);
