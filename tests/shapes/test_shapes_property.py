@@ -126,7 +126,12 @@ async def _writer(url: str, seed: int, until: float) -> None:
 
 
 async def _opener(
-    server: LiveServer, user: str, seed: int, until: float, shapes: list[CheckedShape]
+    server: LiveServer,
+    user: str,
+    seed: int,
+    until: float,
+    shapes: list[CheckedShape],
+    opened: list[CheckedShape],
 ) -> SynclineClient:
     rng = random.Random(seed)
     loop = asyncio.get_running_loop()
@@ -149,6 +154,7 @@ async def _opener(
                     continue
                 mine.append(shape)
                 shapes.append(shape)
+                opened.append(shape)
         elif roll < 0.8:
             gone = mine.pop(rng.randrange(len(mine)))
             shapes.remove(gone)
@@ -176,19 +182,21 @@ async def test_every_copy_equals_the_query_after_random_concurrent_writes(
     server: LiveServer, seed: int
 ) -> None:
     until = asyncio.get_running_loop().time() + WRITE_SECONDS
-    shapes: list[CheckedShape] = []
+    shapes: list[CheckedShape] = []  # open now
+    opened: list[CheckedShape] = []  # ever opened
     writers = [
         asyncio.create_task(_writer(server.database_url, seed * 100 + i, until))
         for i in range(WRITERS)
     ]
     openers = [
-        asyncio.create_task(_opener(server, user, seed * 10 + i, until, shapes))
+        asyncio.create_task(_opener(server, user, seed * 10 + i, until, shapes, opened))
         for i, user in enumerate(USERS)
     ]
     await asyncio.gather(*writers)
     clients = await asyncio.gather(*openers)
     try:
-        assert len(shapes) >= 6
+        # Opened and closed at random: a loaded machine opens fewer (503: try again).
+        assert len(opened) >= 6 and shapes
         reopened = 0
         for shape in shapes:
             user = str(shape.owner)

@@ -80,9 +80,9 @@ async def _drained(client: SynclineClient) -> None:
             await client.rpc("shape.open", {"table": "orders", "where": "id < 0"})
             return
         except (ReplyError, ConnectionLost) as err:
-            # 503, or a connection dropped while capture works through the seed (its loop busy
-            # with batches of 5,000 changes, pings late): the client reconnects; try again.
-            transient = isinstance(err, ConnectionLost) or err.code == 503
+            # 503, a connection dropped, or 108 while capture leads again: all seen while
+            # capture works through a large seed on a loaded machine. Try again.
+            transient = isinstance(err, ConnectionLost) or err.code in (108, 503)
             if not transient or time.monotonic() > deadline:
                 raise
             await asyncio.sleep(0.5)
