@@ -61,6 +61,8 @@ from syncline.settings import Settings
 log = get_logger(__name__)
 
 WEBSOCKET_PATH = b"/connection/websocket"
+# The accept queue of the gateway port, as the runtime listens with (bind_socket).
+LISTEN_BACKLOG = 2048
 # Timers (pings, pong deadlines, token expiry, stale handshakes) are checked this often; a
 # single loop over all connections is cheaper than one timer handle per connection.
 TICK_S = 1.0
@@ -171,7 +173,10 @@ class Gateway:
         )
         make_protocol()  # a picows whose protocol takes other arguments fails here
         loop = asyncio.get_running_loop()
-        self._server = await loop.create_server(make_protocol, sock=sock)
+        # create_server listens again with its own backlog (100 by default), which would undo
+        # the runtime's: a burst of connects (every HTTP-transport client POSTing its pong at
+        # once, a reconnect storm) then overflows the accept queue and waits on SYN retries.
+        self._server = await loop.create_server(make_protocol, sock=sock, backlog=LISTEN_BACKLOG)
         self._ticker = asyncio.create_task(self._tick_loop(), name="gateway-ticker")
         self._presence_refresher = asyncio.create_task(
             self._refresh_presence_loop(), name="gateway-presence"
