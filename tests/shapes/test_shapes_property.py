@@ -118,9 +118,13 @@ async def _writer(url: str, seed: int, until: float) -> None:
                     await conn.rollback()
                 else:
                     await conn.commit()
-            except psycopg.errors.SerializationFailure:
-                await conn.rollback()
-            except psycopg.errors.UniqueViolation:
+            except (
+                psycopg.errors.SerializationFailure,
+                psycopg.errors.UniqueViolation,
+                # Writers touch rows in random order: PostgreSQL aborts one of a lock cycle,
+                # which is one more rolled-back transaction for the shapes to ignore.
+                psycopg.errors.DeadlockDetected,
+            ):
                 await conn.rollback()
             await asyncio.sleep(rng.uniform(0, 0.01))
 

@@ -94,35 +94,41 @@ async def _writer(url: str, seed: int, rounds: int, slow: bool) -> None:
     rng = random.Random(seed)
     async with await psycopg.AsyncConnection.connect(url) as conn:
         for _ in range(rounds):
-            for _ in range(rng.randint(1, 3)):
-                row_id = rng.randint(1, IDS)
-                action = rng.random()
-                status, n = rng.choice(STATUSES), rng.choice([None, *range(8)])
-                if action < 0.4:
-                    await conn.execute(
-                        "INSERT INTO items VALUES (%s, %s, %s) ON CONFLICT (id) DO UPDATE"
-                        " SET status = excluded.status, n = excluded.n",
-                        (row_id, status, n),
-                    )
-                elif action < 0.8:
-                    await conn.execute(
-                        "UPDATE items SET status = %s, n = %s WHERE id = %s", (status, n, row_id)
-                    )
-                elif action < 0.9:
-                    # Moves a row to another key, inside or outside the shapes.
-                    await conn.execute(
-                        "UPDATE items SET id = %s WHERE id = %s AND NOT EXISTS"
-                        " (SELECT 1 FROM items WHERE id = %s)",
-                        (row_id + IDS, row_id, row_id + IDS),
-                    )
+            try:
+                for _ in range(rng.randint(1, 3)):
+                    row_id = rng.randint(1, IDS)
+                    action = rng.random()
+                    status, n = rng.choice(STATUSES), rng.choice([None, *range(8)])
+                    if action < 0.4:
+                        await conn.execute(
+                            "INSERT INTO items VALUES (%s, %s, %s) ON CONFLICT (id) DO UPDATE"
+                            " SET status = excluded.status, n = excluded.n",
+                            (row_id, status, n),
+                        )
+                    elif action < 0.8:
+                        await conn.execute(
+                            "UPDATE items SET status = %s, n = %s WHERE id = %s",
+                            (status, n, row_id),
+                        )
+                    elif action < 0.9:
+                        # Moves a row to another key, inside or outside the shapes.
+                        await conn.execute(
+                            "UPDATE items SET id = %s WHERE id = %s AND NOT EXISTS"
+                            " (SELECT 1 FROM items WHERE id = %s)",
+                            (row_id + IDS, row_id, row_id + IDS),
+                        )
+                    else:
+                        await conn.execute("DELETE FROM items WHERE id = %s", (row_id,))
+                if slow:
+                    await asyncio.sleep(rng.uniform(0.02, 0.15))  # held open across snapshots
+                if rng.random() < 0.15:
+                    await conn.rollback()
                 else:
-                    await conn.execute("DELETE FROM items WHERE id = %s", (row_id,))
-            if slow:
-                await asyncio.sleep(rng.uniform(0.02, 0.15))  # held open across snapshots
-            if rng.random() < 0.15:
+                    await conn.commit()
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.UniqueViolation):
+                # Writers touch random rows: PostgreSQL aborts one of a lock cycle (or a move
+                # that raced another to the same key), one more rolled-back transaction.
                 await conn.rollback()
-            else:
-                await conn.commit()
             await asyncio.sleep(rng.uniform(0, 0.01))
 
 
