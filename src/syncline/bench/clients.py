@@ -20,6 +20,7 @@ from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 from syncline.bench import histogram
 from syncline.bench.accounting import SeqTracker, Tally, total
 from syncline.bench.http_clients import HTTP_TRANSPORTS, HttpSubscriber, connect_frame
+from syncline.bench.pb_reader import publication_data
 from syncline.core.pb_wire import varint
 from syncline.core.proto import client_pb2 as pb
 from syncline.errors import SynclineError
@@ -163,8 +164,11 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
 
 
 class _PbSubscriber(_Subscriber):
-    """The same subscriber in the Protobuf format: binary frames of varint-delimited Replies,
-    each parsed by upb (C); a publication's ``data`` is the row's JSON, as in the JSON format."""
+    """The same subscriber in the Protobuf format: binary frames of varint-delimited Replies.
+
+    A publication's ``data`` (the row's JSON, as in the JSON format) is read off the wire by
+    pb_reader; any other Reply is parsed by upb (C).
+    """
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
@@ -188,8 +192,12 @@ class _PbSubscriber(_Subscriber):
             if size == 0:  # the server's ping
                 transport.send(WSMsgType.BINARY, PB_PONG)
                 continue
-            reply = pb.Reply.FromString(data[pos : pos + size])
-            pos += size
+            start, pos = pos, pos + size
+            pub_data = publication_data(data, start, pos)
+            if pub_data is not None:
+                self.proc.on_publication(self, orjson.loads(pub_data)["row"], now_us)
+                continue
+            reply = pb.Reply.FromString(data[start:pos])
             if reply.HasField("push"):
                 push = reply.push
                 if push.HasField("pub"):
