@@ -134,7 +134,9 @@ class ChatFastPath:
         counter.inc()
 
     async def _answer(self, send: Send, method: str, status: int, model: BaseModel) -> None:
-        body = model.__pydantic_serializer__.to_json(model)
+        await self._answer_json(send, method, status, model.__pydantic_serializer__.to_json(model))
+
+    async def _answer_json(self, send: Send, method: str, status: int, body: bytes) -> None:
         headers = [(b"content-length", str(len(body)).encode()), *_HEADERS]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -193,7 +195,7 @@ class ChatFastPath:
             if method == "GET":
                 before, after, limit = page
                 history = await chat.history(room_id, claims.user_id, before, after, limit)
-                await self._answer(send, "GET", 200, history)
+                await self._answer_json(send, "GET", 200, history)
                 return
             try:
                 sent = SendMessage.model_validate(data)

@@ -14,7 +14,6 @@ from syncline.apps.chat.models import (
     Invite,
     Member,
     Message,
-    MessagePage,
     PublicUser,
     Room,
     RoomDetail,
@@ -144,15 +143,16 @@ class ChatService:
 
     async def history(
         self, room_id: int, user_id: int, before: int | None, after: int | None, limit: int | None
-    ) -> MessagePage:
+    ) -> bytes:
+        """A page of history as the JSON of a MessagePage, written by PostgreSQL."""
         page = policy.page(before, after, limit)
         # No transaction: one statement in the common case (autocommit pool).
         async with self.pool.connection() as conn:
-            rows, has_more = await messages.history(conn, room_id, user_id, page)
-        # One validation of the whole page (pydantic-core loops over the rows), not one call
-        # per message: a third less CPU for the page of 50.
-        page_data = {"messages": [visible(r) for r in rows], "has_more": has_more}
-        return MessagePage.model_validate(page_data)
+            messages_json, has_more = await messages.history(conn, room_id, user_id, page)
+        return b'{"messages":%s,"has_more":%s}' % (
+            messages_json,
+            b"true" if has_more else b"false",
+        )
 
     async def send(
         self, room_id: int, user_id: int, body: str, client_msg_id: str | None = None
