@@ -9,6 +9,7 @@ import json
 import re
 import secrets
 
+import pytest
 import websockets
 from playwright.async_api import Page, Route, expect
 
@@ -314,6 +315,42 @@ async def test_a_dropped_connection_shows_reconnecting_and_misses_nothing(
     assert "reconnecting" in statuses
     assert statuses[-1] == "connected"
     await expect(ann.get_by_test_id("connection-status")).to_have_text("Connected")
+
+
+async def test_a_message_goes_over_the_socket_and_over_rest_when_the_server_lacks_the_rpc(
+    pages: Pages, web_server: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """chat.send while connected (the cheaper path, issue 19); REST when the RPC is missing."""
+    ann, _ = await pages.signed_in("ann")
+    await general_id(ann)
+    posts: list[str] = []
+    ann.on(
+        "request",
+        lambda request: (
+            posts.append(request.url)
+            if request.method == "POST" and re.search(r"/api/rooms/\d+/messages$", request.url)
+            else None
+        ),
+    )
+    await send(ann, "over the socket")
+    await expect(messages_with(ann, "over the socket")).to_have_attribute("data-state", "confirmed")
+    assert posts == []
+
+    # A server without chat.send answers 108: the same message goes over REST, and so do the
+    # next ones.
+    rpc = web_server.runtime.rpc
+    lookup = rpc.get
+    monkeypatch.setattr(
+        rpc, "get", lambda method: None if method == "chat.send" else lookup(method)
+    )
+    await send(ann, "over REST")
+    await expect(messages_with(ann, "over REST")).to_have_attribute("data-state", "confirmed")
+    await expect(messages_with(ann, "over REST")).to_have_count(1)
+    assert len(posts) == 1
+    monkeypatch.undo()
+    await send(ann, "still over REST")
+    await expect(messages_with(ann, "still over REST")).to_have_attribute("data-state", "confirmed")
+    assert len(posts) == 2
 
 
 async def test_a_member_cannot_show_someone_else_as_typing(pages: Pages) -> None:

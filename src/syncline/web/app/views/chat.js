@@ -12,6 +12,7 @@ import { redirect } from '../router.js';
 import { currentUser } from '../session.js';
 import { confirm, toast } from '../ui.js';
 import { TypingTracker } from '../chat/typing.js';
+import { sendMessage } from '../chat/send.js';
 import * as dialogs from './chat-dialogs.js';
 
 const PAGE = 50;
@@ -680,9 +681,7 @@ export class ChatView {
     entry.store.setPendingState(clientMsgId, 'sending');
     this.scheduleRender();
     try {
-      const msg = await request('POST', `/api/rooms/${roomId}/messages`, {
-        body: { body: pending.body, client_msg_id: clientMsgId },
-      });
+      const msg = await sendMessage(roomId, pending.body, clientMsgId);
       this.retryQueue.delete(`${roomId}:${clientMsgId}`);
       this.onMessageRow(roomId, msg, false);
     } catch (err) {
