@@ -28,7 +28,10 @@ def _lines(path: Path) -> list[tuple[tuple[int, int], str]]:
     if not path.exists():
         return []
     out = []
-    for line in path.read_bytes().splitlines():
+    data = path.read_bytes()
+    # The capture process may be appending as we read: a last line without its newline is
+    # still being written (its writes finish before it kills itself, so none is left torn).
+    for line in data[: data.rfind(b"\n") + 1].splitlines():
         if line.strip():
             record = orjson.loads(line)
             out.append(((int(record["pos"][0]), int(record["pos"][1])), str(record["name"])))
