@@ -34,7 +34,7 @@ async def server(schema_url: str) -> AsyncIterator[LiveServer]:
 @pytest.fixture
 def short_grace(monkeypatch: pytest.MonkeyPatch) -> float:
     """A 0.5 s grace period checked every 0.1 s, so that reading past it takes little time."""
-    monkeypatch.setattr("syncline.gateway.websocket.CLOSE_GRACE_S", 0.5)
+    monkeypatch.setattr("syncline.gateway.sendq.CLOSE_GRACE_S", 0.5)
     monkeypatch.setattr("syncline.gateway.server.TICK_S", 0.1)
     return 0.5
 

@@ -1,4 +1,5 @@
-"""How much a connection has written that its client has not received yet."""
+"""How much a connection has written that its client has not received yet, and whether a
+closed connection's client is still reading its way to the end."""
 
 from __future__ import annotations
 
@@ -31,3 +32,30 @@ def unsent(transport: asyncio.Transport) -> int:
         with contextlib.suppress(OSError, ValueError):  # closed meanwhile
             size += _kernel_queue(sock.fileno())
     return size
+
+
+# After the server's last frame (the close frame, or a stream's last chunk), how long the
+# client may read nothing: one that reads nothing for this long (a slow one, typically) is cut
+# off, so its buffers and per-IP slot are released; one that reads gets to the end, however
+# much was ahead of it.
+CLOSE_GRACE_S = 3.0
+
+
+class CloseDrain:
+    """After a close: what the client still had to read, and when it last read some of it."""
+
+    __slots__ = ("left", "since")
+
+    def __init__(self) -> None:
+        self.left = 0
+        self.since = 0.0  # 0.0 until the close
+
+    def start(self, left: int, now: float) -> None:
+        self.left, self.since = left, now
+
+    def stalled(self, left: int, now: float) -> bool:
+        """True once the client has read nothing of what is left for CLOSE_GRACE_S."""
+        if left < self.left:
+            self.left, self.since = left, now  # reading its way to the end: more time
+            return False
+        return now - self.since > CLOSE_GRACE_S

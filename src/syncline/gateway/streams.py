@@ -26,9 +26,6 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-# After the stream's last chunk, how long a client may read nothing before it is cut off (the
-# WebSocket transport's grace for its close frame).
-CLOSE_GRACE_S = 3.0
 
 Framer = Callable[[list[bytes]], bytes]
 
@@ -53,10 +50,9 @@ class StreamTransport:
         "_frame",
         "_identified",
         "_on_gone",
-        "_unsent",
-        "closed_at",
         "codec",
         "conn",
+        "drain",
         "exchange",
         "ip",
         "kind",
@@ -87,8 +83,7 @@ class StreamTransport:
         # Until the connect reply went out with the session's id and node in it.
         self._identified = False
         self.conn: Connection | None = None
-        self.closed_at = 0.0
-        self._unsent = 0
+        self.drain = sendq.CloseDrain()
 
     # -- ClientTransport --------------------------------------------------------------------
 
@@ -118,8 +113,7 @@ class StreamTransport:
             self.exchange.write(self._frame([push]))
         transport = self.exchange.transport
         self.exchange.end()
-        self.closed_at = time.monotonic()
-        self._unsent = sendq.unsent(transport) if transport is not None else 0
+        self.drain.start(sendq.unsent(transport) if transport is not None else 0, time.monotonic())
 
     def _disconnect_push(self, code: int, reason: str) -> bytes | None:
         try:
@@ -129,12 +123,9 @@ class StreamTransport:
 
     def linger(self, now: float) -> None:
         transport = self.exchange.transport
-        if transport is None or not self.closed_at or self.exchange.closed:
+        if transport is None or not self.drain.since or self.exchange.closed:
             return
-        unsent = sendq.unsent(transport)
-        if unsent < self._unsent:
-            self._unsent, self.closed_at = unsent, now  # reading its way to the end
-        elif now - self.closed_at > CLOSE_GRACE_S:
+        if self.drain.stalled(sendq.unsent(transport), now):
             self.exchange.end(abort=True)
 
     # -- the exchange's flow control and end (StreamListener) -------------------------------

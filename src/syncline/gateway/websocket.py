@@ -31,11 +31,6 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
-# After the server sends its close frame, how long the client may read nothing: one that
-# reads nothing for this long (a slow one, typically) is cut off, so its buffers and per-IP
-# slot are released; one that reads gets to the close frame, however much was ahead of it.
-CLOSE_GRACE_S = 3.0
-
 
 class WebSocketTransport(WSListener):
     """One WebSocket (picows) carrying a Connection, in JSON or Protobuf (``codec``)."""
@@ -45,11 +40,10 @@ class WebSocketTransport(WSListener):
         "_compressor",
         "_inflater",
         "_message",
-        "_unsent",
-        "closed_at",
         "codec",
         "conn",
         "deflate",
+        "drain",
         "gw",
         "ip",
         "ws",
@@ -70,8 +64,7 @@ class WebSocketTransport(WSListener):
         self.conn: Connection | None = None  # made once the handshake is done
         self.ip = ""
         self._message: Fragments | None = None  # a fragmented message being received
-        self.closed_at = 0.0  # when the close frame went out (or the client's came in)
-        self._unsent = 0  # after the close frame: what the client had still to read
+        self.drain = sendq.CloseDrain()  # from the close frame out (or the client's in)
 
     # -- picows callbacks -------------------------------------------------------------------
 
@@ -187,7 +180,7 @@ class WebSocketTransport(WSListener):
             raise FrameError(WSCloseCode.PROTOCOL_ERROR, f"invalid close code {code.value}")
         assert self.conn is not None
         self.conn.closed_by_client()
-        self.closed_at = time.monotonic()
+        self.drain.start(0, time.monotonic())
         transport.send_close(code)
         transport.disconnect()
 
@@ -199,7 +192,7 @@ class WebSocketTransport(WSListener):
 
     def close(self, code: int, reason: str) -> None:
         """The close frame is the last thing written. When frames the client has not read yet
-        are ahead of it, the client has until it stops reading for CLOSE_GRACE_S to get to it
+        are ahead of it, the client has until it stops reading for sendq.CLOSE_GRACE_S to get to it
         (linger), however much that is."""
         transport = self.ws
         assert transport is not None
@@ -213,15 +206,10 @@ class WebSocketTransport(WSListener):
             underlying.write_eof()
         else:
             transport.disconnect(graceful=True)
-        self.closed_at = time.monotonic()
-        self._unsent = sendq.unsent(underlying)
+        self.drain.start(sendq.unsent(underlying), time.monotonic())
 
     def linger(self, now: float) -> None:
-        if self.ws is None or not self.closed_at:
+        if self.ws is None or not self.drain.since:
             return
-        unsent = sendq.unsent(self.ws.underlying_transport)
-        if unsent < self._unsent:
-            # The client is reading its way to the close frame: more time.
-            self._unsent, self.closed_at = unsent, now
-        elif now - self.closed_at > CLOSE_GRACE_S:
+        if self.drain.stalled(sendq.unsent(self.ws.underlying_transport), now):
             self.ws.disconnect(graceful=False)
