@@ -3,7 +3,10 @@
 post, history and rpc run once per offered rate, each in its own k6 run; with a peer, the Node
 REST peer answers the same post and history requests right after Syncline at the same rate,
 so that the two are compared in the same minute of a shared machine. The rpc (chat.send over
-the socket) is compared with the peer's POST at the same rate: both send a message.
+the socket) is compared with the peer's POST at the same rate: both send a message. With
+`repeat` each rate is held that many times by each side in turn, and the step reports the
+median of every number (p99 included, each try's kept): one noisy 15-s run decides a rate's
+p99 otherwise, on either side (docs/benchmarks.md, issue 19's fourth pass).
 
 Besides k6's rates and latencies, each side's CPU time (user + system of the server process,
 and its children) over the k6 run is divided by the requests done: CPU per request depends far
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import urllib.error
@@ -62,6 +66,8 @@ class ChatOptions:
     rates: tuple[int, ...] = ()
     peer: bool = False
     rpc_sockets: int = 50
+    # Each offered rate held this many times by each side; the step is the median of the tries.
+    repeat: int = 1
 
     def offered(self) -> tuple[int, ...]:
         return self.rates or (self.post_rate,)
@@ -167,6 +173,25 @@ def rate_summary(
         "cpu_s": None if cpu_seconds is None else round(cpu_seconds, 3),
         "cpu_us_per_request": cpu_us,
     }
+
+
+def median_summary(tries: list[dict[str, Any]]) -> dict[str, Any]:
+    """One side's summary of a rate held several times: the median of each number (None when a
+    try lacks it), with every try's p99 kept in ``p99_tries_ms``."""
+    if len(tries) == 1:
+        return tries[0]
+    out: dict[str, Any] = {}
+    for key in tries[0]:
+        values = [t.get(key) for t in tries]
+        numbers = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
+        if key == "scenario" or len(numbers) < len(values):
+            out[key] = values[0] if key == "scenario" else None
+            continue
+        middle = statistics.median(numbers)
+        whole = all(isinstance(v, int) for v in numbers)
+        out[key] = round(middle) if whole else round(middle, 3)
+    out["p99_tries_ms"] = [t.get("p99_ms") for t in tries]
+    return out
 
 
 def ok_rate(step: dict[str, Any]) -> float:
@@ -352,20 +377,29 @@ def run_chat(
         steps: list[dict[str, Any]] = []
         for rate in options.offered():
             step: dict[str, Any] = {"rate": rate}
-            run_env = {**env, "SCENARIOS": scenario, "POST_RATE": str(rate)}
-            run_env["USERS_FILE"] = str(accounts.file())
-            summary = out_dir / f"k6-{scenario}-{rate}.json"
-            code, metrics, cpu = _measured_k6(script, run_env, summary, target.pid)
-            result.k6_exit_code = max(result.k6_exit_code, code)
-            step["syncline"] = rate_summary(metrics, scenario, seconds, cpu)
-            if scenario == "post" and rate == options.offered()[-1]:
-                result.metrics.update(metrics)
-                result.post = _post_verdict(metrics, options)
-            if peer_url is not None and scenario in PEER_SCENARIOS:
-                peer_env = {**run_env, "TARGET_URL": peer_url}
-                peer_summary = out_dir / f"k6-{scenario}-{rate}-peer.json"
-                _, peer_metrics, peer_cpu = _measured_k6(script, peer_env, peer_summary, peer_pid)
-                step["peer"] = rate_summary(peer_metrics, scenario, seconds, peer_cpu)
+            ours: list[dict[str, Any]] = []
+            theirs: list[dict[str, Any]] = []
+            for attempt in range(max(options.repeat, 1)):
+                tag = f"-{attempt + 1}" if options.repeat > 1 else ""
+                run_env = {**env, "SCENARIOS": scenario, "POST_RATE": str(rate)}
+                run_env["USERS_FILE"] = str(accounts.file())
+                summary = out_dir / f"k6-{scenario}-{rate}{tag}.json"
+                code, metrics, cpu = _measured_k6(script, run_env, summary, target.pid)
+                result.k6_exit_code = max(result.k6_exit_code, code)
+                ours.append(rate_summary(metrics, scenario, seconds, cpu))
+                if scenario == "post" and rate == options.offered()[-1]:
+                    result.metrics.update(metrics)
+                    result.post = _post_verdict(metrics, options)
+                if peer_url is not None and scenario in PEER_SCENARIOS:
+                    peer_env = {**run_env, "TARGET_URL": peer_url}
+                    peer_summary = out_dir / f"k6-{scenario}-{rate}{tag}-peer.json"
+                    _, peer_metrics, peer_cpu = _measured_k6(
+                        script, peer_env, peer_summary, peer_pid
+                    )
+                    theirs.append(rate_summary(peer_metrics, scenario, seconds, peer_cpu))
+            step["syncline"] = median_summary(ours)
+            if theirs:
+                step["peer"] = median_summary(theirs)
             steps.append(step)
         result.steps[scenario] = steps
         result.sustainable[scenario] = sustainable_rates(steps)

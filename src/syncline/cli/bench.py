@@ -656,6 +656,15 @@ def chat(
         ),
     ] = False,
     rpc_sockets: Annotated[int, typer.Option(help="rpc: WebSocket connections sending")] = 50,
+    repeat: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            max=20,
+            help="hold each offered rate this many times per side, in turn; each step reports"
+            " the median of the tries (p99 included), and the sustainable rate follows it",
+        ),
+    ] = 1,
     url: UrlOption = None,
     database_url: DatabaseUrlOption = None,
     jwt_secret: SecretOption = None,
@@ -690,6 +699,7 @@ def chat(
         rates=offered,
         peer=peer,
         rpc_sockets=rpc_sockets,
+        repeat=repeat,
     )
     # The chat needs no database access from here: k6 speaks HTTP and WebSocket only.
     common = _common(url, None, None, None, None, capture, as_json, out, _listed(engine))
