@@ -8,7 +8,6 @@ from __future__ import annotations
 import http.server
 import json
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,15 +20,7 @@ from syncline.bench.chat import check_chat_api, default_script, k6_binary
 from syncline.bench.server import Target, started_server
 from syncline.errors import SynclineError
 
-
-def bench(*args: str, timeout: float = 100) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "syncline", "bench", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+from helpers.bench_cli import run_bench as bench
 
 
 def document(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:

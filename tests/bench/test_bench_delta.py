@@ -4,14 +4,14 @@ the JSON document holds each run and the medians. Sizes are not asserted beyond 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import orjson
 
 from syncline.bench.delta import rebuilt
 from syncline.core.delta import DeltaChain
 from syncline.core.log import Publication
+
+from helpers.bench_cli import bench_json
 
 
 def test_rebuilt_follows_whole_and_delta_pushes() -> None:
@@ -29,15 +29,7 @@ def test_rebuilt_follows_whole_and_delta_pushes() -> None:
 
 def test_bench_delta_end_to_end() -> None:
     args = ["--orders", "2", "--updates", "20", "--runs", "1", "--json"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "syncline", "bench", "delta", *args],
-        capture_output=True,
-        text=True,
-        timeout=100,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    document = json.loads(proc.stdout)
+    document = bench_json("delta", *args)
     assert document["command"] == "delta"
     (run,) = document["result"]["runs"]
     assert run["publications"] == 22

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -13,18 +12,10 @@ import pytest
 
 from syncline.bench.server import Target, started_server
 
+from helpers.bench_cli import run_bench as bench
+
 SUBSCRIBERS = 3
 PAYLOAD = 64  # the bench's default filler: every delivered frame carries at least this
-
-
-def bench(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "syncline", "bench", *args],
-        capture_output=True,
-        text=True,
-        timeout=100,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")

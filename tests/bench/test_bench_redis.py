@@ -5,27 +5,17 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from helpers.bench_cli import run_bench as bench
+
 pytestmark = pytest.mark.redis
 
 # What the private redis-server runs with, and what the report must say it ran with.
 PRODUCTION_PERSISTENCE = "appendonly yes, appendfsync everysec"
-
-
-def bench(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "syncline", "bench", *args],
-        capture_output=True,
-        text=True,
-        timeout=100,
-        env=env,
-        check=False,
-    )
 
 
 def report(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:

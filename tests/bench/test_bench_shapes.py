@@ -3,22 +3,12 @@ shape and through the orders channel, and counts the burst through both."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
+from helpers.bench_cli import bench_json
 
 
 def test_bench_shapes_end_to_end() -> None:
     args = ["--orders", "300", "--updates", "20", "--rate", "50", "--burst", "200", "--json"]
-    proc = subprocess.run(
-        [sys.executable, "-m", "syncline", "bench", "shapes", *args],
-        capture_output=True,
-        text=True,
-        timeout=100,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    document = json.loads(proc.stdout)
+    document = bench_json("shapes", *args)
     assert document["command"] == "shapes"
     result = document["result"]
     assert result["open"]["rows"] == 150  # half of the orders are pending
