@@ -6,24 +6,12 @@ import asyncio
 import select
 import socket
 import time
-from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
-import pytest
-
-from helpers.live_server import LiveServer, start_live_server, stop_live_server
+from helpers.live_server import LiveServer
 
 # More than asyncio's default backlog (100), which create_server would set if not told.
 BURST = 400
-
-
-@pytest.fixture
-async def server(schema_url: str) -> AsyncIterator[LiveServer]:
-    live = await start_live_server(schema_url)
-    try:
-        yield live
-    finally:
-        await stop_live_server(live)
 
 
 def _handshakes_done(port: int, count: int, within_s: float) -> tuple[int, list[socket.socket]]:
@@ -43,11 +31,13 @@ def _handshakes_done(port: int, count: int, within_s: float) -> tuple[int, list[
     return count - len(pending), socks
 
 
-async def test_a_burst_of_connects_is_queued_while_the_loop_is_busy(server: LiveServer) -> None:
+async def test_a_burst_of_connects_is_queued_while_the_loop_is_busy(
+    live_server: LiveServer,
+) -> None:
     """Every HTTP-transport client POSTs its pong on a new connection, all at the ping: with
     asyncio's default backlog most of a 1,000-client burst waited on SYN retries past the pong
     deadline (3012). The runtime's 2,048 must be what the gateway listens with."""
-    port = urlsplit(server.ws_url).port
+    port = urlsplit(live_server.ws_url).port
     assert port is not None
     # The test's own loop runs the gateway: nothing is accepted until this call returns.
     done, socks = _handshakes_done(port, BURST, within_s=0.8)

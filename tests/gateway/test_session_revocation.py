@@ -30,12 +30,9 @@ KINDS = ["logout", "delete_session", "change_password", "reset_password", "refre
 
 
 @pytest.fixture
-async def server(schema_url: str) -> AsyncIterator[LiveServer]:
-    live = await start_live_server(schema_url)
-    try:
-        yield live
-    finally:
-        await stop_live_server(live)
+def server(live_server: LiveServer) -> LiveServer:
+    """conftest's live server, under the name this module's helpers take it by."""
+    return live_server
 
 
 @dataclass
