@@ -191,6 +191,14 @@ class Settings(BaseSettings):
         description="seconds a session found live is trusted without asking PostgreSQL again"
         " (a revocation by another process takes effect within it; 0: ask every time)",
     )
+    refresh_reuse_grace: float = Field(
+        30.0,
+        ge=0,
+        le=300,
+        description="seconds after its rotation a refresh token may be presented once more"
+        " if the new one was never used (a reply lost to a reload or a dropped connection);"
+        " outside it, a rotated token revokes its session (0: never)",
+    )
     max_request_body: int = Field(
         64 * 1024, ge=1024, le=64 * 1024 * 1024, description="bytes; larger requests get 413"
     )

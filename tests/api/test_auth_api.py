@@ -13,6 +13,7 @@ import httpx
 import jwt
 import pytest
 
+from syncline.apps.auth.refresh import token_hash
 from syncline.apps.auth.tokens import issue_access_token
 
 from helpers.accounts import DEFAULT_PASSWORD, AuthApi, auth_api, bearer, email_for
@@ -350,8 +351,16 @@ async def test_the_family_revocation_spares_other_sessions(api: AuthApi) -> None
             "/api/auth/login", json={"username": username, "password": DEFAULT_PASSWORD}
         )
     ).json()
-    await api.client.post("/api/auth/refresh", json={"refresh_token": pair["refresh_token"]})
-    await api.client.post("/api/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+    first = await api.client.post(
+        "/api/auth/refresh", json={"refresh_token": pair["refresh_token"]}
+    )
+    await api.client.post(
+        "/api/auth/refresh", json={"refresh_token": first.json()["refresh_token"]}
+    )
+    replay = await api.client.post(
+        "/api/auth/refresh", json={"refresh_token": pair["refresh_token"]}
+    )
+    error(replay, 401, "token_reused")
     assert (await api.client.get("/api/users/me", headers=bearer(other))).status_code == 200
 
 
@@ -363,8 +372,71 @@ async def test_concurrent_refreshes_with_one_token_yield_one_winner(api: AuthApi
             for _ in range(4)
         )
     )
-    statuses = sorted(r.status_code for r in responses)
-    assert statuses == [200, 401, 401, 401], [r.text for r in responses]
+    # They queue on the session's lock: the first rotates; the second reads as the first's
+    # reply lost and replaces its successor (once); the third is reuse and revokes the session;
+    # the fourth finds it revoked.
+    codes = sorted(
+        r.json()["error"]["code"] if r.status_code == 401 else str(r.status_code) for r in responses
+    )
+    assert codes == ["200", "200", "session_revoked", "token_reused"], [r.text for r in responses]
+    newest = next(r.json() for r in responses if r.status_code == 200)
+    error(await api.client.get("/api/users/me", headers=bearer(newest)), 401, "session_revoked")
+
+
+async def test_a_refresh_whose_reply_was_lost_can_be_repeated_once(api: AuthApi) -> None:
+    """A page reloaded mid-refresh: the server rotated, the client never saw the new pair."""
+    pair = await api.register(name())
+    lost = await api.client.post("/api/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+    assert lost.status_code == 200
+    again = await api.client.post(
+        "/api/auth/refresh", json={"refresh_token": pair["refresh_token"]}
+    )
+    assert again.status_code == 200, again.text
+    pair2 = again.json()
+    assert pair2["refresh_token"] != lost.json()["refresh_token"]
+    assert (await api.client.get("/api/users/me", headers=bearer(pair2))).status_code == 200
+    # The session still has exactly one live refresh token: the repeated refresh's.
+    live = await sql_one(
+        api,
+        "SELECT count(*) FROM refresh_tokens t JOIN auth_sessions s ON s.id = t.session_id"
+        " WHERE s.id = (SELECT session_id FROM refresh_tokens WHERE token_hash = %s)"
+        " AND t.rotated_at IS NULL",
+        token_hash(pair["refresh_token"]),
+    )
+    assert live == (1,)
+    # The new pair keeps working: the session goes on as if the first reply had arrived.
+    onward = await api.client.post(
+        "/api/auth/refresh", json={"refresh_token": pair2["refresh_token"]}
+    )
+    assert onward.status_code == 200, onward.text
+    # Once only: the old token again is reuse, and the whole session goes.
+    error(
+        await api.client.post("/api/auth/refresh", json={"refresh_token": pair["refresh_token"]}),
+        401,
+        "token_reused",
+    )
+    error(
+        await api.client.get("/api/users/me", headers=bearer(onward.json())), 401, "session_revoked"
+    )
+
+
+async def test_a_rotated_token_past_the_grace_is_reuse(api: AuthApi) -> None:
+    pair = await api.register(name())
+    lost = await api.client.post("/api/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+    assert lost.status_code == 200
+    # The rotation (and the successor's issue) happened 31 s ago: past the 30 s grace.
+    async with api.pool.connection() as conn:
+        await conn.execute(
+            "UPDATE refresh_tokens SET created_at = created_at - interval '31 seconds',"
+            " rotated_at = rotated_at - interval '31 seconds'"
+            " WHERE session_id = (SELECT session_id FROM refresh_tokens WHERE token_hash = %s)",
+            (token_hash(pair["refresh_token"]),),
+        )
+    error(
+        await api.client.post("/api/auth/refresh", json={"refresh_token": pair["refresh_token"]}),
+        401,
+        "token_reused",
+    )
 
 
 @pytest.mark.parametrize("token", ["", "x" * 129, "never-issued-token"])

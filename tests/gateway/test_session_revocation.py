@@ -84,8 +84,14 @@ async def revoke(server: LiveServer, kind: str, who: Victim) -> None:
             body = {"refresh_token": who.pair["refresh_token"]}
             first = await http.post("/api/auth/refresh", json=body)
             assert first.status_code == 200, first.text
+            # The new token used too, so the old one presented again is reuse (not a repeat
+            # of a refresh whose reply was lost).
+            second = await http.post(
+                "/api/auth/refresh", json={"refresh_token": first.json()["refresh_token"]}
+            )
+            assert second.status_code == 200, second.text
             # The rotated pair's access token is of the same session: the one to be refused.
-            who.pair = {**who.pair, "access_token": first.json()["access_token"]}
+            who.pair = {**who.pair, "access_token": second.json()["access_token"]}
             response = await http.post("/api/auth/refresh", json=body)
             assert response.status_code == 401 and "reused" in response.text, response.text
             return

@@ -9,7 +9,7 @@ import time
 import httpx
 import jwt
 import psycopg
-from playwright.async_api import expect
+from playwright.async_api import Page, Route, expect
 
 from helpers.accounts import DEFAULT_PASSWORD, register_user
 from helpers.live_server import TEST_SECRET, LiveServer
@@ -105,24 +105,34 @@ async def test_a_wrong_password_shows_an_error(pages: Pages, web_server: LiveSer
     assert await page.evaluate("key => localStorage.getItem(key)", SESSION_KEY) is None
 
 
+async def set_access_token(page: Page, token: str) -> None:
+    """Puts `token` in the page's stored session in place of its access token."""
+    await page.evaluate(
+        "([key, token]) => { const s = JSON.parse(localStorage.getItem(key));"
+        " s.access_token = token; localStorage.setItem(key, JSON.stringify(s)); }",
+        [SESSION_KEY, token],
+    )
+
+
+def expired_copy(token: str) -> str:
+    """The same claims, signed properly, but expired a minute ago: what a laptop has after a
+    night asleep."""
+    claims = jwt.decode(token, TEST_SECRET, algorithms=["HS256"])
+    return jwt.encode(
+        claims | {"exp": int(time.time()) - 60, "iat": int(time.time()) - 960},
+        TEST_SECRET,
+        algorithm="HS256",
+    )
+
+
 async def test_an_expired_access_token_is_refreshed_silently(
     pages: Pages, web_server: LiveServer
 ) -> None:
     page, _ = await pages.signed_in("sleepy")
     before = await stored_session(page)
     claims = jwt.decode(before["access_token"], TEST_SECRET, algorithms=["HS256"])
-    # The same claims, signed properly, but expired a minute ago: what a laptop has after a
-    # night asleep.
-    expired = jwt.encode(
-        claims | {"exp": int(time.time()) - 60, "iat": int(time.time()) - 960},
-        TEST_SECRET,
-        algorithm="HS256",
-    )
-    await page.evaluate(
-        "([key, token]) => { const s = JSON.parse(localStorage.getItem(key));"
-        " s.access_token = token; localStorage.setItem(key, JSON.stringify(s)); }",
-        [SESSION_KEY, expired],
-    )
+    expired = expired_copy(before["access_token"])
+    await set_access_token(page, expired)
     await page.reload()
     await wait_connected(page)
     await expect(page.get_by_test_id("room-item").first).to_be_visible()
@@ -133,6 +143,38 @@ async def test_an_expired_access_token_is_refreshed_silently(
     fresh = jwt.decode(after["access_token"], TEST_SECRET, algorithms=["HS256"])
     assert fresh["exp"] > time.time() + 600
     assert fresh["sub"] == claims["sub"]
+
+
+async def test_a_refresh_whose_reply_is_lost_keeps_the_session(
+    pages: Pages, web_server: LiveServer
+) -> None:
+    """The page reloads (or the network drops) after the server rotated the refresh token but
+    before the page stored the new pair: the next try presents the old token again, which
+    must not read as theft and sign the user out."""
+    page, _ = await pages.signed_in("reloader")
+    before = await stored_session(page)
+    await set_access_token(page, expired_copy(before["access_token"]))
+    reached_server: list[int] = []
+
+    async def lose_the_reply(route: Route) -> None:
+        response = await route.fetch()  # the server rotates...
+        reached_server.append(response.status)
+        await route.abort("connectionreset")  # ...and the page never hears of it
+
+    await page.route("**/api/auth/refresh", lose_the_reply, times=1)
+    await page.reload()
+    await wait_connected(page)
+    await expect(page.get_by_test_id("room-item").first).to_be_visible()
+    assert reached_server == [200]
+    after = await stored_session(page)
+    assert after["refresh_token"] != before["refresh_token"]
+    jwt.decode(after["access_token"], TEST_SECRET, algorithms=["HS256"])
+    # The session goes on: the next refresh works with the pair the page holds now.
+    async with httpx.AsyncClient(base_url=web_server.http_url) as http:
+        onward = await http.post(
+            "/api/auth/refresh", json={"refresh_token": after["refresh_token"]}
+        )
+    assert onward.status_code == 200, onward.text
 
 
 async def test_a_token_the_server_refuses_is_refreshed_and_the_request_retried(
@@ -146,11 +188,7 @@ async def test_a_token_the_server_refuses_is_refreshed_and_the_request_retried(
         "not-the-server-secret-" + "y" * 32,
         algorithm="HS256",
     )
-    await page.evaluate(
-        "([key, token]) => { const s = JSON.parse(localStorage.getItem(key));"
-        " s.access_token = token; localStorage.setItem(key, JSON.stringify(s)); }",
-        [SESSION_KEY, forged],
-    )
+    await set_access_token(page, forged)
     await page.reload()
     await wait_connected(page)
     await expect(page.get_by_test_id("room-item").first).to_be_visible()

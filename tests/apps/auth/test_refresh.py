@@ -44,6 +44,38 @@ def test_a_rotated_token_is_reuse() -> None:
     assert outcome.value == "token_reused"
 
 
+GRACE = timedelta(seconds=30)
+ROTATED = NOW - timedelta(seconds=5)
+
+
+def test_a_token_rotated_moments_ago_whose_successor_is_unused_is_reissued() -> None:
+    token = stored(rotated_at=ROTATED, successor_created_at=ROTATED)
+    assert decide_refresh(token, NOW, GRACE) is RefreshOutcome.REISSUE
+    assert decide_refresh(token, ROTATED + GRACE, GRACE) is RefreshOutcome.REISSUE
+
+
+@pytest.mark.parametrize(
+    ("token", "grace"),
+    [
+        # past the grace
+        (stored(rotated_at=ROTATED, successor_created_at=ROTATED), timedelta(seconds=4)),
+        # the successor was used (or already replaced once): a newer token is live
+        (stored(rotated_at=ROTATED, successor_created_at=NOW - timedelta(seconds=1)), GRACE),
+        # no live token left in the session
+        (stored(rotated_at=ROTATED, successor_created_at=None), GRACE),
+        # grace off
+        (stored(rotated_at=ROTATED, successor_created_at=ROTATED), timedelta(0)),
+    ],
+)
+def test_other_rotated_tokens_are_reuse(token: StoredRefresh, grace: timedelta) -> None:
+    assert decide_refresh(token, NOW, grace) is RefreshOutcome.REUSED
+
+
+def test_a_revoked_session_refuses_even_within_the_grace() -> None:
+    token = stored(rotated_at=ROTATED, successor_created_at=ROTATED, session_revoked_at=NOW)
+    assert decide_refresh(token, NOW, GRACE) is RefreshOutcome.REVOKED
+
+
 @pytest.mark.parametrize(
     "changes",
     [

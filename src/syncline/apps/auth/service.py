@@ -132,6 +132,7 @@ class AuthService:
     ) -> None:
         self._pool = pool
         self._secret = jwt_secret
+        self._reuse_grace = timedelta(seconds=settings.refresh_reuse_grace)
         self.tokens = VerifiedTokens(jwt_secret)
         self._links = mails.Links(link_base.rstrip("/"))
         self.limiter = limiter if limiter is not None else RateLimiter(settings)
@@ -312,10 +313,23 @@ class AuthService:
                 )
             )
             now = row["now"] if row is not None else datetime.now().astimezone()
-            outcome = decide_refresh(stored, now)
+            if row is not None and stored is not None and stored.rotated_at is not None:
+                # Read after the locks above, so it sees what a refresh we waited for committed.
+                successor = await self._live_token_created_at(conn, row["session_id"])
+                stored = dataclasses.replace(stored, successor_created_at=successor)
+            outcome = decide_refresh(stored, now, self._reuse_grace)
             if outcome is RefreshOutcome.ROTATE:
                 assert row is not None
-                return await self._rotate(conn, row, digest, client)
+                return await self._rotate(conn, row, client)
+            if outcome is RefreshOutcome.REISSUE:
+                assert row is not None
+                log.info(
+                    "refresh token presented again just after its rotation: successor replaced",
+                    session_id=str(row["session_id"]),
+                    user_id=row["user_id"],
+                    ip=client.ip,
+                )
+                return await self._rotate(conn, row, client)
             if outcome is RefreshOutcome.REUSED:
                 assert row is not None
                 await conn.execute(
@@ -339,12 +353,28 @@ class AuthService:
         }
         raise ApiError(401, outcome.value, messages[outcome])
 
+    @staticmethod
+    async def _live_token_created_at(
+        conn: AsyncConnection[Any], session_id: uuid.UUID
+    ) -> datetime | None:
+        cur = await conn.execute(
+            "SELECT max(created_at) FROM refresh_tokens"
+            " WHERE session_id = %s AND rotated_at IS NULL",
+            (session_id,),
+        )
+        found = await cur.fetchone()
+        return None if found is None else found[0]
+
     async def _rotate(
-        self, conn: AsyncConnection[Any], row: dict[str, Any], digest: bytes, client: ClientInfo
+        self, conn: AsyncConnection[Any], row: dict[str, Any], client: ClientInfo
     ) -> Issued:
         session_id: uuid.UUID = row["session_id"]
+        # A session has one live token: the one presented (ROTATE) or the successor whose
+        # reply was lost (REISSUE). Spending it leaves the new one the only live token.
         await conn.execute(
-            "UPDATE refresh_tokens SET rotated_at = now() WHERE token_hash = %s", (digest,)
+            "UPDATE refresh_tokens SET rotated_at = now()"
+            " WHERE session_id = %s AND rotated_at IS NULL",
+            (session_id,),
         )
         refresh = new_token()
         await conn.execute(
