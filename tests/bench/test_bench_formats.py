@@ -12,6 +12,7 @@ import pytest
 
 from syncline.bench.server import Target, started_server
 
+from helpers.bench_cli import against, small_fanout
 from helpers.bench_cli import run_bench as bench
 
 SUBSCRIBERS = 3
@@ -26,27 +27,8 @@ def server() -> Iterator[Target]:
 
 def fanout(server: Target, *args: str) -> subprocess.CompletedProcess[str]:
     assert server.secret is not None
-    return bench(
-        "fanout",
-        "--url",
-        server.http_url,
-        "--database-url",
-        server.database_url,
-        "--jwt-secret",
-        server.secret,
-        "--subscribers",
-        str(SUBSCRIBERS),
-        "--processes",
-        "1",
-        "--handshakes",
-        "2",
-        "--rate",
-        "30",
-        "--seconds",
-        "1",
-        "--json",
-        *args,
-    )
+    target = against(server.http_url, server.database_url, server.secret)
+    return bench(*small_fanout(*target, *args, subscribers=SUBSCRIBERS))
 
 
 def result_of(proc: subprocess.CompletedProcess[str]) -> dict[str, Any]:

@@ -28,3 +28,27 @@ def bench_json(*args: str, timeout: float = 100) -> dict[str, Any]:
     assert proc.returncode == 0, proc.stderr
     data: dict[str, Any] = json.loads(proc.stdout)
     return data
+
+
+def small_fanout(*args: str, subscribers: int = 3, processes: int = 1) -> list[str]:
+    """`fanout` arguments for a run a test can afford: a few subscribers, 30 rows/s for 1 s."""
+    return [
+        "fanout",
+        "--subscribers",
+        str(subscribers),
+        "--processes",
+        str(processes),
+        "--handshakes",
+        "2",
+        "--rate",
+        "30",
+        "--seconds",
+        "1",
+        "--json",
+        *args,
+    ]
+
+
+def against(http_url: str, database_url: str, secret: str) -> list[str]:
+    """The arguments that point a bench at a server the test started."""
+    return ["--url", http_url, "--database-url", database_url, "--jwt-secret", secret]

@@ -11,7 +11,7 @@ from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from hdrh.histogram import HdrHistogram
@@ -81,6 +81,20 @@ class RunReport:
     @property
     def span_s(self) -> float:
         return max(self.last_us - self.first_us, 0) / 1e6
+
+
+class SubscriberPool(Protocol):
+    """Subscriber processes a bench drives: ClientPool (Python) or NativeClientPool (C)."""
+
+    def __enter__(self) -> SubscriberPool: ...
+    def __exit__(self, *exc: object) -> None: ...
+    def pump(self, timeout: float = 0.0) -> None: ...
+    def connect(self, tick: Callable[[], None] | None = None) -> ConnectStats: ...
+    def received(self, run: int) -> int: ...
+    def subscribed(self) -> int: ...
+    def errors(self) -> int: ...
+    def report(self, run: int, expected: int) -> RunReport: ...
+    def close(self) -> None: ...
 
 
 class _Subscriber(WSListener):
@@ -175,7 +189,7 @@ class _PbSubscriber(_Subscriber):
         spec = self.proc.spec
         connect = pb.Command(id=1, connect=pb.ConnectRequest(token=spec.token, name="bench"))
         subscribe = pb.Command(id=2, subscribe=pb.SubscribeRequest(channel=spec.channel))
-        transport.send(WSMsgType.BINARY, _delimited(connect) + _delimited(subscribe))
+        transport.send(WSMsgType.BINARY, delimited(connect) + delimited(subscribe))
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         if frame.msg_type == WSMsgType.CLOSE:
@@ -247,7 +261,7 @@ class _HttpSubscriber(_Subscriber):
         )
 
 
-def _delimited(command: pb.Command) -> bytes:
+def delimited(command: pb.Command) -> bytes:
     body = command.SerializeToString()
     return varint(len(body)) + body
 

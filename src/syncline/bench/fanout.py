@@ -14,7 +14,8 @@ from rich.progress import Progress, TaskID
 
 from syncline.bench import histogram
 from syncline.bench.accounting import Tally
-from syncline.bench.clients import ClientPool, ClientSpec, ConnectStats
+from syncline.bench.clients import ClientPool, ClientSpec, ConnectStats, SubscriberPool
+from syncline.bench.native_clients import NativeClientPool
 from syncline.bench.server import LANES, Target, process_cpu_seconds, rule_toml
 from syncline.bench.writer import Via, WriterProcess, write_rows
 from syncline.errors import SynclineError
@@ -52,6 +53,9 @@ class FanoutOptions:
     formats: list[str] = field(default_factory=lambda: ["json"])
     # The subscribers' transport; several: a pool each, side by side, as formats.
     transports: list[str] = field(default_factory=lambda: ["websocket"])
+    # python (picows clients) | native (C, bench/native/receiver.c; WebSocket only): the
+    # native ones cost the machine a tenth, so that the server, not they, is the bound.
+    receivers: str = "python"
 
     def pools(self) -> list[tuple[str, str]]:
         """(format, transport) of each pool of subscribers, side by side in one run."""
@@ -195,13 +199,13 @@ class FanoutResult:
 
 
 def _wait_for(
-    pool: ClientPool,
+    pool: SubscriberPool,
     run: int,
     expected: int,
     idle_s: float,
     progress: Progress | None,
     task: TaskID | None,
-    idle: Sequence[ClientPool] = (),
+    idle: Sequence[SubscriberPool] = (),
 ) -> None:
     """Until every delivery of `run` arrived, or none arrived for `idle_s`."""
     got, last_change = -1, time.monotonic()
@@ -223,14 +227,14 @@ def _wait_for(
 
 def _step(
     target: Target,
-    pool: ClientPool,
+    pool: SubscriberPool,
     run: int,
     rate: float,
     options: FanoutOptions,
     subscribers: int,
     progress: Progress | None,
     label: str = "",
-    idle: Sequence[ClientPool] = (),
+    idle: Sequence[SubscriberPool] = (),
     lane: int = 0,
 ) -> StepResult:
     """Hold one rate; `idle`: the other servers' (or formats') subscriber processes, whose
@@ -298,7 +302,9 @@ def _difference(before: float | None, after: float | None) -> float | None:
     return None if before is None or after is None else after - before
 
 
-def _warmup(target: Target, pool: ClientPool, run: int, subscribers: int, lane: int = 0) -> Tally:
+def _warmup(
+    target: Target, pool: SubscriberPool, run: int, subscribers: int, lane: int = 0
+) -> Tally:
     """One row that every subscriber must get before anything is measured."""
     table, channel = LANES[lane]
     write_rows(target.database_url, run, 1.0, 1.0, "warmup", via=Via(table=table, channel=channel))
@@ -336,6 +342,8 @@ def run_fanouts(
         raise SynclineError(f"at most {len(LANES)} formats or transports side by side")
     if any(t != "websocket" and f != "json" for f, t in pools):
         raise SynclineError("the HTTP transports are benchmarked in JSON only")
+    if options.receivers == "native" and any(t != "websocket" for _, t in pools):
+        raise SynclineError("the native receivers speak WebSocket only")
     with contextlib.ExitStack() as stack:
         ramps: list[_Ramp] = []
         for target in targets:
@@ -345,7 +353,7 @@ def run_fanouts(
                 several = len(targets) > 1
                 label = _label(target if several else None, pool_name(options, fmt, transport))
                 pool = stack.enter_context(
-                    ClientPool(_spec(target, options, fmt, lane, transport), options.processes)
+                    open_pool(_spec(target, options, fmt, lane, transport), options)
                 )
                 connect = _connect(pool, options, progress, label)
                 warmup = _warmup(target, pool, base, connect.subscribed, lane)
@@ -365,6 +373,13 @@ def run_fanouts(
                     ramp.result.stopped_because = f"reached --max-rate {options.max_rate:g}"
                 ramp.result.sustainable_rate = ramp.last_good
     return [ramp.result for ramp in ramps]
+
+
+def open_pool(spec: ClientSpec, options: FanoutOptions) -> SubscriberPool:
+    """The subscriber processes `options.receivers` asks for."""
+    if options.receivers == "native":
+        return NativeClientPool(spec, options.processes)
+    return ClientPool(spec, options.processes)
 
 
 def pool_name(options: FanoutOptions, fmt: str, transport: str) -> str | None:
@@ -401,7 +416,7 @@ def _spec(
 
 
 def _connect(
-    pool: ClientPool, options: FanoutOptions, progress: Progress | None, label: str
+    pool: SubscriberPool, options: FanoutOptions, progress: Progress | None, label: str
 ) -> ConnectStats:
     task = None
     if progress is not None:
@@ -428,7 +443,7 @@ class _Ramp:
     """One server's subscribers and its way up the rates."""
 
     target: Target
-    pool: ClientPool
+    pool: SubscriberPool
     label: str
     result: FanoutResult
     run: int
@@ -441,7 +456,7 @@ class _Ramp:
         rate: float,
         options: FanoutOptions,
         progress: Progress | None,
-        idle: Sequence[ClientPool],
+        idle: Sequence[SubscriberPool],
     ) -> None:
         """One rate (held again on a breach before it counts); ends the ramp if it must."""
         result, subscribers = self.result, self.result.connect.subscribed

@@ -400,6 +400,13 @@ def fanout(
     ] = "rows",
     batch: Annotated[int, typer.Option(help="publications per transaction (--via publish)")] = 1,
     handshakes: HandshakesOption = 100,
+    receivers: Annotated[
+        str,
+        typer.Option(
+            help="python (picows) | native (C, compiled on first use; WebSocket only):"
+            " the native ones cost a tenth, so the server is the bound, not they"
+        ),
+    ] = "python",
     url: UrlOption = None,
     database_url: DatabaseUrlOption = None,
     token: TokenOption = None,
@@ -420,6 +427,12 @@ def fanout(
 
     if via not in VIA:
         raise typer.BadParameter(f"one of {', '.join(VIA)}", param_hint="--via")
+    if receivers not in ("python", "native"):
+        raise typer.BadParameter("python or native", param_hint="--receivers")
+    if receivers == "native" and any(t != "websocket" for t in transports or []):
+        raise typer.BadParameter(
+            "the native receivers speak WebSocket only", param_hint="--receivers"
+        )
     if batch < 1 or (batch > 1 and via != "publish"):
         raise typer.BadParameter(
             "a positive number, above 1 only with --via publish", param_hint="--batch"
@@ -444,6 +457,7 @@ def fanout(
         handshakes=handshakes,
         formats=formats or ["json"],
         transports=transports or ["websocket"],
+        receivers=receivers,
     )
     common = _common(url, database_url, token, jwt_secret, None, capture, as_json, out, engine)
     _run("fanout", common, _fanout_body("fanout", common, options))
