@@ -20,6 +20,7 @@ from syncline.bench.chat import check_chat_api, default_script, k6_binary
 from syncline.bench.server import Target, started_server
 from syncline.errors import SynclineError
 
+from helpers.bench_cli import INJECTED_LOSS, small_fanout
 from helpers.bench_cli import run_bench as bench
 
 
@@ -108,25 +109,7 @@ def test_fanout_against_its_own_server_prints_json_and_writes_charts(tmp_path: P
 
 
 def test_injected_loss_and_duplicates_are_reported_and_fail_the_run(server: Target) -> None:
-    proc = bench(
-        "fanout",
-        *remote(server),
-        "--subscribers",
-        "3",
-        "--processes",
-        "1",
-        "--rate",
-        "30",
-        "--seconds",
-        "1",
-        "--drop-every",
-        "7",
-        "--dup-every",
-        "5",
-        "--drain-idle",
-        "0.5",
-        "--json",
-    )
+    proc = bench(*small_fanout(*remote(server), *INJECTED_LOSS))
     assert proc.returncode == 1
     data = document(proc)
     assert data["target"]["self_started"] is False

@@ -12,7 +12,7 @@ import pytest
 
 from syncline.bench.server import Target, started_server
 
-from helpers.bench_cli import against, small_fanout
+from helpers.bench_cli import INJECTED_LOSS, against, small_fanout
 from helpers.bench_cli import run_bench as bench
 
 SUBSCRIBERS = 3
@@ -77,12 +77,7 @@ def test_protobuf_receivers_account_for_injected_loss_and_duplicates(server: Tar
         server,
         "--format",
         "protobuf",
-        "--drop-every",
-        "7",
-        "--dup-every",
-        "5",
-        "--drain-idle",
-        "0.5",
+        *INJECTED_LOSS,
     )
     assert proc.returncode == 1
     result = result_of(proc)

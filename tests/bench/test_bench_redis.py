@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from helpers.bench_cli import run_bench as bench
+from helpers.bench_cli import small_fanout
 
 pytestmark = pytest.mark.redis
 
@@ -44,24 +45,7 @@ def assert_every_delivery(result: dict[str, Any], subscribers: int, redis: bool 
 
 
 def test_fanout_through_a_private_redis(tmp_path: Path) -> None:
-    proc = bench(
-        "fanout",
-        "--engine",
-        "redis",
-        "--subscribers",
-        "3",
-        "--processes",
-        "1",
-        "--handshakes",
-        "2",
-        "--rate",
-        "30",
-        "--seconds",
-        "1",
-        "--json",
-        "--out",
-        str(tmp_path),
-    )
+    proc = bench(*small_fanout("--engine", "redis", "--out", str(tmp_path)))
     data = report(proc)
     assert_private_redis(data, proc.stderr)
     assert_every_delivery(data["result"], 3)

@@ -17,7 +17,7 @@ from syncline.bench.server import Target, started_server
 from syncline.core.proto import client_pb2 as pb
 from syncline.errors import SynclineError
 
-from helpers.bench_cli import against, small_fanout
+from helpers.bench_cli import INJECTED_LOSS, against, small_fanout
 from helpers.bench_cli import run_bench as bench
 
 SUBSCRIBERS = 4
@@ -81,12 +81,7 @@ def test_native_receivers_account_for_injected_loss_and_duplicates(
         "native",
         "--format",
         fmt,
-        "--drop-every",
-        "7",
-        "--dup-every",
-        "5",
-        "--drain-idle",
-        "0.5",
+        *INJECTED_LOSS,
     )
     assert proc.returncode == 1, proc.stderr
     result = json.loads(proc.stdout)["result"]

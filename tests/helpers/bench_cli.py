@@ -52,3 +52,8 @@ def small_fanout(*args: str, subscribers: int = 3, processes: int = 1) -> list[s
 def against(http_url: str, database_url: str, secret: str) -> list[str]:
     """The arguments that point a bench at a server the test started."""
     return ["--url", http_url, "--database-url", database_url, "--jwt-secret", secret]
+
+
+# Every 7th publication ignored and every 5th counted twice by the receivers: the accounting
+# must report both and fail the run. Deliveries that never come are waited for 0.5 s only.
+INJECTED_LOSS = ("--drop-every", "7", "--dup-every", "5", "--drain-idle", "0.5")
