@@ -148,3 +148,21 @@ def test_the_receiver_is_built_once_per_source() -> None:
     usage = subprocess.run([str(first)], capture_output=True, text=True, check=False)
     assert usage.returncode == 2
     assert "usage:" in usage.stderr
+
+
+def test_native_receivers_answer_the_servers_pings() -> None:
+    """A server that pings every second and closes a connection a second after an unanswered
+    ping: a run several times that long loses nothing, in either format."""
+    quick = {"SYNCLINE_PING_INTERVAL": "1", "SYNCLINE_PONG_TIMEOUT": "1"}
+    with started_server(env=quick) as pinging:
+        assert pinging.secret is not None
+        target = against(pinging.http_url, pinging.database_url, pinging.secret)
+        for fmt in ("json", "protobuf"):
+            proc = bench(
+                *small_fanout(*target, "--receivers", "native", "--format", fmt),
+                "--seconds",
+                "4",
+            )
+            assert proc.returncode == 0, proc.stderr
+            result = json.loads(proc.stdout)["result"]
+            assert (result["lost"], result["duplicated"]) == (0, 0)

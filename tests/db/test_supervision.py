@@ -24,8 +24,10 @@ TOTAL, KILL_AT = 10_000, 3_000
 STALLED_S = 20.0
 # What the issue asks of /readyz in every state.
 READYZ_WITHIN_S = 1.0
-# shutdown_timeout covers everything up to the interpreter's exit; this is for a busy machine.
-EXIT_MARGIN_S = 0.5
+# shutdown_timeout covers everything up to the interpreter's exit; this is for a busy machine
+# (CI saw 3.51 s against a 3 s timeout with the suite running beside it). A hung shutdown
+# would take the database pool's timeouts (30 s and more), far past either.
+EXIT_MARGIN_S = 1.5
 
 
 @dataclass

@@ -261,7 +261,11 @@ async def test_groups_invites_direct_rooms_and_leaving(
 
     # Ben leaves the group: gone from his list; Ann's member count drops.
     await ben.get_by_test_id("room-item").filter(has_text="Book club").click()
+    # The room is open before its Leave is clicked: on a busy machine the click can land on
+    # the previous room's button while the page switches (and leave the direct room instead).
+    await expect(ben.locator("#conv-title")).to_have_text("Book club")
     await ben.get_by_test_id("leave-room").click()
+    await expect(ben.get_by_test_id("confirm-dialog")).to_contain_text("Leave Book club?")
     await ben.get_by_test_id("confirm-ok").click()
     await expect(ben.get_by_test_id("room-item").filter(has_text="Book club")).to_have_count(0)
     await ann.get_by_test_id("room-item").filter(has_text="Book club").click()
