@@ -197,7 +197,16 @@ async def test_broadcast_publishes_to_every_channel(
     sock = await socket_for(server, "7", "orders", "room:5")
     reply = await api.broadcast(["orders", "room:5"], {"all": 1})
     assert reply == {"responses": [{"result": {}}, {"result": {}}]}
-    got = {(p := await sock.push())["channel"]: p["pub"]["data"] for _ in range(2)}
+    got: dict[str, Any] = {}
+    while len(got) < 2:
+        push = await sock.push()
+        if "pub" not in push:
+            continue
+        data = push["pub"]["data"]
+        # The membership row inserted above reaches room:5 and user:7 through capture, and a
+        # busy machine's capture can deliver it after the subscribe: not what is counted here.
+        if not (isinstance(data, dict) and data.get("table") == "room_members"):
+            got[push["channel"]] = data
     assert got == {"orders": {"all": 1}, "room:5": {"all": 1}}
     await sock.ws.close()
 
