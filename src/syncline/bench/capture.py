@@ -82,7 +82,10 @@ class _Counter:
             if self.track_latency:
                 self.hist.record_value(max(int(now_us - change.commit_time_us), 1))
         self.count += len(changes)
-        if self.target and self.count >= self.target:
+        # Distinct rows, not changes: a change without a row (a TRUNCATE the outbox trigger
+        # left from an earlier run) or a duplicate must not end a phase while rows are still
+        # on their way (poll capture's are for a few hundred ms), which would count them lost.
+        if self.target and len(self.seen) >= self.target:
             self.done.set()
 
 
@@ -159,7 +162,7 @@ async def run_capture(
     # 2. Latency: single-row commits at `rate` per second from another process.
     counter.track_latency = True
     counter.done.clear()
-    counter.target = counter.count + int(rate * seconds)
+    counter.target = len(counter.seen) + int(rate * seconds)
     writer = multiprocessing.get_context("spawn").Process(target=_writer, args=(url, rate, seconds))
     writer.start()
     await asyncio.to_thread(writer.join)
