@@ -350,6 +350,7 @@ class Runtime:
             api_key=self.api_key,
             control=self.control,
             session_guard=session_guard,
+            chat_sender=chat.sender,
         )
         reserve = min(CLOSE_RESERVE_S, (self.settings.shutdown_timeout - shutdown_reserve) / 4)
         app = create_app(context)

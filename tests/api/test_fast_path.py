@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 from syncline.api.app import create_app
 from syncline.api.context import AppContext
 from syncline.api.fast import ChatFastPath, FastPathApp
+from syncline.apps.chat.sending import SendBatcher
 from syncline.settings import load_settings
 
 from helpers.chat import Account, global_room_id, make_account
@@ -46,8 +47,11 @@ async def both_apps(
     settings = load_settings(None, jwt_secret=TEST_SECRET, log_level="warning", **overrides)
     pool = AsyncConnectionPool(url, min_size=1, max_size=4, open=False, kwargs={"autocommit": True})
     await pool.open(wait=True)
+    sender = SendBatcher(pool)
     try:
-        context = AppContext(settings=settings, pool=pool, jwt_secret=TEST_SECRET)
+        context = AppContext(
+            settings=settings, pool=pool, jwt_secret=TEST_SECRET, chat_sender=sender
+        )
         fast_app = create_app(context)
         slow_app = create_app(context)
         assert isinstance(fast_app, FastPathApp) and isinstance(slow_app, FastPathApp)
@@ -59,6 +63,7 @@ async def both_apps(
         ):
             yield fast, slow
     finally:
+        await sender.close()
         await pool.close()
 
 

@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 from syncline.api.app import create_app
 from syncline.api.context import AppContext
 from syncline.apps.auth.tokens import issue_access_token
+from syncline.apps.chat.sending import SendBatcher
 from syncline.client import Event, Publication
 from syncline.settings import load_settings
 
@@ -85,12 +86,17 @@ async def api_client(url: str) -> AsyncIterator[httpx.AsyncClient]:
     settings = load_settings(None, jwt_secret=TEST_SECRET, log_level="warning")
     pool = AsyncConnectionPool(url, min_size=1, max_size=4, open=False, kwargs={"autocommit": True})
     await pool.open(wait=True)
+    # Sends through the group commit, as in the running server.
+    sender = SendBatcher(pool)
     try:
-        context = AppContext(settings=settings, pool=pool, jwt_secret=TEST_SECRET)
+        context = AppContext(
+            settings=settings, pool=pool, jwt_secret=TEST_SECRET, chat_sender=sender
+        )
         transport = httpx.ASGITransport(app=create_app(context))
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield client
     finally:
+        await sender.close()
         await pool.close()
 
 

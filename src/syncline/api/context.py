@@ -14,6 +14,7 @@ from syncline.settings import Settings
 
 if TYPE_CHECKING:
     from syncline.apps.auth.session_guard import SessionGuard
+    from syncline.apps.chat.sending import SendBatcher
     from syncline.control.base import ControlBus
     from syncline.core.namespaces import NamespaceRegistry
     from syncline.engine.base import ChannelLog
@@ -47,6 +48,8 @@ class AppContext:
     # This node's name, and which capture role it has ("leader", "standby"…), for /readyz.
     node_name: str = ""
     capture_role: Callable[[], str] | None = None
+    # The chat's group commit, shared with the RPC send; None: each send its own statement.
+    chat_sender: SendBatcher | None = None
     # The server API's key; None turns the server API off.
     api_key: str | None = None
 

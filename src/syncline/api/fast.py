@@ -190,7 +190,8 @@ class ChatFastPath:
             error = error_response(err.status, err.code, err.message, err.headers)
             await SecurityHeadersMiddleware(error)(scope, receive, send)
             return
-        chat = ChatService(self.context.pool, OnlineStatus(self.context.presence).online)
+        context = self.context
+        chat = ChatService(context.pool, OnlineStatus(context.presence).online, context.chat_sender)
         try:
             if method == "GET":
                 before, after, limit = page

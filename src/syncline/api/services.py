@@ -16,7 +16,7 @@ from syncline.apps.orders.service import OrderService
 
 
 async def chat_service(context: Annotated[AppContext, Depends(get_context)]) -> ChatService:
-    return ChatService(context.pool, OnlineStatus(context.presence).online)
+    return ChatService(context.pool, OnlineStatus(context.presence).online, context.chat_sender)
 
 
 async def order_service(context: Annotated[AppContext, Depends(get_context)]) -> OrderService:

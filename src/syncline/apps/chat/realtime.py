@@ -7,6 +7,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from syncline.apps.chat.presence import LastSeenTracker, OnlineStatus
 from syncline.apps.chat.rpc import register_chat_rpc
+from syncline.apps.chat.sending import SendBatcher
 from syncline.apps.chat.service import ChatService
 from syncline.core.namespaces import NamespaceRegistry
 from syncline.engine.base import ChannelLog
@@ -27,9 +28,12 @@ class ChatRealtime:
         pool: AsyncConnectionPool,
     ) -> None:
         status = OnlineStatus(presence)
-        service = ChatService(pool, status.online)
+        # One group commit for the process: REST's sends join the RPC's (AppContext.chat_sender).
+        self.sender = SendBatcher(pool)
+        service = ChatService(pool, status.online, self.sender)
         register_chat_rpc(registry, service, engine, namespaces)
         self.last_seen = LastSeenTracker(status, pool)
 
     async def close(self) -> None:
+        await self.sender.close()
         await self.last_seen.close()

@@ -18,6 +18,7 @@ from syncline.apps.chat.models import (
     Room,
     RoomDetail,
 )
+from syncline.apps.chat.sending import SendBatcher
 from syncline.apps.errors import not_found
 from syncline.apps.sql import Row, fetch_one
 
@@ -45,9 +46,16 @@ class ChatService:
     """Every chat write is one PostgreSQL transaction; clients learn of it through capture
     (and syncline.publish in the same transaction), never from a publish made here."""
 
-    def __init__(self, pool: AsyncConnectionPool, online: OnlineCheck = _offline) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        online: OnlineCheck = _offline,
+        sender: SendBatcher | None = None,
+    ) -> None:
         self.pool = pool
         self.online = online
+        # The process's group commit for sends; None: each send is its own statement.
+        self.sender = sender
 
     @asynccontextmanager
     async def _tx(self) -> AsyncIterator[AsyncConnection[Any]]:
@@ -158,8 +166,11 @@ class ChatService:
         self, room_id: int, user_id: int, body: str, client_msg_id: str | None = None
     ) -> tuple[Message, bool]:
         """(message, True if it was stored now; False for a repeated client_msg_id)."""
-        async with self.pool.connection() as conn:
-            row = await messages.send_if_member(conn, room_id, user_id, body, client_msg_id)
+        if self.sender is not None:
+            row = await self.sender.send(room_id, user_id, body, client_msg_id)
+        else:
+            async with self.pool.connection() as conn:
+                row = await messages.send_if_member(conn, room_id, user_id, body, client_msg_id)
         if row is not None:
             return message_model(row), True
         async with self._tx() as conn:
