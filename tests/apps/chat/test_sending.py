@@ -79,7 +79,7 @@ async def test_concurrent_sends_are_one_statement_with_each_answer_its_own(
 async def test_a_lone_send_goes_at_once_and_the_next_ones_wait_to_go_together(
     pool: AsyncConnectionPool,
 ) -> None:
-    sender = SendBatcher(pool, max_in_flight=1)
+    sender = SendBatcher(pool)
     first = asyncio.ensure_future(sender.send(2, 5, "first", None))
     await asyncio.sleep(0.001)  # its batch has started
     rest = [sender.send(2, 5, f"m{i}", None) for i in range(5)]
@@ -111,7 +111,7 @@ async def test_a_row_the_database_refuses_fails_only_its_own_send(
 async def test_a_batch_waiting_on_a_lock_does_not_hold_up_other_rooms(
     pool: AsyncConnectionPool, schema_url: str
 ) -> None:
-    sender = SendBatcher(pool, max_in_flight=2)
+    sender = SendBatcher(pool, max_in_flight=2, stall_after=0.05)
     async with await psycopg.AsyncConnection.connect(schema_url) as locker:
         # A leave in progress in room 2: its membership row is locked until it commits.
         await locker.execute(
@@ -125,6 +125,29 @@ async def test_a_batch_waiting_on_a_lock_does_not_hold_up_other_rooms(
         await locker.rollback()
     row = await asyncio.wait_for(held, 5)
     assert row is not None and row["body"] == "waits for the lock"
+    await sender.close()
+
+
+async def test_a_second_batch_waits_for_the_first_until_that_one_is_slow(
+    pool: AsyncConnectionPool, schema_url: str
+) -> None:
+    sender = SendBatcher(pool, max_in_flight=2, stall_after=1.0)
+    async with await psycopg.AsyncConnection.connect(schema_url) as locker:
+        await locker.execute(
+            "SELECT 1 FROM room_members WHERE room_id = 2 AND user_id = 5 FOR UPDATE"
+        )
+        held = asyncio.ensure_future(sender.send(2, 5, "waits for the lock", None))
+        await asyncio.sleep(0.05)
+        other = asyncio.ensure_future(sender.send(3, 6, "another room", None))
+        # Not beside the first batch while that one may yet answer promptly...
+        await asyncio.sleep(0.2)
+        assert not other.done()
+        # ...but once it has been out stall_after.
+        row = await asyncio.wait_for(other, 5)
+        assert row is not None and row["room_id"] == 3
+        assert not held.done()
+        await locker.rollback()
+    assert await asyncio.wait_for(held, 5) is not None
     await sender.close()
 
 

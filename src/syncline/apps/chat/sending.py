@@ -31,9 +31,13 @@ from syncline.apps.sql import Row
 
 # Enough for a burst of a second on a busy process, few enough that one statement stays short.
 MAX_BATCH = 256
-# Batches in flight at once: more than one, so that a batch waiting on a lock (a leave in the
-# same room) does not hold up every send of the process; few, so that sends wait and join.
+# One batch in flight while the database answers promptly: the sends made meanwhile wait and go
+# together, the fewest statements (with two always in flight, two workers on two cores needed
+# 10-15 % more CPU a send and had a longer tail, docs/benchmarks.md). A second batch goes beside
+# the first only once that has been out STALL_S: one waiting on a lock (a leave in its room)
+# then holds up no other room for longer.
 MAX_IN_FLIGHT = 2
+STALL_S = 0.005
 
 BATCH_SIZES = Histogram(
     "syncline_chat_send_batch_size",
@@ -93,13 +97,17 @@ class SendBatcher:
         *,
         max_batch: int = MAX_BATCH,
         max_in_flight: int = MAX_IN_FLIGHT,
+        stall_after: float = STALL_S,
     ) -> None:
         self.pool = pool
         self.max_batch = max_batch
         self.max_in_flight = max_in_flight
+        self.stall_after = stall_after
         self._waiting: list[_Send] = []
-        self._in_flight: set[asyncio.Task[None]] = set()
+        # Each batch in flight, with the loop time it started.
+        self._in_flight: dict[asyncio.Task[None], float] = {}
         self._scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
         self._closed = False
 
     async def send(
@@ -118,22 +126,43 @@ class SendBatcher:
         return await done
 
     def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
-        # The next turn, not now: the sends read in this turn (other sockets' requests) join.
-        if not self._scheduled and len(self._in_flight) < self.max_in_flight:
+        if self._scheduled or self._timer is not None:
+            return
+        if not self._in_flight:
+            # The next turn, not now: the sends read in this turn (other sockets') join.
             self._scheduled = True
             loop.call_soon(self._start)
+        elif len(self._in_flight) < self.max_in_flight:
+            newest = max(self._in_flight.values())
+            self._timer = loop.call_at(newest + self.stall_after, self._stalled)
+
+    def _stalled(self) -> None:
+        self._timer = None
+        self._start()
+
+    def _may_start(self, now: float) -> bool:
+        if not self._in_flight:
+            return True
+        newest = max(self._in_flight.values())
+        return len(self._in_flight) < self.max_in_flight and now - newest >= self.stall_after
 
     def _start(self) -> None:
         self._scheduled = False
-        while self._waiting and len(self._in_flight) < self.max_in_flight:
+        loop = asyncio.get_running_loop()
+        if self._waiting and self._may_start(loop.time()):
             batch = self._waiting[: self.max_batch]
             del self._waiting[: self.max_batch]
-            task = asyncio.get_running_loop().create_task(self._write(batch))
-            self._in_flight.add(task)
+            task = loop.create_task(self._write(batch))
+            self._in_flight[task] = loop.time()
             task.add_done_callback(self._finished)
+        if self._waiting:
+            self._schedule(loop)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self._in_flight.discard(task)
+        del self._in_flight[task]
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._waiting:
             self._schedule(asyncio.get_running_loop())
 
@@ -191,6 +220,6 @@ class SendBatcher:
         """Write what is waiting and wait for it; later sends go alone, unbatched."""
         self._closed = True
         while self._waiting or self._in_flight:
-            if self._waiting and len(self._in_flight) < self.max_in_flight:
+            if self._waiting and not self._in_flight:
                 self._start()
             await asyncio.gather(*self._in_flight, return_exceptions=True)
