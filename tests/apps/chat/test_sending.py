@@ -108,31 +108,12 @@ async def test_a_row_the_database_refuses_fails_only_its_own_send(
     assert [row[3] for row in stored] == ["first", "ok 0", "ok 1", "ok 2"]
 
 
-async def test_a_batch_waiting_on_a_lock_does_not_hold_up_other_rooms(
-    pool: AsyncConnectionPool, schema_url: str
-) -> None:
-    sender = SendBatcher(pool, max_in_flight=2, stall_after=0.05)
-    async with await psycopg.AsyncConnection.connect(schema_url) as locker:
-        # A leave in progress in room 2: its membership row is locked until it commits.
-        await locker.execute(
-            "SELECT 1 FROM room_members WHERE room_id = 2 AND user_id = 5 FOR UPDATE"
-        )
-        held = asyncio.ensure_future(sender.send(2, 5, "waits for the lock", None))
-        await asyncio.sleep(0.2)
-        assert not held.done()
-        other = await asyncio.wait_for(sender.send(3, 6, "another room", None), 5)
-        assert other is not None and other["room_id"] == 3
-        await locker.rollback()
-    row = await asyncio.wait_for(held, 5)
-    assert row is not None and row["body"] == "waits for the lock"
-    await sender.close()
-
-
-async def test_a_second_batch_waits_for_the_first_until_that_one_is_slow(
+async def test_a_batch_stuck_on_a_lock_holds_up_other_rooms_only_until_stall_after(
     pool: AsyncConnectionPool, schema_url: str
 ) -> None:
     sender = SendBatcher(pool, max_in_flight=2, stall_after=1.0)
     async with await psycopg.AsyncConnection.connect(schema_url) as locker:
+        # A leave in progress in room 2: its membership row is locked until it commits.
         await locker.execute(
             "SELECT 1 FROM room_members WHERE room_id = 2 AND user_id = 5 FOR UPDATE"
         )
