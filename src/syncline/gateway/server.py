@@ -50,7 +50,7 @@ from syncline.gateway.connection import SESSION_REVOKED_REASON, Connection
 from syncline.gateway.frames import PicowsLog
 from syncline.gateway.http_routes import HttpRoutes
 from syncline.gateway.hub import Hub
-from syncline.gateway.visibility import wait_until_visible
+from syncline.gateway.visibility import CommitSettler, wait_until_visible
 from syncline.gateway.websocket import WebSocketTransport
 from syncline.logs import get_logger
 from syncline.nodes import NodeCounts
@@ -120,6 +120,7 @@ class Gateway:
         self.registry = registry
         self.tokens = tokens
         self.pool = pool
+        self.settler = CommitSettler(pool) if pool is not None else None
         self.rpc = rpc or RpcRegistry()
         # Checks the sign-in session behind tokens with a `sid`; None: such tokens are not
         # checked (a gateway without the auth application).
@@ -400,12 +401,26 @@ class Gateway:
             return None
         return template.replace("{sub}", user)
 
-    async def is_member(self, check: NeedsMembershipCheck) -> bool:
+    async def is_member(self, check: NeedsMembershipCheck, *, settle: bool = True) -> bool:
+        """The membership query's answer; `settle=False` when the caller has already waited
+        for the commits it acts on (a re-check after a captured change)."""
         if isinstance(check, NeedsShapeCheck):
             access = self.shape_access
             return access is not None and access(check.params["channel"], check.params["user"])
         if self.pool is None:
             return False
+        asked_at = asyncio.get_running_loop().time()
+        if await self._member_now(check):
+            return True
+        # Not a member, or a membership committed a moment ago that new snapshots do not see
+        # yet (capture delivered its row and the client acted on it): ask again once such
+        # commits are visible. Only a refusal pays for it.
+        if not settle or self.settler is None:
+            return False
+        return await self.settler.settle(asked_at) and await self._member_now(check)
+
+    async def _member_now(self, check: NeedsMembershipCheck) -> bool:
+        assert self.pool is not None
         async with self.pool.connection() as conn:
             cur = await conn.execute(check.query, dict(check.params))
             return await cur.fetchone() is not None
