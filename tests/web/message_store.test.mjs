@@ -72,6 +72,23 @@ test('history loaded before this page sent anything shows as confirmed', () => {
   assert.equal(store.stateOf(store.list()[0]), 'confirmed');
 });
 
+test('after a gap, what was sent until then shows as confirmed; later sends wait for the stream', () => {
+  const store = new MessageStore();
+  store.addPending({ client_msg_id: 'a', room_id: 1, user_id: 7, body: 'stored, maybe missed' });
+  store.upsert(row(1, { client_msg_id: 'a' }));
+  store.addPending({ client_msg_id: 'b', room_id: 1, user_id: 7, body: 'on its way' });
+  assert.equal(store.stateOf(store.byId.get(1)), 'sent');
+  const before = store.version;
+  store.settleSent(); // the room's subscription started afresh (refused, then retried)
+  assert.ok(store.version > before);
+  store.upsert(row(2, { client_msg_id: 'b' })); // its reply, after the new subscription
+  store.addPending({ client_msg_id: 'c', room_id: 1, user_id: 7, body: 'sent after it' });
+  store.upsert(row(3, { client_msg_id: 'c' }));
+  assert.deepEqual(store.list().map((m) => store.stateOf(m)), ['confirmed', 'confirmed', 'sent']);
+  store.upsert(row(3, { client_msg_id: 'c' }), { fromStream: true });
+  assert.equal(store.stateOf(store.byId.get(3)), 'confirmed');
+});
+
 test("'seen by' sits under the newest message each reader has read", () => {
   const messages = [row(1, { user_id: 1 }), row(2, { user_id: 2 }), row(3, { user_id: 1 })];
   const members = [

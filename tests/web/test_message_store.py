@@ -21,4 +21,4 @@ def test_message_store() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "# fail 0" in result.stdout
-    assert "# pass 7" in result.stdout
+    assert "# pass 8" in result.stdout

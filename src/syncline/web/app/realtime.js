@@ -83,7 +83,10 @@ export async function start() {
   });
   // Server-side subscriptions (the personal user:{id} channel) arrive as client events.
   for (const event of ['publication', 'subscribed', 'join', 'leave', 'unsubscribed']) {
-    client.on(event, (ctx) => dispatch(ctx.channel, event, ctx));
+    client.on(event, (ctx) => {
+      const gap = event === 'subscribed' && ctx.wasRecovering && !ctx.recovered;
+      dispatch(ctx.channel, event, event === 'subscribed' ? { ...ctx, gap } : ctx);
+    });
   }
   for (const [channel, entry] of watched) {
     if (!entry.serverSide) entry.sub = attach(channel);
@@ -142,7 +145,7 @@ window.addEventListener('online', () => {
 
 /**
  * Watches `channel`: handlers.publication(pub), .subscribed(ctx), .join(ctx), .leave(ctx),
- * .unsubscribed(ctx). `serverSide`: the server subscribes this connection itself (user:{id}).
+ * .unsubscribed(ctx). `ctx.gap` on subscribed: publications were missed (reload the view). `serverSide`: the server subscribes this connection itself (user:{id}).
  * @returns {() => void} stops watching (the last watcher unsubscribes)
  */
 export function watch(channel, handlers, { serverSide = false, recoverable = true } = {}) {
@@ -155,7 +158,7 @@ export function watch(channel, handlers, { serverSide = false, recoverable = tru
   entry.handlers.add(handlers);
   // A late watcher of a live subscription still learns that it is subscribed.
   if (entry.sub?.state === 'subscribed') {
-    handlers.subscribed?.({ channel, recovered: false, wasRecovering: false, late: true });
+    handlers.subscribed?.({ channel, recovered: false, wasRecovering: false, gap: false, late: true });
   }
   return () => {
     const current = watched.get(channel);
@@ -183,11 +186,20 @@ function attach(channel) {
       if (event === 'error' || (event === 'unsubscribed' && ctx.code)) {
         console.warn(`syncline: ${channel} ${event} ${ctx.code} ${ctx.message ?? ctx.reason ?? ''}`);
       }
-      if (event === 'subscribed') entry.failures = 0;
+      if (event === 'subscribed') {
+        entry.failures = 0;
+        // `gap`: publications were missed that this subscription will not deliver (a failed
+        // recovery, or a refusal before it): the watcher reloads what it shows.
+        ctx = { ...ctx, gap: Boolean(entry.gap || (ctx.wasRecovering && !ctx.recovered)) };
+        entry.gap = false;
+      }
       if (event === 'unsubscribed' && ctx.code && ctx.code !== 2000) {
         // Refused for a reason the client does not retry (permission denied during a
-        // membership change, say): try again later while someone still watches it.
+        // membership change, say): try again later while someone still watches it. What is
+        // published meanwhile is not replayed (the new subscription has no position), so its
+        // `subscribed` reports a gap.
         entry.sub = null;
+        entry.gap = true;
         const delay = Math.min(60_000, 1000 * 2 ** (entry.failures ?? 0));
         entry.failures = (entry.failures ?? 0) + 1;
         setTimeout(() => {

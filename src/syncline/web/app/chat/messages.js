@@ -89,6 +89,18 @@ export class MessageStore {
     this.version++;
   }
 
+  /**
+   * The room's subscription started afresh after a gap: what was sent from here until now may
+   * have been published while nothing listened, never to be streamed here. Each such row is
+   * on the channel already or will be in a moment (it is committed, or its send is on its
+   * way), so it shows as confirmed; only later sends wait for the stream.
+   */
+  settleSent() {
+    if (!this.sentHere.size) return;
+    this.sentHere.clear();
+    this.version++;
+  }
+
   /** Messages in display order: by id, then the pending ones in the order they were sent. */
   list() {
     const rows = [...this.byId.values()].sort((a, b) => a.id - b.id);

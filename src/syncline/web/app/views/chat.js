@@ -56,7 +56,7 @@ export class ChatView {
         {
           publication: (pub) => this.onUserPublication(pub.data),
           subscribed: (ctx) => {
-            if (ctx.wasRecovering && !ctx.recovered) this.loadRooms();
+            if (ctx.gap) this.loadRooms();
           },
         },
         { serverSide: true },
@@ -495,7 +495,10 @@ export class ChatView {
   // -- live events ---------------------------------------------------------------------------
 
   onRoomSubscribed(id, ctx) {
-    if (ctx.wasRecovering && !ctx.recovered) this.catchUp(id);
+    if (ctx.gap) {
+      this.rooms.get(id)?.store.settleSent();
+      this.catchUp(id);
+    }
     if (id === this.activeId) this.refreshPresence(id);
   }
 

@@ -24,7 +24,7 @@ export class OrdersView {
       publication: (pub) => this.onPublication(pub.data),
       subscribed: (ctx) => {
         // A gap the channel could not replay: the table is reloaded.
-        if (ctx.wasRecovering && !ctx.recovered) this.load();
+        if (ctx.gap) this.load();
       },
     });
     this.load();
