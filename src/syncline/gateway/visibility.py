@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import psycopg
 from psycopg_pool import AsyncConnectionPool
@@ -31,12 +32,36 @@ POLL_S = 0.005
 # already give 64-bit ids.
 _WIDEN = """(CASE WHEN {x} >= 4294967296 THEN {x}
       ELSE top + mod({x} - mod(top, 4294967296) + 6442450944, 4294967296) - 2147483648 END)"""
-_ALL_VISIBLE = f"""
-SELECT coalesce(bool_and(pg_visible_in_snapshot({_WIDEN.format(x="x")}::text::xid8, snap)), true)
-FROM (SELECT pg_current_snapshot() AS snap) s,
-     LATERAL (SELECT pg_snapshot_xmax(s.snap)::text::bigint AS top) t,
-     unnest(%(xids)s::bigint[]) AS x
+# A new snapshot (read committed: each statement takes one) and its xmax, as `snap` and `top`.
+_SNAPSHOT = """(SELECT pg_current_snapshot() AS snap) s,
+     LATERAL (SELECT pg_snapshot_xmax(s.snap)::text::bigint AS top) t"""
+_VISIBLE_COUNT = f"""
+SELECT count(*) FILTER (WHERE pg_visible_in_snapshot({_WIDEN.format(x="x")}::text::xid8, snap))
+FROM {_SNAPSHOT}, unnest(%(xids)s::bigint[]) AS x
 """
+# Every transaction holds the lock on its own id until after it has left the list of running
+# transactions (pg_locks shows it to any role): those not visible to a new snapshot are running,
+# or committed in the WAL a moment ago and not visible yet. PostgreSQL does not tell the two
+# apart (pg_xact_status says "in progress" for both).
+_RUNNING = f"""
+SELECT coalesce(array_agg(x), '{{}}') FROM (
+    SELECT {_WIDEN.format(x="l.transactionid::text::bigint")} AS x, snap
+    FROM {_SNAPSHOT}, pg_locks l
+    WHERE l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock' AND l.granted
+) held
+WHERE NOT pg_visible_in_snapshot(x::text::xid8, snap)
+"""
+
+
+async def _count_visible(conn: psycopg.AsyncConnection[Any], xids: list[int], within: float) -> int:
+    """How many of ``xids`` a new snapshot sees, asked until all or ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        row = await (await conn.execute(_VISIBLE_COUNT, {"xids": xids})).fetchone()
+        visible = int(row[0]) if row is not None else 0
+        if visible == len(xids) or time.monotonic() >= deadline:
+            return visible
+        await asyncio.sleep(POLL_S)
 
 
 async def wait_until_visible(
@@ -47,43 +72,16 @@ async def wait_until_visible(
     ids = [x for x in xids if x > 0]
     if not ids:
         return True
-    deadline = time.monotonic() + within
     try:
-        # Read committed (the pool's level): each statement takes a new snapshot.
         async with pool.connection() as conn:
-            while True:
-                row = await (await conn.execute(_ALL_VISIBLE, {"xids": ids})).fetchone()
-                if row is not None and row[0]:
-                    return True
-                if time.monotonic() >= deadline:
-                    log.warning("captured transactions not visible in time", xids=ids)
-                    return False
-                await asyncio.sleep(POLL_S)
+            if await _count_visible(conn, ids, within) == len(ids):
+                return True
     except psycopg.Error as err:
         log.warning("could not wait for captured transactions", error=str(err))
         return False
+    log.warning("captured transactions not visible in time", xids=ids)
+    return False
 
-
-# Every transaction holds the lock on its own id until after it has left the list of running
-# transactions (pg_locks shows it to any role): those not visible to a new snapshot are running,
-# or committed in the WAL a moment ago and not visible yet. PostgreSQL does not tell the two
-# apart (pg_xact_status says "in progress" for both).
-_RUNNING = f"""
-SELECT coalesce(array_agg(x), '{{}}') FROM (
-    SELECT {_WIDEN.format(x="l.transactionid::text::bigint")} AS x, snap
-    FROM (SELECT pg_current_snapshot() AS snap) s,
-         LATERAL (SELECT pg_snapshot_xmax(s.snap)::text::bigint AS top) t,
-         pg_locks l
-    WHERE l.locktype = 'transactionid' AND l.mode = 'ExclusiveLock' AND l.granted
-) held
-WHERE NOT pg_visible_in_snapshot(x::text::xid8, snap)
-"""
-_VISIBLE_COUNT = f"""
-SELECT count(*) FILTER (WHERE pg_visible_in_snapshot({_WIDEN.format(x="x")}::text::xid8, snap))
-FROM (SELECT pg_current_snapshot() AS snap) s,
-     LATERAL (SELECT pg_snapshot_xmax(s.snap)::text::bigint AS top) t,
-     unnest(%(xids)s::bigint[]) AS x
-"""
 
 # A commit's moment between the WAL and visibility is short (a process descheduled between the
 # two: milliseconds under load); a transaction still running when this has passed is a real
@@ -125,16 +123,7 @@ class CommitSettler:
             async with self._pool.connection() as conn:
                 row = await (await conn.execute(_RUNNING)).fetchone()
                 xids: list[int] = row[0] if row is not None else []
-                if not xids:
-                    return False
-                deadline = time.monotonic() + self._within
-                while True:
-                    cur = await conn.execute(_VISIBLE_COUNT, {"xids": xids})
-                    counted = await cur.fetchone()
-                    visible = int(counted[0]) if counted is not None else 0
-                    if visible == len(xids) or time.monotonic() >= deadline:
-                        return visible > 0
-                    await asyncio.sleep(POLL_S)
+                return bool(xids) and await _count_visible(conn, xids, self._within) > 0
         except psycopg.Error as err:
             log.warning("could not wait for running transactions", error=str(err))
             return False
