@@ -1,6 +1,7 @@
 """The chat in real browsers: two users talk in the global room (messages, typing, presence,
 read receipts), one of them drops off the network and catches up, history loads on scroll,
-messages are edited and deleted, groups and direct rooms are made, joined and left."""
+messages are edited and deleted, groups and direct rooms are made, joined and left, a room whose
+subscription the server refused for a while catches up."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ import secrets
 
 import pytest
 import websockets
-from playwright.async_api import Page, Route, expect
+from playwright.async_api import Page, Route, WebSocketRoute, expect
 
 from helpers.accounts import register_user
 from helpers.live_server import LiveServer
-from web.ui import Pages, api, messages_with, wait_connected
+from web.ui import Pages, api, login, messages_with, wait_connected
 
 
 async def send(page: Page, text: str) -> None:
@@ -387,3 +388,92 @@ async def test_a_member_cannot_show_someone_else_as_typing(pages: Pages) -> None
         # Ben sees the publisher, Carl, as typing: never Ann, whom the data names.
         await expect(ben.get_by_test_id("typing-indicator")).to_have_text("Carl is typing…")
     await expect(ann.get_by_test_id("typing-indicator")).not_to_have_text("Ann is typing…")
+
+
+async def test_a_room_subscription_refused_for_a_while_heals(
+    pages: Pages, web_server: LiveServer
+) -> None:
+    """While the server refuses a room's subscription (as it did in the moment a membership is
+    committed but not yet visible), the page sends a message and another member writes one:
+    neither reaches the page on the channel. Once the retried subscription is let in, the page
+    catches up (the other's message appears) and shows its own as delivered, not 'sent' for
+    good."""
+    refused: set[str] = set()
+    known: set[str] = set()  # the rooms the page had before the gate closed
+    blocking = {"on": False}
+
+    async def gate(ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+
+        def from_page(message: str | bytes) -> None:
+            if isinstance(message, bytes) or not blocking["on"]:
+                server.send(message)
+                return
+            passed = []
+            for line in message.split("\n"):
+                command = json.loads(line) if line.strip() else {}
+                channel = command.get("subscribe", {}).get("channel", "")
+                # A room made after the gate closed: its subscribe is answered 103 here.
+                if channel.startswith("room:") and channel not in known:
+                    refused.add(channel)
+                    error = {"code": 103, "message": "permission denied"}
+                    ws.send(json.dumps({"id": command["id"], "error": error}))
+                else:
+                    passed.append(line)
+            if passed:
+                server.send("\n".join(passed))
+
+        ws.on_message(from_page)
+        server.on_message(ws.send)
+
+    ann_name = f"ann_{secrets.token_hex(3)}"
+    ann_pair = await register_user(web_server.http_url, ann_name, display_name="Ann")
+    ben_pair = await register_user(
+        web_server.http_url, f"ben_{secrets.token_hex(3)}", display_name="Ben"
+    )
+    ann = await pages.new("ann")
+    await ann.route_web_socket(re.compile(r".*/connection/websocket.*"), gate)
+    await login(ann, web_server, ann_name)
+    await wait_connected(ann)
+    rooms = await api(web_server, "GET", "/api/rooms", ann_pair["access_token"])
+    known.update(f"room:{room['id']}" for room in rooms)
+    blocking["on"] = True
+
+    await ann.get_by_test_id("new-group").click()
+    await ann.get_by_test_id("group-name").fill("Gap room")
+    await ann.get_by_test_id("new-group-submit").click()
+    await expect(ann.locator("#conv-title")).to_have_text("Gap room")
+    room_id = await general_id(ann)
+    for _ in range(100):
+        if f"room:{room_id}" in refused:
+            break
+        await asyncio.sleep(0.05)
+    assert f"room:{room_id}" in refused
+    await send(ann, "Sent while refused")
+    mine = messages_with(ann, "Sent while refused")
+    await expect(mine).to_have_attribute("data-state", "sent")
+    await api(
+        web_server,
+        "POST",
+        f"/api/rooms/{room_id}/members",
+        ann_pair["access_token"],
+        json={"user_id": ben_pair["user"]["id"]},
+    )
+    await api(
+        web_server,
+        "POST",
+        f"/api/rooms/{room_id}/messages",
+        ben_pair["access_token"],
+        json={"body": "Written while refused"},
+    )
+    await wait_logged(web_server, f"room:{room_id}", "Written while refused")
+    await asyncio.sleep(0.5)
+    await expect(messages_with(ann, "Written while refused")).to_have_count(0)
+
+    blocking["on"] = False  # the next retry (within 4 s) is let through
+    await expect(messages_with(ann, "Written while refused")).to_have_count(1, timeout=10_000)
+    await expect(mine).to_have_attribute("data-state", "confirmed")
+    await send(ann, "Sent once subscribed")
+    await expect(messages_with(ann, "Sent once subscribed")).to_have_attribute(
+        "data-state", "confirmed"
+    )
