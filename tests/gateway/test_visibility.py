@@ -10,7 +10,7 @@ import contextlib
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import psycopg
@@ -131,36 +131,41 @@ async def test_a_commit_not_yet_visible_is_waited_for(held_commits_url: str) -> 
         await pool.close()
 
 
-async def test_a_transaction_still_running_leaves_the_refusal_standing(database_url: str) -> None:
+@pytest.fixture
+async def pool_beside_a_writer(database_url: str) -> AsyncIterator[AsyncConnectionPool]:
+    """A pool, while another session holds a transaction with an id, running (not committed)."""
     pool = await _pool(database_url)
     try:
         async with await psycopg.AsyncConnection.connect(database_url) as writer:
             await writer.execute("SELECT pg_current_xact_id()")
-            settler = CommitSettler(pool, within=0.2)
-            started = time.monotonic()
-            assert not await settler.settle(asyncio.get_running_loop().time())
-            assert 0.2 <= time.monotonic() - started < 2
+            yield pool
     finally:
         await pool.close()
 
 
-async def test_refusals_at_the_same_moment_share_one_wait(database_url: str) -> None:
-    pool = await _pool(database_url)
-    try:
-        async with await psycopg.AsyncConnection.connect(database_url) as writer:
-            await writer.execute("SELECT pg_current_xact_id()")
-            settler = CommitSettler(pool, within=0.3)
-            before = pool.get_stats().get("requests_num", 0)
-            asked_at = asyncio.get_running_loop().time()
-            answers = await asyncio.gather(*(settler.settle(asked_at) for _ in range(20)))
-            assert answers == [False] * 20
-            assert pool.get_stats().get("requests_num", 0) - before == 1
-            # A refusal asked after that wait began gets a wait of its own.
-            late = asyncio.get_running_loop().time()
-            first = asyncio.ensure_future(settler.settle(late - 1))
-            await asyncio.sleep(0.05)
-            second = asyncio.ensure_future(settler.settle(asyncio.get_running_loop().time()))
-            await asyncio.gather(first, second)
-            assert pool.get_stats().get("requests_num", 0) - before == 3
-    finally:
-        await pool.close()
+async def test_a_transaction_still_running_leaves_the_refusal_standing(
+    pool_beside_a_writer: AsyncConnectionPool,
+) -> None:
+    settler = CommitSettler(pool_beside_a_writer, within=0.2)
+    started = time.monotonic()
+    assert not await settler.settle(asyncio.get_running_loop().time())
+    assert 0.2 <= time.monotonic() - started < 2
+
+
+async def test_refusals_at_the_same_moment_share_one_wait(
+    pool_beside_a_writer: AsyncConnectionPool,
+) -> None:
+    pool = pool_beside_a_writer
+    settler = CommitSettler(pool, within=0.3)
+    before = pool.get_stats().get("requests_num", 0)
+    asked_at = asyncio.get_running_loop().time()
+    answers = await asyncio.gather(*(settler.settle(asked_at) for _ in range(20)))
+    assert answers == [False] * 20
+    assert pool.get_stats().get("requests_num", 0) - before == 1
+    # A refusal asked after that wait began gets a wait of its own.
+    late = asyncio.get_running_loop().time()
+    first = asyncio.ensure_future(settler.settle(late - 1))
+    await asyncio.sleep(0.05)
+    second = asyncio.ensure_future(settler.settle(asyncio.get_running_loop().time()))
+    await asyncio.gather(first, second)
+    assert pool.get_stats().get("requests_num", 0) - before == 3
