@@ -5,7 +5,6 @@ PostgreSQL whose commit is held in that moment, a live server and the official P
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -19,6 +18,7 @@ from syncline.db import migrate
 from syncline.db.embedded import EmbeddedPostgres
 from syncline.gateway.visibility import CommitSettler
 
+from helpers.held_commits import hold_commit, hold_standby, release_standby
 from helpers.live_server import LiveServer, start_live_server, stop_live_server
 
 
@@ -57,29 +57,6 @@ async def server(held_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterato
         await stop_live_server(live)
 
 
-async def _hold_commit(
-    url: str, statement: str
-) -> tuple[psycopg.AsyncConnection[tuple[object, ...]], asyncio.Future[object], int]:
-    """Runs `statement` in a session whose commit waits for the standby; returns once it waits."""
-    writer = await psycopg.AsyncConnection.connect(url, autocommit=True)
-    await writer.execute("SET synchronous_commit = on")
-    pid = writer.info.backend_pid
-    running: asyncio.Future[object] = asyncio.ensure_future(writer.execute(statement))
-    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as probe:
-        for _ in range(500):
-            cur = await probe.execute(
-                "SELECT wait_event FROM pg_stat_activity WHERE pid = %s", (pid,)
-            )
-            if await cur.fetchone() == ("SyncRep",):
-                return writer, running, pid
-            if running.done():
-                break
-            await asyncio.sleep(0.01)
-    await writer.close()
-    running.result()  # its error, if it failed
-    raise AssertionError("the commit never waited for the standby")
-
-
 async def test_a_membership_committed_a_moment_ago_lets_the_subscribe_in(
     server: LiveServer, held_url: str
 ) -> None:
@@ -88,9 +65,8 @@ async def test_a_membership_committed_a_moment_ago_lets_the_subscribe_in(
     # The moment is held for as long as the test needs, not the production bound.
     gateway.settler = CommitSettler(gateway.pool, within=10)
     async with await psycopg.AsyncConnection.connect(held_url, autocommit=True) as admin:
-        await admin.execute("ALTER SYSTEM SET synchronous_standby_names = 'nobody'")
-        await admin.execute("SELECT pg_reload_conf()")
-        writer, joining, pid = await _hold_commit(
+        await hold_standby(admin)
+        held = await hold_commit(
             held_url, "INSERT INTO room_members (room_id, user_id) VALUES (4, 1)"
         )
         client = Client(server.ws_url, token=server.token("1"))
@@ -100,7 +76,7 @@ async def test_a_membership_committed_a_moment_ago_lets_the_subscribe_in(
             subscribing = asyncio.ensure_future(sub.subscribe())
             await asyncio.sleep(0.5)
             assert sub.state.value == "subscribing"  # the check waits for the commit
-            await admin.execute("SELECT pg_cancel_backend(%s)", (pid,))  # the wait, not the commit
+            await held.release(admin)
             await asyncio.wait_for(subscribing, 10)
             for _ in range(100):
                 if sub.state.value == "subscribed":
@@ -117,9 +93,5 @@ async def test_a_membership_committed_a_moment_ago_lets_the_subscribe_in(
             assert stranger.state.value == "unsubscribed"
         finally:
             await client.disconnect()
-            await admin.execute("SELECT pg_cancel_backend(%s)", (pid,))
-            with contextlib.suppress(psycopg.Error):
-                await asyncio.wait_for(joining, 10)
-            await writer.close()
-            await admin.execute("ALTER SYSTEM RESET synchronous_standby_names")
-            await admin.execute("SELECT pg_reload_conf()")
+            await held.release(admin)
+            await release_standby(admin)

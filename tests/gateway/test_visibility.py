@@ -6,7 +6,6 @@ not see yet, bounded, and shares one wait among refusals at the same moment."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 import tempfile
 import time
@@ -19,6 +18,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from syncline.db.embedded import EmbeddedPostgres
 from syncline.gateway.visibility import CommitSettler, wait_until_visible
+
+from helpers.held_commits import HOLD_STANDBY, hold_commit
 
 
 async def _pool(url: str) -> AsyncConnectionPool:
@@ -65,7 +66,7 @@ def held_commits_url() -> Iterator[str]:
         url = info.url()
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("CREATE TABLE members (room_id bigint, user_id bigint)")
-            conn.execute("ALTER SYSTEM SET synchronous_standby_names = 'nobody'")
+            conn.execute(f"ALTER SYSTEM SET synchronous_standby_names = '{HOLD_STANDBY}'")
             conn.execute("SELECT pg_reload_conf()")
         yield url
     finally:
@@ -89,44 +90,28 @@ async def test_a_commit_not_yet_visible_is_waited_for(held_commits_url: str) -> 
         kwargs={"autocommit": True, "options": "-c synchronous_commit=local"},
     )
     await pool.open()
-    writer = await psycopg.AsyncConnection.connect(held_commits_url, autocommit=True)
     admin = await _local(held_commits_url)
+    held = await hold_commit(held_commits_url, "INSERT INTO members VALUES (1, 2)")
     try:
-        pid = writer.info.backend_pid
-        joining = asyncio.ensure_future(writer.execute("INSERT INTO members VALUES (1, 2)"))
-        for _ in range(200):
-            cur = await admin.execute(
-                "SELECT wait_event, backend_xid::text::bigint FROM pg_stat_activity WHERE pid = %s",
-                (pid,),
-            )
-            row = await cur.fetchone()
-            if row is not None and row[0] == "SyncRep":
-                xid = int(str(row[1]))
-                break
-            await asyncio.sleep(0.01)
-        else:
-            raise AssertionError("the commit never waited for the standby")
         # Committed (capture could have read it), not visible: a check now would refuse the
         # new member. Its id is at the snapshot's xmax, not below: still not visible.
         cur = await admin.execute("SELECT count(*) FROM members")
         assert await cur.fetchone() == (0,)
-        assert not await wait_until_visible(pool, [xid], within=0.2)
+        assert not await wait_until_visible(pool, [held.xid], within=0.2)
         settler = CommitSettler(pool, within=5)
         asked_at = asyncio.get_running_loop().time()
         settling = asyncio.ensure_future(settler.settle(asked_at))
         await asyncio.sleep(0.3)
         assert not settling.done()
-        await admin.execute("SELECT pg_cancel_backend(%s)", (pid,))  # its wait, not its commit
+        await held.release(admin)  # its wait, not its commit
         assert await asyncio.wait_for(settling, 5)
-        assert await wait_until_visible(pool, [xid], within=1)
+        assert await wait_until_visible(pool, [held.xid], within=1)
         cur = await admin.execute("SELECT count(*) FROM members")
         assert await cur.fetchone() == (1,)
-        with contextlib.suppress(psycopg.Error):
-            await joining  # a warning that replication was cancelled, or nothing
         # Nothing running: nothing to wait for, and no reason to ask again.
         assert not await settler.settle(asyncio.get_running_loop().time())
     finally:
-        await writer.close()
+        await held.release(admin)
         await admin.close()
         await pool.close()
 
