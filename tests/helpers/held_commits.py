@@ -9,6 +9,7 @@ snapshots, until its wait is cancelled (pg_cancel_backend: the commit stands). S
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 
 import psycopg
@@ -44,9 +45,9 @@ class HeldCommit:
         self.released = True
         await admin.execute("SELECT pg_cancel_backend(%s)", (self.pid,))
         try:
-            await asyncio.wait_for(self.running, 10)
-        except psycopg.Error:
-            pass  # a warning that the wait was cancelled
+            # The statement ends with a warning that the wait was cancelled, or an error.
+            with contextlib.suppress(psycopg.Error):
+                await asyncio.wait_for(self.running, 10)
         finally:
             await self.writer.close()
 
