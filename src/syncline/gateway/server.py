@@ -414,10 +414,12 @@ class Gateway:
             return True
         # Not a member, or a membership committed a moment ago that new snapshots do not see
         # yet (capture delivered its row and the client acted on it): ask again once such
-        # commits are visible. Only a refusal pays for it.
+        # commits are visible. Again even when the wait found nothing running: the commit may
+        # have become visible between the first answer and the wait. Only a refusal pays.
         if not settle or self.settler is None:
             return False
-        return await self.settler.settle(asked_at) and await self._member_now(check)
+        await self.settler.settle(asked_at)
+        return await self._member_now(check)
 
     async def _member_now(self, check: NeedsMembershipCheck) -> bool:
         assert self.pool is not None

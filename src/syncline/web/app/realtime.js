@@ -145,7 +145,8 @@ window.addEventListener('online', () => {
 
 /**
  * Watches `channel`: handlers.publication(pub), .subscribed(ctx), .join(ctx), .leave(ctx),
- * .unsubscribed(ctx). `ctx.gap` on subscribed: publications were missed (reload the view). `serverSide`: the server subscribes this connection itself (user:{id}).
+ * .unsubscribed(ctx); `ctx.gap` on subscribed: publications were missed (reload the view).
+ * `serverSide`: the server subscribes this connection itself (user:{id}).
  * @returns {() => void} stops watching (the last watcher unsubscribes)
  */
 export function watch(channel, handlers, { serverSide = false, recoverable = true } = {}) {
