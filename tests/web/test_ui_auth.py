@@ -4,12 +4,13 @@ refresh, a revoked session, and the page's basics (CSP, connection indicator).""
 from __future__ import annotations
 
 import re
+import secrets
 import time
 
 import httpx
 import jwt
 import psycopg
-from playwright.async_api import Page, Route, expect
+from playwright.async_api import Page, Route, WebSocketRoute, expect
 
 from helpers.accounts import DEFAULT_PASSWORD, register_user
 from helpers.live_server import TEST_SECRET, LiveServer
@@ -197,20 +198,51 @@ async def test_a_token_the_server_refuses_is_refreshed_and_the_request_retried(
     jwt.decode(after["access_token"], TEST_SECRET, algorithms=["HS256"])
 
 
-async def test_a_revoked_session_returns_to_the_login_form(
-    pages: Pages, web_server: LiveServer
-) -> None:
-    page, _ = await pages.signed_in("revoked")
-    session = await stored_session(page)
-    # The session is revoked elsewhere ("log out" from another device uses the same call).
-    await api(web_server, "POST", "/api/auth/logout", session["access_token"])
-    await page.get_by_role("link", name="Orders").click()
+async def expect_returned_to_login(page: Page) -> None:
+    """The page is on the login form, saying why, with no tokens kept and no live connection."""
     await expect(page).to_have_url(re.compile(r"#/login$"))
     await expect(page.get_by_test_id("login-error")).to_have_text(re.compile("session has ended"))
     assert await page.evaluate("key => localStorage.getItem(key)", SESSION_KEY) is None
     await expect(page.get_by_test_id("connection-status")).to_have_attribute(
         "data-state", "offline"
     )
+
+
+async def test_a_session_revoked_elsewhere_returns_the_page_to_the_login_form(
+    pages: Pages, web_server: LiveServer
+) -> None:
+    """Without the user doing anything: the server closes the page's socket (3500), and the
+    reconnect's refresh is refused."""
+    page, _ = await pages.signed_in("revoked")
+    session = await stored_session(page)
+    # The session is revoked elsewhere ("log out" from another device uses the same call).
+    await api(web_server, "POST", "/api/auth/logout", session["access_token"])
+    await expect_returned_to_login(page)
+
+
+async def test_a_request_with_a_revoked_session_returns_the_page_to_the_login_form(
+    pages: Pages, web_server: LiveServer
+) -> None:
+    """When the socket's close does not reach the page (a proxy that keeps it open), the next
+    REST request's 401 and the refused refresh end the session."""
+
+    async def keep_open(ws: WebSocketRoute) -> None:
+        server = ws.connect_to_server()
+        # A handler stops Playwright forwarding the server's close to the page.
+        server.on_close(lambda code, reason: None)
+
+    username = f"unaware_{secrets.token_hex(3)}"
+    await register_user(web_server.http_url, username)
+    page = await pages.new("unaware")
+    await page.route_web_socket(re.compile(r".*/connection/websocket.*"), keep_open)
+    await login(page, web_server, username)
+    await wait_connected(page)
+    session = await stored_session(page)
+    await api(web_server, "POST", "/api/auth/logout", session["access_token"])
+    await page.wait_for_timeout(500)  # the page would have reconnected and left by now
+    await expect(page).to_have_url(re.compile(r"#/chat"))
+    await page.get_by_role("link", name="Orders").click()
+    await expect_returned_to_login(page)
 
 
 async def mailed_link(server: LiveServer, to: str, route: str) -> str:
