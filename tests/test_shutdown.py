@@ -53,4 +53,5 @@ async def test_a_task_that_resists_one_cancel_gets_a_second() -> None:
     await Deadline(0.1).cancel("query", task)
     await asyncio.wait({task}, timeout=1)
     assert task.cancelled() and cancels == 2
-    assert time.monotonic() - began < 0.1 + CANCEL_GRACE_S + 0.1
+    # Far below the hung server's 10 s; the slack is for a busy machine's scheduling.
+    assert time.monotonic() - began < 0.1 + CANCEL_GRACE_S + 1.0
