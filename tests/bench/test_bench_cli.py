@@ -195,7 +195,34 @@ def test_capture_wraps_the_capture_benchmark(migrated_url: str, tmp_path: Path) 
         assert mode["changes_per_s"] > 0
         assert mode["latency_changes"] == 50
     assert (result["lost"], result["duplicated"]) == (0, 0)
+    logical, poll = result["modes"]
+    assert logical["outbox_left"] is None
+    assert poll["outbox_left"] == {"unclaimed": 0, "claimed": 0}
     assert_png(tmp_path / "capture.png")
+
+
+def test_capture_run_again_on_the_same_database_counts_only_its_own_changes(
+    migrated_url: str, tmp_path: Path
+) -> None:
+    """The second run's TRUNCATE of the bench table reaches the outbox through the first
+    run's triggers: it is no change of the second run (it was counted a duplicate)."""
+    for _ in range(2):
+        proc = bench(
+            "capture",
+            "trigger",
+            "--database-url",
+            migrated_url,
+            "--backlog",
+            "50",
+            "--rate",
+            "20",
+            "--seconds",
+            "1",
+            "--json",
+        )
+        assert proc.returncode == 0, proc.stderr
+        result = document(proc)["result"]
+        assert (result["lost"], result["duplicated"]) == (0, 0)
 
 
 class _NoChat(http.server.BaseHTTPRequestHandler):

@@ -28,6 +28,11 @@ CREATE TABLE IF NOT EXISTS bench_rows (
     created_at timestamptz NOT NULL DEFAULT now())
 """
 RULES = [{"table": "bench_rows", "channel": "bench", "columns": "*"}]
+_OUTBOX = "SELECT to_regclass('syncline.changes') IS NOT NULL"
+_OUTBOX_LEFT = (
+    "SELECT count(*) FILTER (WHERE claim IS NULL), count(*) FILTER (WHERE claim IS NOT NULL)"
+    " FROM syncline.changes WHERE schema_name = 'public' AND table_name = 'bench_rows'"
+)
 # Latency histogram bounds: 1 µs to 60 s, 3 significant digits.
 HIST_MAX_US = 60_000_000
 
@@ -51,6 +56,10 @@ class CaptureResult:
     log_offset: int = 0
     lost: int = 0
     duplicated: int = 0
+    # Trigger and poll: the benchmark's rows still in the outbox at the end, unclaimed (held
+    # back by a running transaction) and claimed (never published or never deleted): where
+    # lost changes are, if anywhere.
+    outbox_left: dict[str, int] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,6 +126,12 @@ async def run_capture(
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(TABLE_DDL)
         conn.execute("TRUNCATE bench_rows")
+        if _has_outbox(conn):
+            # An earlier run's triggers wrote the TRUNCATE to the outbox: not this run's.
+            conn.execute(
+                "DELETE FROM syncline.changes"
+                " WHERE schema_name = 'public' AND table_name = 'bench_rows'"
+            )
     slot = f"bench_{os.getpid()}"
     settings = load_settings(
         None, capture=mode, rules=RULES, slot_name=slot, publication_name=slot, log_level="warning"
@@ -182,6 +197,9 @@ async def run_capture(
     result.duplicated = counter.duplicates + max(result.log_offset - expected, 0)
     await engine.close()
     with psycopg.connect(url, autocommit=True) as conn:
+        if mode != "logical" and _has_outbox(conn):
+            unclaimed, claimed = conn.execute(_OUTBOX_LEFT).fetchone() or (0, 0)
+            result.outbox_left = {"unclaimed": unclaimed, "claimed": claimed}
         conn.execute(
             "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots"
             " WHERE slot_name = %s AND NOT active",
@@ -247,3 +265,8 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def _has_outbox(conn: psycopg.Connection[Any]) -> bool:
+    row = conn.execute(_OUTBOX).fetchone()
+    return bool(row and row[0])

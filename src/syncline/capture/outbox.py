@@ -3,6 +3,8 @@
 Rows are read only below the oldest running transaction (pg_snapshot_xmin), so a row whose
 transaction commits after a row with a higher id is never skipped. Each read claims its rows
 with a durable position (batch, index); rows are deleted only after the channel log has them.
+Claims run in the session that holds the capture leader lock, so that no claim of an old
+leader can commit after a new one has taken over and looked for claimed rows.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ BACKOFF_MAX_S = 0.5
 # With LISTEN, a missed wake-up costs at most this long.
 LISTEN_SAFETY_INTERVAL_S = 1.0
 
+# `c.claim IS NULL` again on the row itself: READ COMMITTED re-checks only the updated row's own
+# conditions after waiting for a lock on it, so a row another session claimed meanwhile would
+# otherwise be claimed a second time.
 _CLAIM = """
 WITH picked AS (
     SELECT id, row_number() OVER (ORDER BY id) AS n
@@ -43,7 +48,7 @@ WITH picked AS (
 ), batch AS (SELECT nextval('syncline.changes_claim_batch') AS b)
 UPDATE syncline.changes c SET claim = batch.b, claim_seq = picked.n
 FROM picked, batch
-WHERE c.id = picked.id
+WHERE c.id = picked.id AND c.claim IS NULL
 RETURNING c.claim, c.claim_seq, c.xid::text, c.schema_name, c.table_name, c.op,
           c.row, c.old, c.channel, c.created_at
 """
@@ -90,13 +95,24 @@ def row_to_change(row: Sequence[Any]) -> Change:
 class OutboxSource:
     """Reads the outbox: woken by NOTIFY (trigger mode) or on an interval (poll mode).
 
-    Run it under the capture leader lock (CaptureService): two readers would publish the same
-    rows twice.
+    `leader` is the session holding the capture leader lock (CaptureService): every claim and
+    delete runs in it. A new leader gets the lock only once that session has ended, so every
+    claim the old one made has committed or rolled back by then, and the new leader's first
+    look (`_CLAIMED`) sees it. A claim on a connection of its own could land after that look,
+    which published the rows twice or, once deleted with the new leader's batches, never.
     """
 
-    def __init__(self, url: str, *, listen: bool, interval: float = 0.25) -> None:
+    def __init__(
+        self,
+        url: str,
+        leader: psycopg.AsyncConnection[TupleRow],
+        *,
+        listen: bool,
+        interval: float = 0.25,
+    ) -> None:
         self.name = "trigger" if listen else "poll"
         self._url = url
+        self._leader = leader
         self._listen = listen
         self._interval = LISTEN_SAFETY_INTERVAL_S if listen else interval
         self._wake = asyncio.Event()
@@ -106,11 +122,7 @@ class OutboxSource:
         return self._problem
 
     async def run(self, sink: ChangeSink) -> None:
-        try:
-            conn = await psycopg.AsyncConnection.connect(self._url, autocommit=True)
-        except psycopg.Error as err:
-            self._problem = f"cannot connect: {err}"
-            raise CaptureError(f"{self.name} capture cannot connect: {err}") from None
+        conn = self._leader
         listener: asyncio.Task[None] | None = None
         try:
             if self._listen:
@@ -149,7 +161,6 @@ class OutboxSource:
                 listener.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await listener
-            await conn.close()
 
     async def _publish(
         self,

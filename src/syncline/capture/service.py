@@ -147,7 +147,7 @@ class CaptureService:
 
     async def _run_while_leading(self, lock: psycopg.AsyncConnection[TupleRow]) -> None:
         """Capture until the lock's connection is lost; then raise (capture must lead again)."""
-        capture = asyncio.create_task(self._run(), name="capture-source")
+        capture = asyncio.create_task(self._run(lock), name="capture-source")
         watch = asyncio.create_task(self._watch_lock(lock), name="capture-leader-lock")
         try:
             done, _ = await asyncio.wait({capture, watch}, return_when=asyncio.FIRST_COMPLETED)
@@ -187,11 +187,11 @@ class CaptureService:
                 " keeps the lock until its connection drops"
             )
 
-    async def _run(self) -> None:
+    async def _run(self, lock: psycopg.AsyncConnection[TupleRow]) -> None:
         mode = self.mode if self._streamed and self.mode else await self._initial_mode()
         delay = RETRY_MIN_S
         while True:
-            source = self._make(mode)
+            source = self._make(mode, lock)
             self._source, self.mode = source, mode
             try:
                 await self._setup(mode)
@@ -205,6 +205,9 @@ class CaptureService:
             except (CaptureError, psycopg.Error) as err:
                 metrics.CAPTURE_UP.set(0)
                 self._streamed = self._streamed or self.ready.is_set()
+                if lock.closed:
+                    # The leader lock went with its session: lead again before reading more.
+                    raise CaptureError(f"lost the leader lock's connection: {err}") from None
                 if not self._streamed and mode in FALLBACK:
                     if not await self._reachable():
                         # An outage is no reason to change the source: reconnect as we were.
@@ -254,15 +257,16 @@ class CaptureService:
         log.info("capture mode chosen", mode=mode, why=why)
         return mode
 
-    def _make(self, mode: str) -> CaptureSource:
+    def _make(self, mode: str, lock: psycopg.AsyncConnection[TupleRow]) -> CaptureSource:
         if mode == "logical":
             return LogicalSource(
                 self._url,
                 slot=self._settings.slot_name,
                 publication=self._settings.publication_name,
             )
+        # The outbox is claimed in the lock's own session: see OutboxSource.
         return OutboxSource(
-            self._url, listen=(mode == "trigger"), interval=self._settings.poll_interval
+            self._url, lock, listen=(mode == "trigger"), interval=self._settings.poll_interval
         )
 
     async def _setup(self, mode: str) -> None:

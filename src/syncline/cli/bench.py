@@ -7,13 +7,16 @@ import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import Progress
 
 from syncline.errors import SynclineError
+
+if TYPE_CHECKING:
+    from syncline.bench.capture import CaptureResult
 
 bench_app: typer.Typer = typer.Typer(
     name="bench",
@@ -608,7 +611,7 @@ def capture_command(
                 f"{r.mode} ({r.engine})" if several else r.mode,
                 f"{r.changes_per_s:,.0f} changes/s; p50 {lat.get('p50', 0):g} / p99"
                 f" {lat.get('p99', 0):g} / max {lat.get('max', 0):g} ms; lost {r.lost},"
-                f" dup {r.duplicated}",
+                f" dup {r.duplicated}{_outbox_note(r)}",
             )
         )
     console = report.console_for(as_json)
@@ -639,6 +642,14 @@ def capture_command(
     lost, duplicated = data["lost"], data["duplicated"]
     if lost or duplicated:
         _fail(f"{lost:,} changes lost and {duplicated:,} duplicated")
+
+
+def _outbox_note(result: CaptureResult) -> str:
+    """Where lost changes wait, for trigger and poll (see CaptureResult.outbox_left)."""
+    left = result.outbox_left
+    if not result.lost or not left:
+        return ""
+    return f"; the outbox still holds {left['unclaimed']} unclaimed, {left['claimed']} claimed"
 
 
 @bench_app.command()
