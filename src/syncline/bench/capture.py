@@ -29,9 +29,13 @@ CREATE TABLE IF NOT EXISTS bench_rows (
 """
 RULES = [{"table": "bench_rows", "channel": "bench", "columns": "*"}]
 _OUTBOX = "SELECT to_regclass('syncline.changes') IS NOT NULL"
+# The bench table's rows in the outbox (trigger and poll).
+_OUR_OUTBOX_ROWS = (
+    "FROM syncline.changes WHERE schema_name = 'public' AND table_name = 'bench_rows'"
+)
 _OUTBOX_LEFT = (
-    "SELECT count(*) FILTER (WHERE claim IS NULL), count(*) FILTER (WHERE claim IS NOT NULL)"
-    " FROM syncline.changes WHERE schema_name = 'public' AND table_name = 'bench_rows'"
+    "SELECT count(*) FILTER (WHERE claim IS NULL), count(*) FILTER (WHERE claim IS NOT NULL) "
+    + _OUR_OUTBOX_ROWS
 )
 # Latency histogram bounds: 1 µs to 60 s, 3 significant digits.
 HIST_MAX_US = 60_000_000
@@ -111,6 +115,11 @@ def _writer(url: str, rate: int, seconds: float) -> None:
             conn.execute("INSERT INTO bench_rows (n, note) VALUES (%s, 'x')", (i,))
 
 
+def _has_outbox(conn: psycopg.Connection[Any]) -> bool:
+    row = conn.execute(_OUTBOX).fetchone()
+    return bool(row and row[0])
+
+
 async def run_capture(
     url: str,
     mode: str,
@@ -128,10 +137,7 @@ async def run_capture(
         conn.execute("TRUNCATE bench_rows")
         if _has_outbox(conn):
             # An earlier run's triggers wrote the TRUNCATE to the outbox: not this run's.
-            conn.execute(
-                "DELETE FROM syncline.changes"
-                " WHERE schema_name = 'public' AND table_name = 'bench_rows'"
-            )
+            conn.execute("DELETE " + _OUR_OUTBOX_ROWS)
     slot = f"bench_{os.getpid()}"
     settings = load_settings(
         None, capture=mode, rules=RULES, slot_name=slot, publication_name=slot, log_level="warning"
@@ -265,8 +271,3 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
-
-
-def _has_outbox(conn: psycopg.Connection[Any]) -> bool:
-    row = conn.execute(_OUTBOX).fetchone()
-    return bool(row and row[0])
